@@ -1,0 +1,59 @@
+# dbops: the two commands a fresh machine needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PIP_VERSION := 26.3
+
+.PHONY: install demo demo-stop test lint typecheck unit integration bench lock clean
+
+install: $(INSTALLED)
+
+# Re-installs only when the dependency pins change; safe to run any number of times.
+$(INSTALLED): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+# The main job on embedded defaults: with no DBOPS_DATABASE_URL, an embedded PostgreSQL under .dbops/.
+demo: install
+	$(BIN)/dbops migrate
+	$(BIN)/dbops check
+	$(BIN)/dbops status
+
+demo-stop: install
+	$(BIN)/dbops embedded-stop
+
+test: install lint typecheck
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/python -m pytest tests/unit
+
+integration: install
+	$(BIN)/python -m pytest tests/integration
+
+bench: install
+	$(BIN)/python bench/migrate_overhead.py
+
+# Resolve the dependency set afresh and pin it in constraints.txt.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet pip==$(PIP_VERSION)
+	.lock-venv/bin/python -m pip install --quiet '.[dev]'
+	{ head -n 2 constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^dbops'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	-test -x $(BIN)/dbops && $(BIN)/dbops embedded-stop
+	rm -rf $(VENV) .dbops .mypy_cache .ruff_cache .pytest_cache *.egg-info

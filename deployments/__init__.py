@@ -1,0 +1,1 @@
+"""How dbops is run: deployment definitions for Prefect, and the ``dbops`` command line beside them."""

@@ -1,0 +1,108 @@
+"""``dbops migrate``, ``check``, ``status``, ``db-url`` and ``embedded``: the schema and its server."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from models.database_url import masked
+from models.settings import load_settings
+from tasks.database import database_url
+from tasks.drift import detect_drift
+from tasks.embedded_server import stop
+from tasks.migrate import migrate
+from tasks.pg_binaries import resolve_bindir
+from tasks.schema_state import schema_state
+
+
+def register(app: typer.Typer) -> None:
+    app.command("migrate")(migrate_command)
+    app.command("check")(check_command)
+    app.command("status")(status_command)
+    app.command("db-url")(db_url_command)
+    app.command("embedded-stop")(embedded_stop_command)
+
+
+def migrate_command(
+    to: Annotated[str, typer.Option("--to", help="Target revision id, head or base.")] = "head",
+    allow_downgrade: Annotated[
+        bool, typer.Option("--allow-downgrade", help="Permit a downgrade when DBOPS_ENVIRONMENT=production.")
+    ] = False,
+) -> None:
+    """Upgrade (or downgrade) the database to a revision, under the migration lock."""
+    settings = load_settings()
+    result = migrate(database_url(settings), settings, target=to, allow_downgrade=allow_downgrade)
+    if result.steps:
+        typer.echo(
+            f"{result.database}: {result.direction.value} {result.revision_before or 'base'} -> "
+            f"{result.revision_after or 'base'} in {result.elapsed_seconds:.2f} s "
+            f"(waited {result.lock_wait_seconds:.2f} s for the migration lock)"
+        )
+        for step in result.steps:
+            typer.echo(f"  {step}")
+    else:
+        typer.echo(f"{result.database}: already at {result.revision_after or 'base'}, nothing to do")
+
+
+def check_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Compare the models with the live database; exit 1 on drift."""
+    settings = load_settings()
+    report = detect_drift(database_url(settings), settings)
+    if as_json:
+        typer.echo(json.dumps(report.model_dump(mode="json") | {"has_drift": report.has_drift}, indent=2))
+    elif report.has_drift:
+        typer.echo(f"{report.database}: {len(report.differences)} difference(s) between models and database:")
+        for difference in report.differences:
+            typer.echo(f"  - {difference}")
+    else:
+        typer.echo(f"{report.database}: schema matches the models at revision {report.revision}")
+    if report.has_drift:
+        raise typer.Exit(1)
+
+
+def status_command() -> None:
+    """Show the schema's revision and each table's rows, indexes and size."""
+    settings = load_settings()
+    state = schema_state(database_url(settings), settings)
+    marker = "at head" if state.at_head else f"head is {state.head}: run dbops migrate"
+    typer.echo(f"{state.database} (PostgreSQL {state.server_version})")
+    typer.echo(f"revision {state.revision or 'none'} ({marker})")
+    if state.tables:
+        typer.echo(f"{'table':<20} {'rows':>12} {'indexes':>8} {'size':>10}")
+        for table in state.tables:
+            typer.echo(
+                f"{table.name:<20} {table.rows:>12,} {table.indexes:>8} {_size(table.total_bytes):>10}"
+            )
+
+
+def db_url_command() -> None:
+    """Print the database URL dbops uses, password masked (starts the embedded server if needed)."""
+    settings = load_settings()
+    url = database_url(settings)
+    source = (
+        "DBOPS_DATABASE_URL"
+        if settings.database_url
+        else f"embedded server in {settings.embedded_server_dir}"
+    )
+    typer.echo(masked(url))
+    typer.echo(f"(from {source})", err=True)
+
+
+def embedded_stop_command() -> None:
+    """Stop the embedded PostgreSQL server under DBOPS_HOME, if it is running."""
+    settings = load_settings()
+    stopped = stop(settings.embedded_server_dir, resolve_bindir(settings.pg_bindir))
+    typer.echo("embedded server stopped" if stopped else "embedded server was not running")
+
+
+def _size(total_bytes: int) -> str:
+    size = float(total_bytes)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"

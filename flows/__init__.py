@@ -1,0 +1,1 @@
+"""Prefect flows: they orchestrate the work in ``tasks/`` and return the typed results in ``models/``."""

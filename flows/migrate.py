@@ -1,0 +1,58 @@
+"""The ``migrate`` flow: locked Alembic migration of one database, with a table artifact of what ran."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field, SecretStr
+
+from models.database_url import parse_database_url
+from models.results import MigrationResult
+from models.settings import load_settings
+from tasks.database import database_url
+from tasks.migrate import migrate
+
+# NO_CACHE: the inputs hold the database URL with its password, which must never be hashed into a
+# cache key or persisted; a migration must run every time anyway.
+migrate_task = task(name="migrate-database", cache_policy=NO_CACHE)(migrate)
+
+
+@flow(name="migrate", log_prints=False)
+def migrate_flow(
+    target: Annotated[str, Field(description="Revision id to migrate to, or head / base.")] = "head",
+    allow_downgrade: Annotated[
+        bool, Field(description="Permit a downgrade when DBOPS_ENVIRONMENT is production.")
+    ] = False,
+    database_url_override: Annotated[
+        SecretStr | None, Field(description="Migrate this database instead of DBOPS_DATABASE_URL.")
+    ] = None,
+) -> MigrationResult:
+    """Bring the database to *target* under the migration lock, so two deploys never migrate at once."""
+    settings = load_settings()
+    url = (
+        parse_database_url(database_url_override.get_secret_value())
+        if database_url_override is not None
+        else database_url(settings)
+    )
+    result = migrate_task(
+        url, settings, target=target, allow_downgrade=allow_downgrade, logger=get_run_logger()
+    )
+    create_table_artifact(
+        key="migration",
+        table=[
+            {
+                "database": result.database,
+                "direction": result.direction.value,
+                "from": result.revision_before or "base",
+                "to": result.revision_after or "base",
+                "steps": len(result.steps),
+                "lock wait (s)": result.lock_wait_seconds,
+                "elapsed (s)": result.elapsed_seconds,
+            }
+        ],
+        description="; ".join(result.steps) or "already at the target revision",
+    )
+    return result

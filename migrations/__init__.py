@@ -1,0 +1,1 @@
+"""Alembic migration scripts for the platform schema (see env.py for how they are run)."""

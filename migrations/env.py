@@ -1,0 +1,57 @@
+"""Alembic environment, kept thin: the caller hands in the connection through ``Config.attributes``.
+
+``dbops migrate`` and the Prefect flow pass a connection opened under the migration lock. The plain
+``alembic`` command line passes none, and gets the same lock, timeouts and settings here.
+"""
+
+from __future__ import annotations
+
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy.engine import Connection, Engine
+
+from models.schema import Base
+
+config = context.config
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+target_metadata = Base.metadata
+
+
+def run_migrations(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        on_version_apply=config.attributes.get("on_version_apply", ()),
+        compare_type=True,
+        compare_server_default=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_from_alembic_command_line() -> None:
+    from models.settings import load_settings
+    from tasks.database import database_url
+    from tasks.migrate import locked_migration_connection
+
+    settings = load_settings()
+    with locked_migration_connection(database_url(settings), settings) as connection:
+        run_migrations(connection)
+
+
+if context.is_offline_mode():
+    # `alembic upgrade head --sql`: render the DDL for review without connecting.
+    context.configure(url="postgresql+psycopg://", target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    connectable = config.attributes.get("connection")
+    if connectable is None:
+        run_from_alembic_command_line()
+    elif isinstance(connectable, Engine):
+        with connectable.connect() as connection:
+            run_migrations(connection)
+    else:
+        run_migrations(connectable)

@@ -1,0 +1,106 @@
+"""One exception tree for everything dbops can report to an operator.
+
+Modelled on PostgreSQL's error style: a short *message* saying what went wrong, a *detail* with the
+facts behind it, and a *hint* saying what to do next. A failed Prefect run or a CLI exit then tells the
+on-call operator their next step instead of leaving them to read a traceback.
+
+Each class also decides the CLI exit code (2: the input or environment is wrong, fix it and retry;
+1: the operation ran and failed) and whether retrying the same call can help.
+"""
+
+from __future__ import annotations
+
+
+class DbopsError(Exception):
+    """Root of every error dbops raises on purpose."""
+
+    exit_code: int = 1
+    retryable: bool = False
+
+    def __init__(self, message: str, *, detail: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.one_line()
+
+    def one_line(self) -> str:
+        """The whole error on one line, as the CLI prints it and Prefect shows it."""
+        parts = [self.message.rstrip(".") + "."]
+        if self.detail:
+            parts.append(self.detail.rstrip(".") + ".")
+        if self.hint:
+            parts.append("Hint: " + self.hint.rstrip(".") + ".")
+        return " ".join(" ".join(part.split()) for part in parts)
+
+
+class ConfigurationError(DbopsError):
+    """A setting is missing or malformed; nothing was attempted."""
+
+    exit_code = 2
+
+
+class DatabaseError(DbopsError):
+    """Talking to PostgreSQL failed."""
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The server cannot be reached or refuses the login: an environment problem, not a data one."""
+
+    exit_code = 2
+    retryable = True
+
+
+class EmbeddedServerError(DatabaseError):
+    """The embedded PostgreSQL server used by the demo and the tests could not be set up."""
+
+    exit_code = 2
+
+
+class MigrationError(DbopsError):
+    """A schema migration could not be applied."""
+
+
+class MigrationLockTimeoutError(MigrationError):
+    """Another migration held the migration lock for longer than we were willing to wait."""
+
+    retryable = True
+
+
+class RevisionNotFoundError(MigrationError):
+    """The requested revision does not exist in this code's migration history."""
+
+    exit_code = 2
+
+
+class DowngradeRefusedError(MigrationError):
+    """A downgrade was requested where it needs explicit permission."""
+
+    exit_code = 2
+
+
+class CommandError(DbopsError):
+    """A PostgreSQL client program (pg_dump, pg_restore, psql, ...) failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        program: str,
+        returncode: int,
+        stderr_tail: str = "",
+        detail: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail or stderr_tail or None, hint=hint)
+        self.program = program
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+
+class BinaryNotFoundError(CommandError):
+    """No suitable PostgreSQL client program was found on this machine."""
+
+    exit_code = 2

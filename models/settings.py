@@ -1,0 +1,116 @@
+"""All configuration, read once from ``DBOPS_*`` environment variables and ``.env``.
+
+Every flow, task and CLI verb takes a :class:`Settings` instance rather than reading the environment
+itself, so flows run the same way from the CLI, a test or a Prefect worker. Later features add their
+fields here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL
+
+from models.database_url import parse_database_url
+from models.errors import ConfigurationError
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """dbops configuration; see the README's configuration reference for each variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DBOPS_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL of the platform database. Unset: an embedded server under DBOPS_HOME.",
+    )
+    backup_url: str | None = Field(
+        default=None,
+        description="s3://bucket/prefix or a local directory. Unset: DBOPS_HOME/backups.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="Endpoint of an S3-compatible store (MinIO, R2); unset for AWS."
+    )
+    environment: Environment = Field(default=Environment.DEVELOPMENT)
+    timezone: str = Field(default="UTC", description="IANA time zone for schedules and cut-offs.")
+    log_sql: bool = Field(default=False, description="Log every SQL statement, parameters redacted.")
+    home: Path = Field(
+        default=Path(".dbops"), description="Working directory of the embedded server and backups."
+    )
+    pg_bindir: Path | None = Field(
+        default=None, description="Directory holding pg_dump, pg_restore, initdb and postgres."
+    )
+    connect_timeout_seconds: int = Field(default=10, ge=1)
+    migration_lock_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="How long a migration waits for another one to finish."
+    )
+    ddl_lock_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="lock_timeout for migration DDL, so it never queues forever."
+    )
+    ddl_statement_timeout_seconds: float = Field(
+        default=600.0, ge=0, description="statement_timeout for migration DDL (0 disables it)."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _must_be_postgresql(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_database_url(value.get_secret_value())
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _must_be_a_known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from None
+        return value
+
+    def configured_database_url(self) -> URL | None:
+        """The URL from DBOPS_DATABASE_URL, or None when the embedded server should be used."""
+        if self.database_url is None:
+            return None
+        return parse_database_url(self.database_url.get_secret_value())
+
+    @property
+    def embedded_server_dir(self) -> Path:
+        return self.home / "postgres"
+
+    @property
+    def effective_backup_url(self) -> str:
+        return self.backup_url or str(self.home / "backups")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning validation failures into one operator-readable line.
+
+    pydantic's own message quotes the offending input, which for DBOPS_DATABASE_URL would print the
+    password; only the field name and the reason are kept here.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = []
+        for item in error.errors(include_input=False, include_url=False):
+            field = "_".join(str(part) for part in item["loc"]).upper()
+            reason = str(item["msg"]).removeprefix("Value error, ")
+            name = f"DBOPS_{field}"
+            problems.append(reason if reason.startswith(name) else f"{name}: {reason}")
+        raise ConfigurationError(
+            "invalid configuration",
+            detail="; ".join(problems),
+            hint="fix the DBOPS_* environment variables or the .env file",
+        ) from None

