@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 from models.settings import load_settings
 from tasks.embedded_server import ensure_running, stop
 from tasks.migrate import head_revision, migrate
-from tests.integration.conftest import REPO_ROOT, run_cli
+from tests.conftest import missing_tool
+from tests.integration.conftest import run_cli
 
 
 def test_a_running_server_is_reused_and_stops(tmp_path: Path, pg_bindir: Path) -> None:
@@ -45,9 +44,7 @@ def _other_bindirs() -> list[Path]:
 def test_migrations_run_on_a_system_postgresql_too(tmp_path: Path) -> None:
     candidates = _other_bindirs()
     if not candidates:
-        if os.environ.get("CI") == "true":
-            pytest.fail("no /usr/lib/postgresql/*/bin server found; .ci/run must install postgresql")
-        pytest.skip("no system PostgreSQL server installed")
+        missing_tool("no system PostgreSQL server in /usr/lib/postgresql/*/bin (Debian package postgresql)")
     bindir = candidates[0]
     server = ensure_running(tmp_path / "system-pg", bindir, durable=False)
     try:
@@ -56,4 +53,3 @@ def test_migrations_run_on_a_system_postgresql_too(tmp_path: Path) -> None:
     finally:
         stop(tmp_path / "system-pg", bindir)
     assert result.revision_after == head_revision()
-    assert REPO_ROOT.exists()

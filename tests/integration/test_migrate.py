@@ -271,3 +271,21 @@ def test_lock_is_per_database(settings: Settings, database_url: URL, pg_server: 
         other_database.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         quick = settings.model_copy(update={"migration_lock_timeout_seconds": 1})
         assert migrate(database_url, quick).revision_after == head_revision()
+
+
+def test_raw_sql_inserts_get_the_same_defaults_as_the_orm(settings: Settings, database_url: URL) -> None:
+    migrate(database_url, settings)
+    with connect(database_url) as connection:
+        row = connection.execute(
+            "INSERT INTO users (email, password_hash, first_name, last_name) "
+            "VALUES ('a@example.org', 'x', 'A', 'B') "
+            "RETURNING role::text, status::text, id IS NOT NULL, "
+            "created_at IS NOT NULL, updated_at IS NOT NULL"
+        ).fetchone()
+        application_status = connection.execute(
+            "SELECT column_default FROM information_schema.columns "
+            "WHERE table_name = 'applications' AND column_name = 'status'"
+        ).fetchone()
+    assert row == ("STUDENT", "PENDING", True, True, True)
+    assert application_status is not None
+    assert str(application_status[0]).startswith("'DRAFT'")
