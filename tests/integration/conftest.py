@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from models.settings import Settings, load_settings
-from tasks.embedded_server import EmbeddedServer, create_database, ensure_running, stop
+from tasks.embedded_server import EmbeddedServer, create_database, ensure_running, free_port, stop
 from tasks.pg_binaries import resolve_bindir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -116,12 +116,6 @@ def run_cli(
         text=True,
         timeout=120,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
