@@ -81,6 +81,26 @@ class DowngradeRefusedError(MigrationError):
     exit_code = 2
 
 
+class SeedError(DbopsError):
+    """Seeding, seed validation or synthetic data generation failed."""
+
+
+class SeedFileError(SeedError):
+    """The seed file is malformed; nothing was written."""
+
+    exit_code = 2
+
+
+class SeedRefusedError(SeedError):
+    """The seed or synthetic load would be unsafe here (weak password, production database)."""
+
+    exit_code = 2
+
+
+class SeedValidationError(SeedError):
+    """The database does not hold what the seed file says it should."""
+
+
 class CommandError(DbopsError):
     """A PostgreSQL client program (pg_dump, pg_restore, psql, ...) failed."""
 

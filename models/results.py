@@ -54,3 +54,56 @@ class SchemaState(BaseModel):
     @property
     def at_head(self) -> bool:
         return self.revision == self.head
+
+
+class TableChanges(BaseModel):
+    table: str
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+class SeedResult(BaseModel):
+    database: str
+    seed_file: str
+    tables: list[TableChanges]
+
+    @property
+    def changed(self) -> bool:
+        return any(table.inserted or table.updated for table in self.tables)
+
+
+class ValidationCheck(BaseModel):
+    name: str
+    passed: bool
+    detail: str
+
+
+class SeedValidationReport(BaseModel):
+    database: str
+    checks: list[ValidationCheck]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failures(self) -> list[ValidationCheck]:
+        return [check for check in self.checks if not check.passed]
+
+
+class MigrateAndSeedReport(BaseModel):
+    migration: MigrationResult
+    seed: SeedResult
+    validation: SeedValidationReport
+
+
+class SynthResult(BaseModel):
+    database: str
+    seed: int
+    rows: dict[str, int]
+    elapsed_seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return sum(self.rows.values()) / self.elapsed_seconds if self.elapsed_seconds else 0.0

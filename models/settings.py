@@ -62,6 +62,23 @@ class Settings(BaseSettings):
     ddl_statement_timeout_seconds: float = Field(
         default=600.0, ge=0, description="statement_timeout for migration DDL (0 disables it)."
     )
+    admin_email: str = Field(
+        default="admin@platform.example",
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="The admin's login.",
+    )
+    admin_password: SecretStr | None = Field(
+        default=None, description="The admin's password; unset outside production: login disabled."
+    )
+    staff_password: SecretStr | None = Field(
+        default=None, description="Password of the seeded staff users; unset: login disabled."
+    )
+    bcrypt_rounds: int = Field(
+        default=12, ge=4, le=31, description="bcrypt cost factor for seeded passwords."
+    )
+    seed_file: Path | None = Field(
+        default=None, description="Seed YAML; unset: the bundled models/seed.yaml."
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -69,6 +86,11 @@ class Settings(BaseSettings):
         if value is not None:
             parse_database_url(value.get_secret_value())
         return value
+
+    @field_validator("admin_email", mode="before")
+    @classmethod
+    def _normalise_email(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("timezone")
     @classmethod

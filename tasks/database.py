@@ -81,18 +81,20 @@ def check_connection(engine: Engine) -> None:
 
 
 def unavailable(url: URL, error: OperationalError) -> DatabaseUnavailableError:
+    return unavailable_from_message(url, str(error.orig) if error.orig is not None else "")
+
+
+def unavailable_from_message(url: URL, driver_message: str) -> DatabaseUnavailableError:
+    """The error for a failed connection; *driver_message* is scrubbed of the password, just in case."""
+    lines = driver_message.strip().splitlines()
+    detail = lines[0] if lines else ""
+    if url.password:
+        detail = detail.replace(str(url.password), "***")
     return DatabaseUnavailableError(
         f"cannot connect to PostgreSQL database {describe(url)} as {url.username or 'the default user'}",
-        detail=_first_line(error, url),
+        detail=detail,
         hint="check DBOPS_DATABASE_URL and that the server is running and reachable",
     )
-
-
-def _first_line(error: OperationalError, url: URL) -> str:
-    message = str(error.orig).strip().splitlines()[0] if error.orig is not None else ""
-    if url.password:
-        message = message.replace(str(url.password), "***")
-    return message
 
 
 def _log_statement(
