@@ -107,9 +107,7 @@ def _seed_rows(connection: Connection, document: SeedDocument, settings: Setting
             select(University.slug, University.id).where(
                 University.slug.in_([u["slug"] for u in universities])
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
 
     courses = [
@@ -135,9 +133,7 @@ def _user_rows(
     staff_password = settings.staff_password.get_secret_value() if settings.staff_password else None
     emails = [settings.admin_email, *(staff.email for staff in document.staff)]
     stored = dict(
-        connection.execute(select(User.email, User.password_hash).where(User.email.in_(emails)))
-        .tuples()
-        .all()
+        connection.execute(select(User.email, User.password_hash).where(User.email.in_(emails))).all()
     )
     rounds = settings.bcrypt_rounds
     rows = [

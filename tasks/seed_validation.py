@@ -71,9 +71,9 @@ def _admin(connection: Connection, settings: Settings) -> ValidationCheck:
 def _universities_verified(connection: Connection, document: SeedDocument) -> ValidationCheck:
     slugs = [university.slug for university in document.universities]
     verified = dict(
-        connection.execute(select(University.slug, University.is_verified).where(University.slug.in_(slugs)))
-        .tuples()
-        .all()
+        connection.execute(
+            select(University.slug, University.is_verified).where(University.slug.in_(slugs))
+        ).all()
     )
     missing = [slug for slug in slugs if slug not in verified]
     unverified = [slug for slug in slugs if verified.get(slug) is False]
@@ -104,7 +104,7 @@ def _staff_linked(connection: Connection, document: SeedDocument) -> ValidationC
             select(User.email, User.role, University.slug)
             .outerjoin(University, University.id == User.university_id)
             .where(User.email.in_([staff.email for staff in document.staff]))
-        ).tuples()
+        )
     }
     problems = []
     for staff in document.staff:

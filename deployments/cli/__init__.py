@@ -13,7 +13,7 @@ import warnings
 
 import typer
 
-from deployments.cli import schema
+from deployments.cli import schema, seed
 from models.errors import DbopsError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 schema.register(app)
+seed.register(app)
 
 
 def main() -> None:

@@ -152,3 +152,12 @@ def prefect_api() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture
+def migrated_url(database_url: URL, settings: Settings) -> URL:
+    """A fresh database migrated to head."""
+    from tasks.migrate import migrate
+
+    migrate(database_url, settings)
+    return database_url

@@ -1,0 +1,105 @@
+"""``dbops seed``, ``dbops migrate-and-seed`` and ``dbops synth``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from flows.migrate_and_seed import raise_for_validation
+from models.results import SeedResult, SeedValidationReport
+from models.settings import load_settings
+from tasks.database import database_url
+from tasks.migrate import migrate
+from tasks.seed import load_seed_document, seed, seed_file_path
+from tasks.seed_validation import validate_seed
+from tasks.synth import start_of_today, synth
+from tasks.synth_rows import SynthPlan
+
+
+def register(app: typer.Typer) -> None:
+    app.command("seed")(seed_command)
+    app.command("migrate-and-seed")(migrate_and_seed_command)
+    app.command("validate-seed")(validate_seed_command)
+    app.command("synth")(synth_command)
+
+
+def seed_command() -> None:
+    """Upsert the reference data from the seed file, then validate it (exit 1 if validation fails)."""
+    settings = load_settings()
+    url = database_url(settings)
+    document = load_seed_document(seed_file_path(settings))
+    result = seed(url, settings, document)
+    validation = validate_seed(url, settings, document)
+    _print_seed(result, validation)
+    raise_for_validation(validation)
+
+
+def validate_seed_command() -> None:
+    """Check, read-only, that the database holds the seed file's data (exit 1 if not)."""
+    settings = load_settings()
+    validation = validate_seed(database_url(settings), settings, load_seed_document(seed_file_path(settings)))
+    for check in validation.checks:
+        typer.echo(f"  [{'ok' if check.passed else 'FAILED'}] {check.name}: {check.detail}")
+    raise_for_validation(validation)
+
+
+def migrate_and_seed_command() -> None:
+    """Migrate to head under the lock, seed, and validate: the deploy pipeline's one command."""
+    settings = load_settings()
+    url = database_url(settings)
+    document = load_seed_document(seed_file_path(settings))
+    migration = migrate(url, settings)
+    typer.echo(
+        f"{migration.database}: schema at {migration.revision_after} ({len(migration.steps)} step(s) applied)"
+    )
+    result = seed(url, settings, document)
+    validation = validate_seed(url, settings, document)
+    _print_seed(result, validation)
+    raise_for_validation(validation)
+
+
+def synth_command(
+    users: Annotated[int, typer.Option(min=0, help="Synthetic students.")] = 1_000,
+    applications: Annotated[
+        int, typer.Option(min=0, help="Applications (distinct student/course pairs).")
+    ] = 2_000,
+    audit_logs: Annotated[int, typer.Option(min=0, help="Audit log rows.")] = 10_000,
+    events: Annotated[int, typer.Option(min=0, help="Analytics events.")] = 10_000,
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Spread timestamps over the last N days.")] = 365,
+    seed_value: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same data.")] = 1,
+    until: Annotated[
+        datetime | None,
+        typer.Option(help="End of the time window (default: midnight today, DBOPS_TIMEZONE)."),
+    ] = None,
+) -> None:
+    """Load deterministic synthetic volume with COPY (refused when DBOPS_ENVIRONMENT=production)."""
+    settings = load_settings()
+    end = until or start_of_today(settings.timezone)
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=start_of_today(settings.timezone).tzinfo)
+    plan = SynthPlan(
+        users=users,
+        applications=applications,
+        audit_logs=audit_logs,
+        events=events,
+        days=days,
+        seed=seed_value,
+        until=end,
+    )
+    result = synth(database_url(settings), settings, plan)
+    loaded = ", ".join(f"{count:,} {table}" for table, count in result.rows.items())
+    typer.echo(
+        f"{result.database}: loaded {loaded} in {result.elapsed_seconds:.2f} s "
+        f"({result.rows_per_second:,.0f} rows/s, seed {result.seed})"
+    )
+
+
+def _print_seed(result: SeedResult, validation: SeedValidationReport) -> None:
+    typer.echo(f"{result.database}: seeded from {result.seed_file}")
+    typer.echo(f"  {'table':<14} {'inserted':>8} {'updated':>8} {'unchanged':>9}")
+    for table in result.tables:
+        typer.echo(f"  {table.table:<14} {table.inserted:>8} {table.updated:>8} {table.unchanged:>9}")
+    for check in validation.checks:
+        typer.echo(f"  [{'ok' if check.passed else 'FAILED'}] {check.name}: {check.detail}")

@@ -1,0 +1,79 @@
+"""``migrate-and-seed``: what deploy pipelines run on every deploy.
+
+Locked migration, then the idempotent seed, then seed validation. A validation failure fails the
+run, so a deploy never reports success on a database that does not hold its reference data.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field, SecretStr
+
+from flows.migrate import migrate_task
+from models.database_url import parse_database_url
+from models.errors import SeedValidationError
+from models.results import MigrateAndSeedReport, SeedValidationReport
+from models.settings import load_settings
+from tasks.database import database_url
+from tasks.seed import load_seed_document, seed, seed_file_path
+from tasks.seed_validation import validate_seed
+
+seed_task = task(name="seed", cache_policy=NO_CACHE)(seed)
+validate_seed_task = task(name="validate-seed", cache_policy=NO_CACHE)(validate_seed)
+
+
+@flow(name="migrate-and-seed")
+def migrate_and_seed_flow(
+    database_url_override: Annotated[
+        SecretStr | None, Field(description="Work on this database instead of DBOPS_DATABASE_URL.")
+    ] = None,
+) -> MigrateAndSeedReport:
+    """Migrate to head under the lock, seed the reference data, and prove it is there."""
+    settings = load_settings()
+    url = (
+        parse_database_url(database_url_override.get_secret_value())
+        if database_url_override is not None
+        else database_url(settings)
+    )
+    logger = get_run_logger()
+    document = load_seed_document(seed_file_path(settings))  # validated before anything is written
+    migration = migrate_task(url, settings, logger=logger)
+    seeded = seed_task(url, settings, document, logger=logger)
+    validation = validate_seed_task(url, settings, document)
+    create_table_artifact(
+        key="seed-changes",
+        table=[table.model_dump() for table in seeded.tables],
+        description=f"Rows inserted, updated and unchanged by the seed of {seeded.database}",
+    )
+    create_markdown_artifact(key="seed-validation", markdown=validation_markdown(validation))
+    raise_for_validation(validation)
+    return MigrateAndSeedReport(migration=migration, seed=seeded, validation=validation)
+
+
+def raise_for_validation(report: SeedValidationReport) -> None:
+    if not report.passed:
+        failed = "; ".join(f"{check.name}: {check.detail}" for check in report.failures)
+        raise SeedValidationError(
+            f"seed validation failed on {report.database}",
+            detail=failed,
+            hint="rerun dbops seed; if it persists, something outside the seed changed these rows",
+        )
+
+
+def validation_markdown(report: SeedValidationReport) -> str:
+    verdict = "passed" if report.passed else "**FAILED**"
+    lines = [
+        f"# Seed validation of {report.database}: {verdict}",
+        "",
+        "| check | result | detail |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {check.name} | {'ok' if check.passed else '**failed**'} | {check.detail} |"
+        for check in report.checks
+    ]
+    return "\n".join(lines)
