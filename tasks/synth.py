@@ -68,6 +68,30 @@ def synth(
         )
     started = time.monotonic()
     rows: dict[str, int] = {}
+    try:
+        _load(url, settings, plan, rows, log)
+    except psycopg.Error as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SeedError(
+            f"the synthetic load into {describe(url)} failed and was rolled back",
+            detail=message,
+            hint="nothing was loaded; fix the cause and rerun dbops synth",
+        ) from None
+    return SynthResult(
+        database=describe(url),
+        seed=plan.seed,
+        rows=rows,
+        elapsed_seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _load(
+    url: URL,
+    settings: Settings,
+    plan: SynthPlan,
+    rows: dict[str, int],
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> None:
     with _connect(url, settings) as connection, connection.transaction():
         university_ids, course_ids = _reference_ids(connection)
         _refuse_reload(connection, plan)
@@ -85,12 +109,6 @@ def synth(
                 _copy(connection, table, columns, chunks, count)
                 rows[table] = count
                 log.info("%s: %d rows in %.2f s", table, count, time.monotonic() - table_started)
-    return SynthResult(
-        database=describe(url),
-        seed=plan.seed,
-        rows=rows,
-        elapsed_seconds=round(time.monotonic() - started, 3),
-    )
 
 
 def _connect(url: URL, settings: Settings) -> psycopg.Connection[tuple[object, ...]]:
