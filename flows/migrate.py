@@ -40,6 +40,12 @@ def migrate_flow(
     result = migrate_task(
         url, settings, target=target, allow_downgrade=allow_downgrade, logger=get_run_logger()
     )
+    publish_migration_artifact(result)
+    return result
+
+
+def publish_migration_artifact(result: MigrationResult) -> None:
+    """The run's migration, as a table on the flow run and on the global Artifacts page."""
     create_table_artifact(
         key="migration",
         table=[
@@ -55,4 +61,3 @@ def migrate_flow(
         ],
         description="; ".join(result.steps) or "already at the target revision",
     )
-    return result

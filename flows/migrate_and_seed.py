@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field, SecretStr
 
-from flows.migrate import migrate_task
+from flows.migrate import migrate_task, publish_migration_artifact
 from models.database_url import parse_database_url
 from models.errors import SeedValidationError
 from models.results import MigrateAndSeedReport, SeedValidationReport
@@ -42,6 +42,7 @@ def migrate_and_seed_flow(
     logger = get_run_logger()
     document = load_seed_document(seed_file_path(settings))  # validated before anything is written
     migration = migrate_task(url, settings, logger=logger)
+    publish_migration_artifact(migration)
     seeded = seed_task(url, settings, document, logger=logger)
     validation = validate_seed_task(url, settings, document)
     create_table_artifact(

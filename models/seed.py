@@ -104,8 +104,11 @@ def parse_seed_document(text: str, source: str) -> SeedDocument:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None)
         raise SeedFileError(
-            f"seed file {source} is not valid YAML{where}", hint="fix the file; nothing was written"
+            f"seed file {source} is not valid YAML{where}",
+            detail=problem,
+            hint="fix the file; nothing was written",
         ) from None
     try:
         return SeedDocument.model_validate(raw)
