@@ -18,7 +18,8 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 # The main job on embedded defaults: with no DBOPS_DATABASE_URL, an embedded PostgreSQL under .dbops/.
 demo: install
-	$(BIN)/dbops migrate
+	$(BIN)/dbops migrate-and-seed
+	$(BIN)/dbops synth --seed 1 --users 2000 --applications 5000 --audit-logs 50000 --events 50000 --skip-if-loaded
 	$(BIN)/dbops check
 	$(BIN)/dbops status
 
@@ -43,6 +44,7 @@ integration: install
 
 bench: install
 	$(BIN)/python bench/migrate_overhead.py
+	$(BIN)/python bench/synth_throughput.py
 
 # Resolve the dependency set afresh and pin it in constraints.txt.
 lock:

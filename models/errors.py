@@ -97,6 +97,10 @@ class SeedRefusedError(SeedError):
     exit_code = 2
 
 
+class SynthAlreadyLoadedError(SeedRefusedError):
+    """Synthetic data of this seed is there already: loading again would collide or duplicate."""
+
+
 class SeedValidationError(SeedError):
     """The database does not hold what the seed file says it should."""
 

@@ -103,6 +103,7 @@ class SynthResult(BaseModel):
     seed: int
     rows: dict[str, int]
     elapsed_seconds: float
+    already_loaded: bool = Field(default=False, description="Data for this seed was there; nothing loaded.")
 
     @property
     def rows_per_second(self) -> float:

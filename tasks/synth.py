@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex, ExecutableDDLElement
 
 from models.database_url import describe
-from models.errors import SeedError, SeedRefusedError
+from models.errors import SeedError, SeedRefusedError, SynthAlreadyLoadedError
 from models.results import SynthResult
 from models.schema import Base
 from models.settings import Environment, Settings
@@ -41,6 +41,7 @@ from tasks.synth_rows import (
 
 _POSTGRESQL: Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
 
+
 #: Below this many rows, keeping indexes and keys in place is cheaper than rebuilding them.
 BULK_REBUILD_MIN_ROWS = 100_000
 
@@ -58,8 +59,11 @@ def synth(
     settings: Settings,
     plan: SynthPlan,
     *,
+    skip_if_loaded: bool = False,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
 ) -> SynthResult:
+    """Load *plan*'s rows. Data for the same seed already there is an error, or with *skip_if_loaded*
+    a no-op, which makes a demo or a CI setup step safe to rerun."""
     log = logger or _log
     if settings.environment is Environment.PRODUCTION:
         raise SeedRefusedError(
@@ -70,6 +74,12 @@ def synth(
     rows: dict[str, int] = {}
     try:
         _load(url, settings, plan, rows, log)
+    except SynthAlreadyLoadedError:
+        if not skip_if_loaded:
+            raise
+        return SynthResult(
+            database=describe(url), seed=plan.seed, rows={}, elapsed_seconds=0, already_loaded=True
+        )
     except psycopg.Error as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise SeedError(
@@ -156,7 +166,7 @@ def _applications(plan: SynthPlan, ids: Sequence[str], course_ids: Sequence[str]
 
 def _refuse_reload(connection: psycopg.Connection[tuple[object, ...]], plan: SynthPlan) -> None:
     if plan.users and connection.execute("SELECT 1 FROM users WHERE email = %s", (plan.email(0),)).fetchone():
-        raise SeedRefusedError(
+        raise SynthAlreadyLoadedError(
             f"synthetic data for seed {plan.seed} is already loaded",
             hint="use another --seed, or load into a fresh database",
         )

@@ -73,6 +73,9 @@ def synth_command(
         datetime | None,
         typer.Option(help="End of the time window (default: midnight today, DBOPS_TIMEZONE)."),
     ] = None,
+    skip_if_loaded: Annotated[
+        bool, typer.Option("--skip-if-loaded", help="Exit 0 without loading when this seed's data is there.")
+    ] = False,
 ) -> None:
     """Load deterministic synthetic volume with COPY (refused when DBOPS_ENVIRONMENT=production)."""
     settings = load_settings()
@@ -88,7 +91,12 @@ def synth_command(
         seed=seed_value,
         until=end,
     )
-    result = synth(database_url(settings), settings, plan)
+    result = synth(database_url(settings), settings, plan, skip_if_loaded=skip_if_loaded)
+    if result.already_loaded:
+        typer.echo(
+            f"{result.database}: synthetic data for seed {result.seed} is already loaded, nothing to do"
+        )
+        return
     loaded = ", ".join(f"{count:,} {table}" for table, count in result.rows.items())
     typer.echo(
         f"{result.database}: loaded {loaded} in {result.elapsed_seconds:.2f} s "

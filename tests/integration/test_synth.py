@@ -147,3 +147,35 @@ def test_a_failed_load_rolls_back_everything(migrated_url: URL, settings: Settin
         assert connection.execute("SELECT count(*) FROM audit_logs").fetchone() == (0,)
         assert connection.execute("SELECT count(*) FROM users").fetchone() == (2,)  # only the seeded ones
     assert detect_drift(migrated_url, settings).differences == []  # dropped keys and indexes came back
+
+
+def test_skip_if_loaded_makes_a_rerun_a_no_op(
+    migrated_url: URL, settings: Settings, cli_env: dict[str, str]
+) -> None:
+    seed(migrated_url, settings.model_copy(update={"bcrypt_rounds": 4}))
+    arguments = (
+        "synth",
+        "--seed",
+        "9",
+        "--users",
+        "20",
+        "--applications",
+        "10",
+        "--audit-logs",
+        "50",
+        "--events",
+        "50",
+        "--skip-if-loaded",
+    )
+    first = run_cli(*arguments, env=cli_env)
+    again = run_cli(*arguments, env=cli_env)
+    strict = run_cli(*arguments[:-1], env=cli_env)
+
+    assert first.returncode == 0, first.stderr
+    assert "loaded 20 users, 10 applications, 50 audit_logs, 50 analytics_events" in first.stdout
+    assert again.returncode == 0
+    assert "already loaded, nothing to do" in again.stdout
+    assert strict.returncode == 2
+    assert "synthetic data for seed 9 is already loaded" in strict.stderr
+    with connect(migrated_url) as connection:
+        assert connection.execute("SELECT count(*) FROM audit_logs").fetchone() == (50,)
