@@ -9,10 +9,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field, SecretStr
 
-from models.database_url import parse_database_url
 from models.results import MigrationResult
 from models.settings import load_settings
-from tasks.database import database_url
+from tasks.database import resolve_database_url
 from tasks.migrate import migrate
 
 # NO_CACHE: the inputs hold the database URL with its password, which must never be hashed into a
@@ -32,11 +31,7 @@ def migrate_flow(
 ) -> MigrationResult:
     """Bring the database to *target* under the migration lock, so two deploys never migrate at once."""
     settings = load_settings()
-    url = (
-        parse_database_url(database_url_override.get_secret_value())
-        if database_url_override is not None
-        else database_url(settings)
-    )
+    url = resolve_database_url(settings, database_url_override)
     result = migrate_task(
         url, settings, target=target, allow_downgrade=allow_downgrade, logger=get_run_logger()
     )

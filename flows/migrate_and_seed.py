@@ -14,11 +14,10 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field, SecretStr
 
 from flows.migrate import migrate_task, publish_migration_artifact
-from models.database_url import parse_database_url
 from models.errors import SeedValidationError
 from models.results import MigrateAndSeedReport, SeedValidationReport
 from models.settings import load_settings
-from tasks.database import database_url
+from tasks.database import resolve_database_url
 from tasks.seed import load_seed_document, seed, seed_file_path
 from tasks.seed_validation import validate_seed
 
@@ -34,11 +33,7 @@ def migrate_and_seed_flow(
 ) -> MigrateAndSeedReport:
     """Migrate to head under the lock, seed the reference data, and prove it is there."""
     settings = load_settings()
-    url = (
-        parse_database_url(database_url_override.get_secret_value())
-        if database_url_override is not None
-        else database_url(settings)
-    )
+    url = resolve_database_url(settings, database_url_override)
     logger = get_run_logger()
     document = load_seed_document(seed_file_path(settings))  # validated before anything is written
     migration = migrate_task(url, settings, logger=logger)

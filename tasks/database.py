@@ -1,4 +1,4 @@
-"""Engines and connections: the one place dbops opens a connection to PostgreSQL.
+"""SQLAlchemy engines and connections (``tasks.driver`` has the plain psycopg ones for COPY).
 
 Connection failures become :class:`DatabaseUnavailableError` with the server named and the password
 left out, and ``DBOPS_LOG_SQL`` turns on statement logging with parameter values redacted.
@@ -12,14 +12,16 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from models.database_url import describe
-from models.errors import DatabaseUnavailableError
+from models.database_url import parse_database_url
+from models.errors import ConfigurationError, DatabaseUnavailableError
 from models.settings import Settings
+from tasks.driver import unavailable_from_message
 from tasks.embedded_server import ensure_running
 from tasks.pg_binaries import resolve_bindir
 
@@ -33,6 +35,18 @@ def database_url(settings: Settings) -> URL:
         return configured
     server = ensure_running(settings.embedded_server_dir, resolve_bindir(settings.pg_bindir))
     return server.url()
+
+
+def resolve_database_url(settings: Settings, override: SecretStr | None = None) -> URL:
+    """*override* (a flow parameter naming another database), else :func:`database_url`."""
+    if override is None:
+        return database_url(settings)
+    try:
+        return parse_database_url(override.get_secret_value(), setting="the database URL parameter")
+    except ValueError as error:
+        raise ConfigurationError(
+            str(error), hint="pass a postgresql:// URL, or none to use DBOPS_DATABASE_URL"
+        ) from None
 
 
 def make_engine(
@@ -82,19 +96,6 @@ def check_connection(engine: Engine) -> None:
 
 def unavailable(url: URL, error: OperationalError) -> DatabaseUnavailableError:
     return unavailable_from_message(url, str(error.orig) if error.orig is not None else "")
-
-
-def unavailable_from_message(url: URL, driver_message: str) -> DatabaseUnavailableError:
-    """The error for a failed connection; *driver_message* is scrubbed of the password, just in case."""
-    lines = driver_message.strip().splitlines()
-    detail = lines[0] if lines else ""
-    if url.password:
-        detail = detail.replace(str(url.password), "***")
-    return DatabaseUnavailableError(
-        f"cannot connect to PostgreSQL database {describe(url)} as {url.username or 'the default user'}",
-        detail=detail,
-        hint="check DBOPS_DATABASE_URL and that the server is running and reachable",
-    )
 
 
 def _log_statement(

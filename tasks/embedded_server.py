@@ -17,7 +17,6 @@ import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from pydantic import SecretStr
@@ -25,6 +24,7 @@ from sqlalchemy.engine import URL
 
 from models.database_url import DRIVER
 from models.errors import CommandError, EmbeddedServerError
+from tasks.driver import connect
 from tasks.pg_binaries import find_program
 from tasks.pg_command import run_pg_program
 
@@ -96,22 +96,10 @@ def stop(base_dir: Path, bindir: Path) -> bool:
 
 def create_database(server: EmbeddedServer, database: str) -> None:
     """Create *database* on the server unless it exists (``CREATE DATABASE`` has no IF NOT EXISTS)."""
-    with _connect(server, "postgres") as connection:
+    with connect(server.url("postgres"), purpose="embedded server", autocommit=True) as connection:
         exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if exists is None:
             connection.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(database)))
-
-
-def _connect(server: EmbeddedServer, database: str) -> psycopg.Connection[tuple[Any, ...]]:
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=server.port,
-        user=SUPERUSER,
-        password=server.password.get_secret_value(),
-        dbname=database,
-        connect_timeout=10,
-        autocommit=True,
-    )
 
 
 def _server_user() -> str | None:

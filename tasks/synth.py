@@ -24,7 +24,7 @@ from models.errors import SeedError, SeedRefusedError, SynthAlreadyLoadedError
 from models.results import SynthResult
 from models.schema import Base
 from models.settings import Environment, Settings
-from tasks.database import unavailable_from_message
+from tasks.driver import connect
 from tasks.synth_rows import (
     APPLICATION_COLUMNS,
     AUDIT_LOG_COLUMNS,
@@ -102,7 +102,10 @@ def _load(
     rows: dict[str, int],
     log: logging.Logger | logging.LoggerAdapter[logging.Logger],
 ) -> None:
-    with _connect(url, settings) as connection, connection.transaction():
+    with (
+        connect(url, purpose="synth", connect_timeout=settings.connect_timeout_seconds) as connection,
+        connection.transaction(),
+    ):
         university_ids, course_ids = _reference_ids(connection)
         _refuse_reload(connection, plan)
         ids = user_ids(plan)
@@ -119,21 +122,6 @@ def _load(
                 _copy(connection, table, columns, chunks, count)
                 rows[table] = count
                 log.info("%s: %d rows in %.2f s", table, count, time.monotonic() - table_started)
-
-
-def _connect(url: URL, settings: Settings) -> psycopg.Connection[tuple[object, ...]]:
-    try:
-        return psycopg.connect(
-            host=url.host,
-            port=url.port,
-            user=url.username,
-            password=url.password,
-            dbname=url.database,
-            connect_timeout=settings.connect_timeout_seconds,
-            application_name="dbops synth",
-        )
-    except psycopg.OperationalError as error:
-        raise unavailable_from_message(url, str(error)) from None
 
 
 def _reference_ids(connection: psycopg.Connection[tuple[object, ...]]) -> tuple[list[str], list[str]]:

@@ -7,12 +7,15 @@ against another server version. Each test gets a database of its own on the sess
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -21,6 +24,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from models.settings import Settings, load_settings
+from tasks import driver
 from tasks.embedded_server import EmbeddedServer, create_database, ensure_running, free_port, stop
 from tasks.pg_binaries import resolve_bindir
 
@@ -39,12 +43,33 @@ def pg_bindir() -> Path:
     return resolve_bindir(Path(configured) if configured else None)
 
 
+@contextmanager
+def server_directory() -> Iterator[Path]:
+    """A directory for a server's data, outside pytest's tmp tree.
+
+    As root the server runs as an unprivileged account that must traverse every parent directory;
+    pytest resets its base directory to 0700 whenever another pytest session starts, which would pull
+    the data directory from under a running server.
+    """
+    path = Path(tempfile.mkdtemp(prefix="dbops-test-pg-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    with server_directory() as path:
+        yield path
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory, pg_bindir: Path) -> Iterator[EmbeddedServer]:
-    base_dir = tmp_path_factory.mktemp("postgres")
-    server = ensure_running(base_dir, pg_bindir, durable=False)
-    yield server
-    stop(base_dir, pg_bindir)
+def pg_server(pg_bindir: Path) -> Iterator[EmbeddedServer]:
+    with server_directory() as base_dir:
+        server = ensure_running(base_dir, pg_bindir, durable=False)
+        yield server
+        stop(base_dir, pg_bindir)
 
 
 @pytest.fixture
@@ -57,28 +82,24 @@ def database_url(pg_server: EmbeddedServer) -> Iterator[URL]:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def admin_connection(
-    server: EmbeddedServer, database: str = "postgres"
-) -> psycopg.Connection[tuple[object, ...]]:
-    url = server.url(database)
-    return psycopg.connect(
-        host=url.host,
-        port=url.port,
-        user=url.username,
-        password=url.password,
-        dbname=database,
-        autocommit=True,
-    )
+def admin_connection(server: EmbeddedServer) -> psycopg.Connection[tuple[object, ...]]:
+    return connect(server.url("postgres"))
 
 
 def connect(url: URL) -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(
-        host=url.host,
-        port=url.port,
-        user=url.username,
-        password=url.password,
-        dbname=url.database,
-        autocommit=True,
+    """An autocommit connection for a test's own setup and assertions."""
+    return driver.connect(url, purpose="test", autocommit=True)
+
+
+def spawn_cli(*arguments: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start ``dbops`` without waiting, for tests of concurrent runs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "deployments.cli", *arguments],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

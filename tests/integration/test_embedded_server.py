@@ -12,19 +12,19 @@ from tests.conftest import missing_tool
 from tests.integration.conftest import run_cli
 
 
-def test_a_running_server_is_reused_and_stops(tmp_path: Path, pg_bindir: Path) -> None:
-    first = ensure_running(tmp_path / "pg", pg_bindir, durable=False)
-    second = ensure_running(tmp_path / "pg", pg_bindir, durable=False)
+def test_a_running_server_is_reused_and_stops(server_dir: Path, pg_bindir: Path) -> None:
+    first = ensure_running(server_dir, pg_bindir, durable=False)
+    second = ensure_running(server_dir, pg_bindir, durable=False)
     assert second.port == first.port
-    assert ((tmp_path / "pg" / "password").stat().st_mode & 0o777) == 0o600
+    assert ((server_dir / "password").stat().st_mode & 0o777) == 0o600
 
-    assert stop(tmp_path / "pg", pg_bindir) is True
-    assert stop(tmp_path / "pg", pg_bindir) is False
+    assert stop(server_dir, pg_bindir) is True
+    assert stop(server_dir, pg_bindir) is False
 
 
-def test_demo_defaults_migrate_an_embedded_server_with_no_url(tmp_path: Path) -> None:
+def test_demo_defaults_migrate_an_embedded_server_with_no_url(server_dir: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("DBOPS_")}
-    env["DBOPS_HOME"] = str(tmp_path / "home")
+    env["DBOPS_HOME"] = str(server_dir / "home")
     try:
         migrated = run_cli("migrate", env=env)
         url = run_cli("db-url", env=env)
@@ -41,15 +41,15 @@ def _other_bindirs() -> list[Path]:
     return sorted(path for path in Path("/usr/lib/postgresql").glob("*/bin") if (path / "postgres").exists())
 
 
-def test_migrations_run_on_a_system_postgresql_too(tmp_path: Path) -> None:
+def test_migrations_run_on_a_system_postgresql_too(server_dir: Path) -> None:
     candidates = _other_bindirs()
     if not candidates:
         missing_tool("no system PostgreSQL server in /usr/lib/postgresql/*/bin (Debian package postgresql)")
     bindir = candidates[0]
-    server = ensure_running(tmp_path / "system-pg", bindir, durable=False)
+    server = ensure_running(server_dir, bindir, durable=False)
     try:
-        settings = load_settings(_env_file=None, home=tmp_path, pg_bindir=bindir)
+        settings = load_settings(_env_file=None, home=server_dir, pg_bindir=bindir)
         result = migrate(server.url(), settings)
     finally:
-        stop(tmp_path / "system-pg", bindir)
+        stop(server_dir, bindir)
     assert result.revision_after == head_revision()

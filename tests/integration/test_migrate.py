@@ -16,7 +16,7 @@ from models.results import MigrationDirection
 from models.settings import Environment, Settings
 from tasks.migrate import head_revision, migrate
 from tasks.migration_lock import MIGRATION_LOCK_KEY
-from tests.integration.conftest import REPO_ROOT, connect, run_cli
+from tests.integration.conftest import REPO_ROOT, connect, run_cli, spawn_cli
 
 
 def alembic_versions(url: URL) -> list[str]:
@@ -41,17 +41,7 @@ def one_error_line(stderr: str) -> str:
 def test_eight_simultaneous_migrations_apply_it_exactly_once(
     attempt: int, database_url: URL, cli_env: dict[str, str]
 ) -> None:
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "deployments.cli", "migrate"],
-            env=cli_env,
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(8)
-    ]
+    processes = [spawn_cli("migrate", env=cli_env) for _ in range(8)]
     outputs = [process.communicate(timeout=120) for process in processes]
 
     assert [process.returncode for process in processes] == [0] * 8, outputs
@@ -84,20 +74,10 @@ def test_a_held_lock_makes_the_next_run_fail_naming_the_holder(
     assert tables(database_url) == set(), "nothing may be migrated without the lock"
 
 
-def test_a_waiting_run_proceeds_once_the_holder_releases(settings: Settings, database_url: URL) -> None:
+def test_a_waiting_run_proceeds_once_the_holder_releases(database_url: URL, cli_env: dict[str, str]) -> None:
     with connect(database_url) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
-        runner = subprocess.Popen(
-            [sys.executable, "-m", "deployments.cli", "migrate"],
-            env={
-                "DBOPS_DATABASE_URL": database_url.render_as_string(hide_password=False),
-                "PATH": "/usr/bin",
-            },
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        runner = spawn_cli("migrate", env=cli_env)
         time.sleep(1.0)
         assert runner.poll() is None, "the run must wait for the lock, not fail or skip it"
         holder.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))

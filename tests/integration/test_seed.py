@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import bcrypt
@@ -18,7 +16,7 @@ from models.seed import BUNDLED_SEED_FILE
 from models.settings import Environment, Settings
 from tasks.seed import load_seed_document, seed
 from tasks.seed_validation import validate_seed
-from tests.integration.conftest import REPO_ROOT, connect, run_cli
+from tests.integration.conftest import connect, run_cli, spawn_cli
 
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -106,17 +104,7 @@ def test_changed_seed_file_updates_exactly_the_changed_rows(
 
 def test_two_seeds_at_once_end_as_one(migrated_url: URL, cli_env: dict[str, str]) -> None:
     env = cli_env | {"DBOPS_ADMIN_PASSWORD": ADMIN_PASSWORD, "DBOPS_BCRYPT_ROUNDS": "4"}
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "deployments.cli", "seed"],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    runs = [spawn_cli("seed", env=env) for _ in range(2)]
     outputs = [run.communicate(timeout=120) for run in runs]
 
     assert [run.returncode for run in runs] == [0, 0], outputs

@@ -83,3 +83,15 @@ def test_repr_and_dump_hide_the_password(monkeypatch: pytest.MonkeyPatch) -> Non
     url = settings.configured_database_url()
     assert url is not None
     assert url.password == "s3cr3t-pw"
+
+
+def test_a_bad_database_url_parameter_is_a_configuration_error() -> None:
+    from pydantic import SecretStr
+
+    from tasks.database import resolve_database_url
+
+    with pytest.raises(ConfigurationError, match="the database URL parameter uses 'mysql'") as refused:
+        resolve_database_url(load_settings(), SecretStr("mysql://app:s3cr3t-pw@db/app"))
+    assert "s3cr3t-pw" not in str(refused.value)
+    override = resolve_database_url(load_settings(), SecretStr("postgres://app:pw@db:5433/other"))
+    assert (override.host, override.port, override.database) == ("db", 5433, "other")

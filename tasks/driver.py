@@ -1,0 +1,46 @@
+"""Plain psycopg connections, for what SQLAlchemy does not do: COPY and server administration.
+
+Connection failures become the same :class:`DatabaseUnavailableError` as everywhere else, with the
+password scrubbed from the driver's message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import URL
+
+from models.database_url import describe
+from models.errors import DatabaseUnavailableError
+
+
+def connect(
+    url: URL, *, purpose: str, autocommit: bool = False, connect_timeout: int = 10
+) -> psycopg.Connection[tuple[Any, ...]]:
+    try:
+        return psycopg.connect(
+            host=url.host,
+            port=url.port,
+            user=url.username,
+            password=url.password,
+            dbname=url.database,
+            connect_timeout=connect_timeout,
+            application_name=f"dbops {purpose}",
+            autocommit=autocommit,
+        )
+    except psycopg.OperationalError as error:
+        raise unavailable_from_message(url, str(error)) from None
+
+
+def unavailable_from_message(url: URL, driver_message: str) -> DatabaseUnavailableError:
+    """The error for a failed connection; *driver_message* is scrubbed of the password, just in case."""
+    lines = driver_message.strip().splitlines()
+    detail = lines[0] if lines else ""
+    if url.password:
+        detail = detail.replace(str(url.password), "***")
+    return DatabaseUnavailableError(
+        f"cannot connect to PostgreSQL database {describe(url)} as {url.username or 'the default user'}",
+        detail=detail,
+        hint="check DBOPS_DATABASE_URL and that the server is running and reachable",
+    )
