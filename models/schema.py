@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Identity,
@@ -131,7 +132,11 @@ class User(Base):
 
 class Course(Base):
     __tablename__ = "courses"
-    __table_args__ = (UniqueConstraint("university_id", "code"),)
+    __table_args__ = (
+        UniqueConstraint("university_id", "code"),
+        CheckConstraint("duration_months > 0", name="duration_months_positive"),
+        CheckConstraint("tuition_fee >= 0", name="tuition_fee_not_negative"),
+    )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     # Covered by the (university_id, code) unique index; kept because the original schema has it, and
@@ -159,6 +164,7 @@ class Application(Base):
     __tablename__ = "applications"
     __table_args__ = (
         UniqueConstraint("user_id", "course_id"),
+        CheckConstraint("decided_at >= submitted_at", name="decided_after_submitted"),
         Index("ix_applications_course_id_status", "course_id", "status"),
     )
 
