@@ -105,6 +105,10 @@ class SeedValidationError(SeedError):
     """The database does not hold what the seed file says it should."""
 
 
+class IntegrityValidationError(DbopsError):
+    """An error-severity integrity check failed."""
+
+
 class CommandError(DbopsError):
     """A PostgreSQL client program (pg_dump, pg_restore, psql, ...) failed."""
 

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     bcrypt_rounds: int = Field(
         default=12, ge=4, le=31, description="bcrypt cost factor for seeded passwords."
     )
+    validation_concurrency: int = Field(
+        default=2, ge=1, le=16, description="Connections the integrity checks run on at once."
+    )
+    validation_work_mem_mb: int = Field(
+        default=256, ge=4, description="work_mem for the validation's hash joins and aggregates, in MB."
+    )
     seed_file: Path | None = Field(
         default=None, description="Seed YAML; unset: the bundled models/seed.yaml."
     )

@@ -37,14 +37,20 @@ COURSE_ATTRIBUTES = (
 def validate_seed(url: URL, settings: Settings, document: SeedDocument) -> SeedValidationReport:
     engine = make_engine(url, settings, purpose="validate seed")
     with open_connection(engine, autocommit=True) as connection:
-        checks = [
-            _admin(connection, settings),
-            _universities_verified(connection, document),
-            _slugs_unique(connection),
-            _staff_linked(connection, document),
-            _courses_match(connection, document),
-        ]
+        checks = run_seed_checks(connection, settings, document)
     return SeedValidationReport(database=describe(url), checks=checks)
+
+
+def run_seed_checks(
+    connection: Connection, settings: Settings, document: SeedDocument
+) -> list[ValidationCheck]:
+    return [
+        _admin(connection, settings),
+        _universities_verified(connection, document),
+        _slugs_unique(connection),
+        _staff_linked(connection, document),
+        _courses_match(connection, document),
+    ]
 
 
 def _admin(connection: Connection, settings: Settings) -> ValidationCheck:

@@ -13,7 +13,7 @@ import warnings
 
 import typer
 
-from deployments.cli import schema, seed
+from deployments.cli import schema, seed, validate
 from models.errors import DbopsError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 schema.register(app)
 seed.register(app)
+validate.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,97 @@
+"""``validate-integrity``: the catalogue of integrity checks against any database, with artifacts.
+
+The flow ends Failed when an error-severity check fails and Completed otherwise (warnings included).
+The restore rehearsal calls it with the URL of each restored copy.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field, SecretStr
+
+from models.errors import IntegrityValidationError
+from models.integrity import IntegrityReport
+from models.settings import load_settings
+from tasks.database import resolve_database_url
+from tasks.integrity.runner import validate_integrity
+from tasks.seed import load_seed_document, seed_file_path
+
+validate_integrity_task = task(name="validate-integrity", cache_policy=NO_CACHE)(validate_integrity)
+
+
+@flow(name="validate-integrity")
+def validate_integrity_flow(
+    database_url: Annotated[
+        SecretStr | None, Field(description="Validate this database instead of DBOPS_DATABASE_URL.")
+    ] = None,
+) -> IntegrityReport:
+    settings = load_settings()
+    url = resolve_database_url(settings, database_url)
+    logger = get_run_logger()
+    report = validate_integrity_task(
+        url, settings, seed_document=load_seed_document(seed_file_path(settings)), logger=logger
+    )
+    create_table_artifact(
+        key="integrity-checks",
+        table=[
+            {
+                "check": check.name,
+                "severity": check.severity.value,
+                "status": check.status.value,
+                "seconds": check.elapsed_seconds,
+                "detail": check.detail,
+            }
+            for check in report.checks
+        ],
+        description=f"Integrity of {report.database} at revision {report.revision}",
+    )
+    create_markdown_artifact(key="integrity-summary", markdown=report_markdown(report))
+    for warning in report.warnings:
+        logger.warning("%s: %s", warning.name, warning.detail)
+    raise_for_errors(report)
+    return report
+
+
+def integrity_error(report: IntegrityReport) -> IntegrityValidationError | None:
+    """The error a report with failed error-severity checks amounts to; None when it passed."""
+    if report.passed:
+        return None
+    return IntegrityValidationError(
+        f"{len(report.errors)} integrity check(s) failed on {report.database}",
+        detail="; ".join(f"{check.name}: {check.detail}" for check in report.errors),
+        hint="see the sample rows (integrity-summary artifact, or dbops validate --json) and repair the data",
+    )
+
+
+def raise_for_errors(report: IntegrityReport) -> None:
+    error = integrity_error(report)
+    if error is not None:
+        raise error
+
+
+def report_markdown(report: IntegrityReport) -> str:
+    verdict = "passed" if report.passed else "**FAILED**"
+    warnings = f", {len(report.warnings)} warning(s)" if report.warnings else ""
+    lines = [
+        f"# Integrity of {report.database}: {verdict}{warnings}",
+        "",
+        f"PostgreSQL {report.server_version}, revision {report.revision}, "
+        f"checked {report.checked_at:%Y-%m-%d %H:%M:%S %Z} in {report.elapsed_seconds:.1f} s.",
+        "",
+        "| check | severity | status | detail |",
+        "|---|---|---|---|",
+        *(f"| {c.name} | {c.severity.value} | {c.status.value} | {c.detail} |" for c in report.checks),
+    ]
+    for check in report.checks:
+        if check.samples and check.status.value != "passed":
+            lines += ["", f"## {check.name}: sample rows", "", "```json"]
+            lines += [json.dumps(sample, default=str) for sample in check.samples]
+            lines += ["```"]
+    lines += ["", "## Row counts", "", "| table | rows |", "|---|---|"]
+    lines += [f"| {table} | {rows:,} |" for table, rows in report.row_counts.items()]
+    return "\n".join(lines)

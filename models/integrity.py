@@ -1,0 +1,66 @@
+"""The integrity report: what ``validate-integrity`` found, check by check.
+
+The restore rehearsal compares ``row_counts`` with a backup's manifest, and the CLI's ``--json``
+output round-trips into :class:`IntegrityReport`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+MAX_SAMPLES = 10
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+class CheckStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class CheckResult(BaseModel):
+    name: str
+    severity: Severity
+    status: CheckStatus
+    detail: str = Field(description="One line: what was found, or what was checked.")
+    samples: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_SAMPLES)
+    elapsed_seconds: float = 0.0
+
+    @property
+    def is_error(self) -> bool:
+        return self.status is CheckStatus.FAILED and self.severity is Severity.ERROR
+
+    @property
+    def is_warning(self) -> bool:
+        return not self.is_error and self.status is not CheckStatus.PASSED
+
+
+class IntegrityReport(BaseModel):
+    database: str
+    server_version: str
+    revision: str | None
+    checked_at: datetime
+    elapsed_seconds: float
+    row_counts: dict[str, int]
+    checks: list[CheckResult]
+
+    @property
+    def passed(self) -> bool:
+        """No error-severity check failed (warnings allowed)."""
+        return not self.errors
+
+    @property
+    def errors(self) -> list[CheckResult]:
+        return [check for check in self.checks if check.is_error]
+
+    @property
+    def warnings(self) -> list[CheckResult]:
+        return [check for check in self.checks if check.is_warning]

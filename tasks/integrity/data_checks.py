@@ -1,0 +1,149 @@
+"""Checks on the data: uniqueness (also under normalisation), relations and orphans, row counts.
+
+All set-based: one GROUP BY per unique key that normalisation could defeat, one pass per table for
+every foreign key's orphans (shared with the row counts), and sample rows only for what failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import String, Table, UniqueConstraint, and_, exists, func, select, text
+
+from models.integrity import MAX_SAMPLES
+from models.schema import TABLES
+from tasks.integrity.context import CheckContext
+from tasks.integrity.outcome import Outcome, outcome_from, passed
+
+
+def _unique_indexes(context: CheckContext) -> dict[tuple[str, tuple[str, ...]], bool]:
+    """(table, columns) of every unique index in the schema, mapped to whether it is valid."""
+    with context.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT t.relname, array_agg(a.attname::text ORDER BY k.position), bool_and(x.indisvalid) "
+                "FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid "
+                "CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, position) "
+                "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum "
+                "WHERE x.indisunique AND t.relnamespace = current_schema()::regnamespace "
+                "GROUP BY x.indexrelid, t.relname"
+            )
+        ).all()
+    found: dict[tuple[str, tuple[str, ...]], bool] = {}
+    for table, columns, valid in rows:
+        key = (table, tuple(columns))
+        found[key] = found.get(key, False) or bool(valid)
+    return found
+
+
+def uniqueness(context: CheckContext) -> Outcome:
+    """Declared unique keys are enforced, and no two rows collide once text is trimmed and lower-cased."""
+    present = _unique_indexes(context)
+    problems: list[str] = []
+    samples: list[dict[str, Any]] = []
+    declared = [
+        (table, constraint)
+        for table in TABLES
+        for constraint in table.constraints
+        if isinstance(constraint, UniqueConstraint)
+    ]
+    for table, constraint in declared:
+        columns = tuple(column.name for column in constraint.columns)
+        enforced = present.get((table.name, columns), False)
+        if not enforced:
+            problems.append(
+                f"unique key {table.name} ({', '.join(columns)}) is not enforced: no valid unique index"
+            )
+        normalised = [
+            func.lower(func.btrim(column)) if isinstance(column.type, String) else column
+            for column in constraint.columns
+        ]
+        if enforced and not any(isinstance(column.type, String) for column in constraint.columns):
+            continue  # a valid unique index already rules out duplicates, and there is nothing to normalise
+        labels = [expression.label(name) for expression, name in zip(normalised, columns, strict=True)]
+        query = (
+            select(*labels, func.count().label("rows"))
+            .group_by(*normalised)
+            .having(func.count() > 1)
+            .order_by(func.count().desc())
+            .limit(MAX_SAMPLES)
+        )
+        with context.engine.connect() as connection:
+            duplicates = [dict(row) for row in connection.execute(query).mappings()]
+        if duplicates:
+            first = ", ".join(str(duplicates[0][name]) for name in columns)
+            more = "+" if len(duplicates) == MAX_SAMPLES else ""
+            problems.append(
+                f"{table.name} ({', '.join(columns)}) has {len(duplicates)}{more} value(s) shared by "
+                f"several rows once trimmed and lower-cased, e.g. '{first}'"
+            )
+            samples.extend({"table": table.name, **duplicate} for duplicate in duplicates)
+    return outcome_from(
+        problems, f"{len(declared)} unique keys enforced, no duplicates under normalisation", samples
+    )
+
+
+def relations(context: CheckContext) -> Outcome:
+    """Every declared foreign key exists and is validated, and no row points at a missing parent."""
+    with context.engine.connect() as connection:
+        constraints = {
+            (row[0], tuple(row[1]), row[2]): (row[3], bool(row[4]))
+            for row in connection.execute(
+                text(
+                    "SELECT t.relname, array_agg(a.attname::text ORDER BY k.position), p.relname, c.conname, "
+                    "bool_and(c.convalidated) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+                    "JOIN pg_class p ON p.oid = c.confrelid "
+                    "CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, position) "
+                    "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum "
+                    "WHERE c.contype = 'f' AND t.relnamespace = current_schema()::regnamespace "
+                    "GROUP BY c.oid, t.relname, p.relname, c.conname"
+                )
+            )
+        }
+    problems: list[str] = []
+    samples: list[dict[str, Any]] = []
+    keys = [(table, key) for table in TABLES for key in table.foreign_key_constraints]
+    for table, key in keys:
+        columns = tuple(element.parent.name for element in key.elements)
+        found = constraints.get((table.name, columns, key.referred_table.name))
+        described = f"{table.name} ({', '.join(columns)}) -> {key.referred_table.name}"
+        if found is None:
+            problems.append(f"foreign key {described} is missing")
+        elif not found[1]:
+            problems.append(
+                f"foreign key {found[0]} ({described}) is NOT VALID: existing rows were never checked"
+            )
+        orphans = context.scan(table).orphans[str(key.name)]
+        if orphans:
+            problems.append(f"{orphans} row(s) of {described} point at no {key.referred_table.name} row")
+            samples.extend(_orphan_samples(context, table, key, columns))
+    return outcome_from(problems, f"{len(keys)} foreign keys present and validated, no orphan rows", samples)
+
+
+def _orphan_samples(
+    context: CheckContext, table: Table, key: Any, columns: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    parent = key.referred_table
+    matches = and_(
+        *(parent.c[element.column.name] == table.c[element.parent.name] for element in key.elements)
+    )
+    primary_key = [column.label(f"{table.name}.{column.name}") for column in table.primary_key.columns]
+    query = (
+        select(*primary_key, *(table.c[name] for name in columns))
+        .where(*(table.c[name].is_not(None) for name in columns), ~exists().where(matches))
+        .limit(MAX_SAMPLES)
+    )
+    with context.engine.connect() as connection:
+        return [
+            {"constraint": str(key.name), **{name: str(value) for name, value in row.items()}}
+            for row in connection.execute(query).mappings()
+        ]
+
+
+def row_counts(context: CheckContext) -> Outcome:
+    counts = {table.name: context.scan(table).rows for table in TABLES}
+    total = sum(counts.values())
+    return passed(
+        f"{total:,} rows in {len(counts)} tables: "
+        + ", ".join(f"{name} {rows:,}" for name, rows in counts.items())
+    )
