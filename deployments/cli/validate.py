@@ -73,6 +73,5 @@ def _print_table(report: IntegrityReport) -> None:
             for sample in check.samples[:3]:
                 typer.echo(f"      {json.dumps(sample, default=str)}")
     verdict = "passed" if report.passed else "FAILED"
-    typer.echo(
-        f"{verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s) in {report.elapsed_seconds:.2f} s"
-    )
+    counts = f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+    typer.echo(f"{verdict}: {counts} in {report.elapsed_seconds:.2f} s")
