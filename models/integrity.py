@@ -40,7 +40,10 @@ class CheckResult(BaseModel):
 
     @property
     def is_warning(self) -> bool:
-        return not self.is_error and self.status is not CheckStatus.PASSED
+        """A failed warning-severity check, or a check skipped where it should have run."""
+        if self.status is CheckStatus.FAILED:
+            return self.severity is Severity.WARNING
+        return self.status is CheckStatus.SKIPPED and self.severity is Severity.WARNING
 
 
 class IntegrityReport(BaseModel):

@@ -86,6 +86,21 @@ class Settings(BaseSettings):
         default=None, description="Seed YAML; unset: the bundled models/seed.yaml."
     )
 
+    @field_validator(
+        "database_url",
+        "backup_url",
+        "s3_endpoint_url",
+        "admin_password",
+        "staff_password",
+        "pg_bindir",
+        "seed_file",
+        mode="before",
+    )
+    @classmethod
+    def _blank_means_unset(cls, value: object) -> object:
+        """An empty variable (``DBOPS_BACKUP_URL=``, or compose's ``${VAR:-}``) is the same as none."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("database_url")
     @classmethod
     def _must_be_postgresql(cls, value: SecretStr | None) -> SecretStr | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.integrity import MAX_SAMPLES, CheckStatus
+from models.integrity import MAX_SAMPLES, CheckStatus, Severity
 
 
 @dataclass(frozen=True)
@@ -13,6 +13,8 @@ class Outcome:
     status: CheckStatus
     detail: str
     samples: list[dict[str, Any]] = field(default_factory=list)
+    #: Overrides the check's severity, e.g. amcheck: corruption is an error, no amcheck a warning.
+    severity: Severity | None = None
 
 
 def passed(detail: str) -> Outcome:
@@ -25,8 +27,8 @@ def failed(problems: list[str], samples: list[dict[str, Any]] | None = None) -> 
     return Outcome(CheckStatus.FAILED, shown, (samples or [])[:MAX_SAMPLES])
 
 
-def skipped(detail: str) -> Outcome:
-    return Outcome(CheckStatus.SKIPPED, detail)
+def skipped(detail: str, severity: Severity | None = None) -> Outcome:
+    return Outcome(CheckStatus.SKIPPED, detail, severity=severity)
 
 
 def outcome_from(problems: list[str], ok_detail: str, samples: list[dict[str, Any]] | None = None) -> Outcome:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from models.integrity import MAX_SAMPLES
+from models.integrity import MAX_SAMPLES, Severity
 from tasks.integrity.context import CheckContext
 from tasks.integrity.outcome import Outcome, outcome_from, skipped
 
@@ -37,7 +37,8 @@ def amcheck(context: CheckContext) -> Outcome:
         reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
         return skipped(
             f"amcheck is not available ({reason}); a superuser can run CREATE EXTENSION amcheck "
-            "(package postgresql-contrib) to enable this check"
+            "(package postgresql-contrib) to enable this check",
+            severity=Severity.WARNING,
         )
     with context.engine.connect() as connection:
         names = connection.execute(BTREE_INDEXES).scalars().all()

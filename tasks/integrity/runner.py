@@ -41,7 +41,7 @@ class Check:
 CATALOGUE = (
     Check("relations", Severity.ERROR, relations),
     Check("uniqueness", Severity.ERROR, uniqueness),
-    Check("amcheck", Severity.WARNING, amcheck),
+    Check("amcheck", Severity.ERROR, amcheck),
     Check("migrations", Severity.ERROR, migrations_at_head),
     Check("schema drift", Severity.ERROR, schema_drift),
     Check("enums", Severity.ERROR, enums),
@@ -105,7 +105,7 @@ def _run(check: Check, context: CheckContext) -> CheckResult:
         outcome = Outcome(CheckStatus.FAILED, f"the check could not run: {message}")
     return CheckResult(
         name=check.name,
-        severity=check.severity,
+        severity=outcome.severity or check.severity,
         status=outcome.status,
         detail=outcome.detail,
         samples=outcome.samples,
