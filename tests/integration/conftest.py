@@ -182,3 +182,26 @@ def migrated_url(database_url: URL, settings: Settings) -> URL:
 
     migrate(database_url, settings)
     return database_url
+
+
+@pytest.fixture
+def seeded_url(migrated_url: URL, settings: Settings) -> URL:
+    """A migrated database with the seed and a little synthetic data of every kind."""
+    from datetime import UTC, datetime
+
+    from tasks.seed import seed
+    from tasks.synth import synth
+    from tasks.synth_rows import SynthPlan
+
+    seed(migrated_url, settings.model_copy(update={"bcrypt_rounds": 4}))
+    plan = SynthPlan(
+        users=200,
+        applications=300,
+        audit_logs=1_000,
+        events=500,
+        days=30,
+        seed=3,
+        until=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    synth(migrated_url, settings, plan)
+    return migrated_url

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -15,31 +14,10 @@ from models.seed import BUNDLED_SEED_FILE
 from models.settings import Settings
 from tasks.integrity.runner import validate_integrity
 from tasks.migrate import migrate
-from tasks.seed import load_seed_document, seed
-from tasks.synth import synth
-from tasks.synth_rows import SynthPlan
+from tasks.seed import load_seed_document
 from tests.integration.conftest import connect, run_cli, url_string
 
 SEED = load_seed_document(BUNDLED_SEED_FILE)
-
-
-@pytest.fixture
-def seeded_url(migrated_url: URL, settings: Settings) -> URL:
-    seed(migrated_url, settings.model_copy(update={"bcrypt_rounds": 4}))
-    synth(
-        migrated_url,
-        settings,
-        SynthPlan(
-            users=200,
-            applications=300,
-            audit_logs=1_000,
-            events=500,
-            days=30,
-            seed=3,
-            until=datetime(2026, 11, 1, tzinfo=UTC),
-        ),
-    )
-    return migrated_url
 
 
 def validate(url: URL, settings: Settings) -> IntegrityReport:

@@ -95,3 +95,11 @@ def test_a_bad_database_url_parameter_is_a_configuration_error() -> None:
     assert "s3cr3t-pw" not in str(refused.value)
     override = resolve_database_url(load_settings(), SecretStr("postgres://app:pw@db:5433/other"))
     assert (override.host, override.port, override.database) == ("db", 5433, "other")
+
+
+def test_blank_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DBOPS_DATABASE_URL", "")
+    monkeypatch.setenv("DBOPS_BACKUP_URL", "   ")
+    settings = load_settings()
+    assert settings.configured_database_url() is None
+    assert settings.backup_url is None

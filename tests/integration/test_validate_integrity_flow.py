@@ -1,0 +1,57 @@
+"""The ``validate-integrity`` flow on a real Prefect API: Completed, Failed, artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from pydantic import SecretStr
+from sqlalchemy.engine import URL
+
+from flows.validate_integrity import validate_integrity_flow
+from models.integrity import IntegrityReport
+from tests.integration.conftest import connect, url_string
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+async def _artifacts(flow_run_id: UUID | None) -> dict[str, object]:
+    assert flow_run_id is not None
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {str(artifact.key): artifact.data for artifact in artifacts}
+
+
+def test_clean_database_completes_with_a_row_per_check(seeded_url: URL) -> None:
+    state = validate_integrity_flow(database_url=SecretStr(url_string(seeded_url)), return_state=True)
+
+    assert state.is_completed(), state.message
+    report = state.result()
+    assert isinstance(report, IntegrityReport)
+    assert report.row_counts["applications"] == 300
+    artifacts = asyncio.run(_artifacts(state.state_details.flow_run_id))
+    assert set(artifacts) == {"integrity-checks", "integrity-summary"}
+    rows = json.loads(str(artifacts["integrity-checks"]))
+    assert [(row["check"], row["status"]) for row in rows] == [
+        (check.name, "passed") for check in report.checks
+    ]
+
+
+def test_a_failed_check_fails_the_run_with_samples_in_the_summary(seeded_url: URL) -> None:
+    with connect(seeded_url) as connection:
+        connection.execute("ALTER TABLE users ALTER COLUMN status SET DEFAULT 'ACTIVE'")
+
+    state = validate_integrity_flow(database_url=SecretStr(url_string(seeded_url)), return_state=True)
+
+    assert state.is_failed()
+    assert "1 integrity check(s) failed" in str(state.message)
+    assert "users.status defaults to 'ACTIVE'::user_status" in str(state.message)
+    summary = str(asyncio.run(_artifacts(state.state_details.flow_run_id))["integrity-summary"])
+    assert "## enums: sample rows" in summary
+    assert '"column": "users.status"' in summary
