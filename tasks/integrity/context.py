@@ -3,65 +3,77 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import FromClause, Table, and_, func, select
+from sqlalchemy import ForeignKeyConstraint, Select, Table, and_, exists, func, select
 from sqlalchemy.engine import Engine
 
 from models.seed import SeedDocument
 from models.settings import Settings
 
-
-@dataclass(frozen=True)
-class TableScan:
-    """One pass over a table: its row count and, per foreign key, the rows whose parent is missing."""
-
-    table: str
-    rows: int
-    orphans: dict[str, int]
+T = TypeVar("T")
 
 
 @dataclass
 class CheckContext:
+    """Shared by the checks of one run; expensive reads are memoised so each happens once.
+
+    The runner warms the memo from its worker pool (largest tables and indexes first) while the
+    checks run, so both connections stay busy; a check that needs a result not computed yet computes
+    it itself, under the same per-key lock, so nothing is read twice and nothing waits on a queue.
+    """
+
     engine: Engine
     settings: Settings
     seed_document: SeedDocument | None
-    _scans: dict[str, TableScan] = field(default_factory=dict)
-    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _results: dict[Hashable, Any] = field(default_factory=dict)
+    _locks: dict[Hashable, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
-    def scan(self, table: Table) -> TableScan:
-        """The table's scan, computed once however many checks (in however many threads) ask."""
+    def once(self, key: Hashable, compute: Callable[[], T]) -> T:
         with self._guard:
-            lock = self._locks.setdefault(table.name, threading.Lock())
+            lock = self._locks.setdefault(key, threading.Lock())
         with lock:
-            if table.name not in self._scans:
-                self._scans[table.name] = _scan(self.engine, table)
-            return self._scans[table.name]
+            if key not in self._results:
+                self._results[key] = compute()
+            return cast(T, self._results[key])
 
-    def scanned(self) -> dict[str, TableScan]:
-        return dict(self._scans)
+    def row_count(self, table: Table) -> int:
+        return self.once(("rows", table.name), lambda: _row_count(self.engine, table))
+
+    def orphan_count(self, key: ForeignKeyConstraint) -> int:
+        """Rows whose key columns are all set but match no parent row, counted once per run."""
+        return self.once(("orphans", str(key.name)), lambda: _orphan_count(self.engine, key))
+
+    def row_counts(self) -> dict[str, int]:
+        with self._guard:
+            return {
+                key[1]: value
+                for key, value in self._results.items()
+                if isinstance(key, tuple) and key[0] == "rows"
+            }
 
 
-def _scan(engine: Engine, table: Table) -> TableScan:
-    """``count(*)`` plus an anti-join per foreign key, in a single sequential pass over *table*.
-
-    A LEFT JOIN to each parent on its referenced (primary or unique) key cannot multiply rows, and a
-    child row is an orphan when all its key columns are set but no parent matched.
-    """
-    child = table.alias("child")
-    joined: FromClause = child
-    orphan_counts = []
-    names = []
-    for number, key in enumerate(sorted(table.foreign_key_constraints, key=lambda k: str(k.name))):
-        parent = key.referred_table.alias(f"parent_{number}")
-        pairs = [(child.c[element.parent.name], parent.c[element.column.name]) for element in key.elements]
-        joined = joined.outerjoin(parent, and_(*(local == remote for local, remote in pairs)))
-        missing = and_(*(local.is_not(None) for local, _ in pairs), pairs[0][1].is_(None))
-        orphan_counts.append(func.count().filter(missing))
-        names.append(str(key.name))
+def _row_count(engine: Engine, table: Table) -> int:
     with engine.connect() as connection:
-        row = connection.execute(select(func.count(), *orphan_counts).select_from(joined)).one()
-    return TableScan(
-        table=table.name, rows=int(row[0]), orphans=dict(zip(names, map(int, row[1:]), strict=True))
+        return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def orphans_query(key: ForeignKeyConstraint) -> Select[Any]:
+    """Child rows of *key* whose parent is missing: an anti-join, which PostgreSQL runs set-based."""
+    child, parent = key.table, key.referred_table
+    matches = and_(
+        *(parent.c[element.column.name] == child.c[element.parent.name] for element in key.elements)
     )
+    return select(child).where(
+        *(child.c[element.parent.name].is_not(None) for element in key.elements), ~exists().where(matches)
+    )
+
+
+def _orphan_count(engine: Engine, key: ForeignKeyConstraint) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(select(func.count()).select_from(orphans_query(key).subquery())).scalar_one()
+        )

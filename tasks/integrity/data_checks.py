@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, Table, UniqueConstraint, and_, exists, func, select, text
+from sqlalchemy import String, Table, UniqueConstraint, exists, func, or_, select, text
 
 from models.integrity import MAX_SAMPLES
 from models.schema import TABLES
-from tasks.integrity.context import CheckContext
+from tasks.integrity.context import CheckContext, orphans_query
 from tasks.integrity.outcome import Outcome, outcome_from, passed
 
 
@@ -58,8 +58,10 @@ def uniqueness(context: CheckContext) -> Outcome:
             func.lower(func.btrim(column)) if isinstance(column.type, String) else column
             for column in constraint.columns
         ]
-        if enforced and not any(isinstance(column.type, String) for column in constraint.columns):
-            continue  # a valid unique index already rules out duplicates, and there is nothing to normalise
+        if enforced and not _any_unnormalised(context, table, constraint.columns, normalised):
+            # Every value is already in normal form, so a collision after normalising would be an
+            # exact duplicate, which the valid unique index rules out: no GROUP BY over the table.
+            continue
         labels = [expression.label(name) for expression, name in zip(normalised, columns, strict=True)]
         query = (
             select(*labels, func.count().label("rows"))
@@ -81,6 +83,15 @@ def uniqueness(context: CheckContext) -> Outcome:
     return outcome_from(
         problems, f"{len(declared)} unique keys enforced, no duplicates under normalisation", samples
     )
+
+
+def _any_unnormalised(context: CheckContext, table: Table, columns: Any, normalised: list[Any]) -> bool:
+    pairs = [(column, form) for column, form in zip(columns, normalised, strict=True) if form is not column]
+    if not pairs:
+        return False
+    query = select(exists().where(or_(*(column.is_distinct_from(form) for column, form in pairs))))
+    with context.engine.connect() as connection:
+        return bool(connection.execute(query).scalar_one())
 
 
 def relations(context: CheckContext) -> Outcome:
@@ -113,7 +124,7 @@ def relations(context: CheckContext) -> Outcome:
             problems.append(
                 f"foreign key {found[0]} ({described}) is NOT VALID: existing rows were never checked"
             )
-        orphans = context.scan(table).orphans[str(key.name)]
+        orphans = context.orphan_count(key)
         if orphans:
             problems.append(f"{orphans} row(s) of {described} point at no {key.referred_table.name} row")
             samples.extend(_orphan_samples(context, table, key, columns))
@@ -123,14 +134,12 @@ def relations(context: CheckContext) -> Outcome:
 def _orphan_samples(
     context: CheckContext, table: Table, key: Any, columns: tuple[str, ...]
 ) -> list[dict[str, Any]]:
-    parent = key.referred_table
-    matches = and_(
-        *(parent.c[element.column.name] == table.c[element.parent.name] for element in key.elements)
-    )
-    primary_key = [column.label(f"{table.name}.{column.name}") for column in table.primary_key.columns]
+    primary_key = [
+        table.c[column.name].label(f"{table.name}.{column.name}") for column in table.primary_key.columns
+    ]
     query = (
-        select(*primary_key, *(table.c[name] for name in columns))
-        .where(*(table.c[name].is_not(None) for name in columns), ~exists().where(matches))
+        orphans_query(key)
+        .with_only_columns(*primary_key, *(table.c[name] for name in columns))
         .limit(MAX_SAMPLES)
     )
     with context.engine.connect() as connection:
@@ -141,7 +150,7 @@ def _orphan_samples(
 
 
 def row_counts(context: CheckContext) -> Outcome:
-    counts = {table.name: context.scan(table).rows for table in TABLES}
+    counts = {table.name: context.row_count(table) for table in TABLES}
     total = sum(counts.values())
     return passed(
         f"{total:,} rows in {len(counts)} tables: "

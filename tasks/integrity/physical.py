@@ -6,8 +6,6 @@ the check is skipped with a warning that says how to enable it, never failed.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -28,29 +26,55 @@ BTREE_INDEXES = text("""
 """)
 
 
-def amcheck(context: CheckContext) -> Outcome:
+def amcheck_unavailable(context: CheckContext) -> str | None:
+    """Create amcheck if needed (once per run); the reason it cannot be used, or None."""
+    return context.once("amcheck-extension", lambda: _create_extension(context))
+
+
+def _create_extension(context: CheckContext) -> str | None:
     try:
         with context.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"))
             connection.execute(text("CREATE EXTENSION IF NOT EXISTS amcheck"))
     except DBAPIError as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
+        return str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
+    return None
+
+
+def btree_indexes(context: CheckContext) -> list[str]:
+    def read() -> list[str]:
+        with context.engine.connect() as connection:
+            return [str(name) for name in connection.execute(BTREE_INDEXES).scalars()]
+
+    return context.once("btree-indexes", read)
+
+
+def index_error(context: CheckContext, name: str) -> str | None:
+    """``bt_index_check`` of one index, once per run: the error it reports, or None."""
+
+    def check() -> str | None:
+        try:
+            with context.engine.connect() as connection:
+                connection.execute(text("SELECT bt_index_check(CAST(:name AS regclass))"), {"name": name})
+        except DBAPIError as error:
+            return str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
+        return None
+
+    return context.once(("amcheck", name), check)
+
+
+def amcheck(context: CheckContext) -> Outcome:
+    reason = amcheck_unavailable(context)
+    if reason is not None:
         return skipped(
             f"amcheck is not available ({reason}); a superuser can run CREATE EXTENSION amcheck "
             "(package postgresql-contrib) to enable this check",
             severity=Severity.WARNING,
         )
-    with context.engine.connect() as connection:
-        names = connection.execute(BTREE_INDEXES).scalars().all()
-    problems: list[str] = []
-    samples: list[dict[str, Any]] = []
-    for name in names:
-        try:
-            with context.engine.connect() as connection:
-                connection.execute(text("SELECT bt_index_check(CAST(:name AS regclass))"), {"name": name})
-        except DBAPIError as error:
-            message = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
-            problems.append(f"index {name}: {message}")
-            if len(samples) < MAX_SAMPLES:
-                samples.append({"index": name, "error": message})
-    return outcome_from(problems, f"{len(names)} btree indexes pass bt_index_check", samples)
+    names = btree_indexes(context)
+    errors = {name: error for name in names if (error := index_error(context, name)) is not None}
+    return outcome_from(
+        [f"index {name}: {error}" for name, error in errors.items()],
+        f"{len(names)} btree indexes pass bt_index_check",
+        [{"index": name, "error": error} for name, error in list(errors.items())[:MAX_SAMPLES]],
+    )

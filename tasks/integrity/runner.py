@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
@@ -23,9 +25,14 @@ from tasks.database import check_connection, make_engine
 from tasks.integrity.context import CheckContext
 from tasks.integrity.data_checks import relations, row_counts, uniqueness
 from tasks.integrity.outcome import Outcome
-from tasks.integrity.physical import amcheck
+from tasks.integrity.physical import amcheck, amcheck_unavailable, btree_indexes, index_error
 from tasks.integrity.schema_checks import enums, indexes, migrations_at_head, schema_drift
 from tasks.integrity.seed_invariants import seed_invariants
+
+RELATION_SIZES = text("""
+    SELECT relname, pg_relation_size(oid) FROM pg_class
+    WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'i')
+""")
 
 _log = logging.getLogger(__name__)
 
@@ -78,21 +85,46 @@ def validate_integrity(
     with ThreadPoolExecutor(
         max_workers=settings.validation_concurrency, thread_name_prefix="integrity"
     ) as pool:
+        for warm_up in _expensive_reads(context):
+            pool.submit(_quietly, warm_up)
         results = list(pool.map(lambda check: _run(check, context), CATALOGUE))
     for result in results:
         log.info(
             "%s: %s (%.2f s) %s", result.name, result.status.value, result.elapsed_seconds, result.detail
         )
-    scans = context.scanned()
+    counts = context.row_counts()
     return IntegrityReport(
         database=describe(url),
         server_version=server_version,
         revision=revision,
         checked_at=datetime.now(UTC),
         elapsed_seconds=round(time.monotonic() - started, 3),
-        row_counts={table.name: scans[table.name].rows for table in TABLES if table.name in scans},
+        row_counts={table.name: counts[table.name] for table in TABLES if table.name in counts},
         checks=results,
     )
+
+
+def _expensive_reads(context: CheckContext) -> list[Callable[[], object]]:
+    """Every table scan and index check, largest first: the longest jobs start first on the pool."""
+    with context.engine.connect() as connection:
+        sizes = {str(row[0]): int(row[1]) for row in connection.execute(RELATION_SIZES)}
+    reads: list[tuple[int, Callable[[], object]]] = [
+        (sizes.get(table.name, 0), partial(context.orphan_count, key))
+        for table in TABLES
+        for key in table.foreign_key_constraints
+    ]
+    reads += [(sizes.get(table.name, 0) // 4, partial(context.row_count, table)) for table in TABLES]
+    if amcheck_unavailable(context) is None:
+        reads += [
+            (sizes.get(name, 0), partial(index_error, context, name)) for name in btree_indexes(context)
+        ]
+    return [read for _, read in sorted(reads, key=lambda item: item[0], reverse=True)]
+
+
+def _quietly(read: Callable[[], object]) -> None:
+    """A warm-up read; if it fails, the check that needs it runs it again and reports the failure."""
+    with contextlib.suppress(DBAPIError):
+        read()
 
 
 def _run(check: Check, context: CheckContext) -> CheckResult:

@@ -219,3 +219,18 @@ def test_cli_json_round_trips_and_exit_codes(seeded_url: URL, cli_env: dict[str,
     unreachable = run_cli("validate", "--database-url", "postgresql://nobody@127.0.0.1:9/none", env=cli_env)
     assert unreachable.returncode == 2
     assert "cannot connect to PostgreSQL database none on 127.0.0.1:9" in unreachable.stderr
+
+
+def test_case_variants_are_caught_even_under_a_valid_unique_index(
+    seeded_url: URL, settings: Settings
+) -> None:
+    _run(
+        seeded_url,
+        "INSERT INTO users (email, password_hash, first_name, last_name) VALUES ('Admin@Platform.Example', '!', 'A', 'B')",
+    )
+    report = validate(seeded_url, settings)
+    assert set(failing(report)) == {"uniqueness"}
+    assert failing(report)["uniqueness"] == (
+        "users (email) has 1 value(s) shared by several rows once trimmed and lower-cased, "
+        "e.g. 'admin@platform.example'"
+    )
