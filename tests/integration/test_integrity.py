@@ -226,7 +226,8 @@ def test_case_variants_are_caught_even_under_a_valid_unique_index(
 ) -> None:
     _run(
         seeded_url,
-        "INSERT INTO users (email, password_hash, first_name, last_name) VALUES ('Admin@Platform.Example', '!', 'A', 'B')",
+        "INSERT INTO users (email, password_hash, first_name, last_name) "
+        "VALUES ('Admin@Platform.Example', '!', 'A', 'B')",
     )
     report = validate(seeded_url, settings)
     assert set(failing(report)) == {"uniqueness"}
