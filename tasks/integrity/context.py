@@ -18,12 +18,8 @@ T = TypeVar("T")
 
 @dataclass
 class CheckContext:
-    """Shared by the checks of one run; expensive reads are memoised so each happens once.
-
-    The runner warms the memo from its worker pool (largest tables and indexes first) while the
-    checks run, so both connections stay busy; a check that needs a result not computed yet computes
-    it itself, under the same per-key lock, so nothing is read twice and nothing waits on a queue.
-    """
+    """Shared by the concurrently running checks of one run; reads are memoised per key, so a
+    result two checks need (a table's row count, say) is computed once, by whichever asks first."""
 
     engine: Engine
     settings: Settings

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
@@ -25,14 +23,9 @@ from tasks.database import check_connection, make_engine
 from tasks.integrity.context import CheckContext
 from tasks.integrity.data_checks import relations, row_counts, uniqueness
 from tasks.integrity.outcome import Outcome
-from tasks.integrity.physical import amcheck, amcheck_unavailable, btree_indexes, index_error
+from tasks.integrity.physical import amcheck
 from tasks.integrity.schema_checks import enums, indexes, migrations_at_head, schema_drift
 from tasks.integrity.seed_invariants import seed_invariants
-
-RELATION_SIZES = text("""
-    SELECT relname, pg_relation_size(oid) FROM pg_class
-    WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'i')
-""")
 
 _log = logging.getLogger(__name__)
 
@@ -42,19 +35,22 @@ class Check:
     name: str
     severity: Severity
     run: Callable[[CheckContext], Outcome]
+    #: Reads whole tables or indexes; started first so the long jobs overlap.
+    scans_data: bool = False
 
 
-#: In submission order: the long table scans first, so both connections stay busy to the end.
+#: In report order. amcheck's severity is an error for corruption; its outcome lowers it to a warning
+#: where amcheck is not available.
 CATALOGUE = (
-    Check("relations", Severity.ERROR, relations),
-    Check("uniqueness", Severity.ERROR, uniqueness),
-    Check("amcheck", Severity.ERROR, amcheck),
     Check("migrations", Severity.ERROR, migrations_at_head),
     Check("schema drift", Severity.ERROR, schema_drift),
+    Check("uniqueness", Severity.ERROR, uniqueness, scans_data=True),
+    Check("relations", Severity.ERROR, relations, scans_data=True),
     Check("enums", Severity.ERROR, enums),
     Check("indexes", Severity.ERROR, indexes),
     Check("seed invariants", Severity.ERROR, seed_invariants),
-    Check("row counts", Severity.ERROR, row_counts),
+    Check("amcheck", Severity.ERROR, amcheck, scans_data=True),
+    Check("row counts", Severity.ERROR, row_counts, scans_data=True),
 )
 
 
@@ -85,9 +81,9 @@ def validate_integrity(
     with ThreadPoolExecutor(
         max_workers=settings.validation_concurrency, thread_name_prefix="integrity"
     ) as pool:
-        for warm_up in _expensive_reads(context):
-            pool.submit(_quietly, warm_up)
-        results = list(pool.map(lambda check: _run(check, context), CATALOGUE))
+        started_first = sorted(CATALOGUE, key=lambda check: not check.scans_data)
+        futures = {check.name: pool.submit(_run, check, context) for check in started_first}
+        results = [futures[check.name].result() for check in CATALOGUE]
     for result in results:
         log.info(
             "%s: %s (%.2f s) %s", result.name, result.status.value, result.elapsed_seconds, result.detail
@@ -102,29 +98,6 @@ def validate_integrity(
         row_counts={table.name: counts[table.name] for table in TABLES if table.name in counts},
         checks=results,
     )
-
-
-def _expensive_reads(context: CheckContext) -> list[Callable[[], object]]:
-    """Every table scan and index check, largest first: the longest jobs start first on the pool."""
-    with context.engine.connect() as connection:
-        sizes = {str(row[0]): int(row[1]) for row in connection.execute(RELATION_SIZES)}
-    reads: list[tuple[int, Callable[[], object]]] = [
-        (sizes.get(table.name, 0), partial(context.orphan_count, key))
-        for table in TABLES
-        for key in table.foreign_key_constraints
-    ]
-    reads += [(sizes.get(table.name, 0) // 4, partial(context.row_count, table)) for table in TABLES]
-    if amcheck_unavailable(context) is None:
-        reads += [
-            (sizes.get(name, 0), partial(index_error, context, name)) for name in btree_indexes(context)
-        ]
-    return [read for _, read in sorted(reads, key=lambda item: item[0], reverse=True)]
-
-
-def _quietly(read: Callable[[], object]) -> None:
-    """A warm-up read; if it fails, the check that needs it runs it again and reports the failure."""
-    with contextlib.suppress(DBAPIError):
-        read()
 
 
 def _run(check: Check, context: CheckContext) -> CheckResult:

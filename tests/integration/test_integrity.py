@@ -34,14 +34,14 @@ def test_a_clean_seeded_database_passes_every_check(seeded_url: URL, settings: S
     assert failing(report) == {}
     assert report.passed
     assert [check.name for check in report.checks] == [
-        "relations",
-        "uniqueness",
-        "amcheck",
         "migrations",
         "schema drift",
+        "uniqueness",
+        "relations",
         "enums",
         "indexes",
         "seed invariants",
+        "amcheck",
         "row counts",
     ]
     assert report.row_counts == {
