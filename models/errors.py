@@ -109,6 +109,16 @@ class IntegrityValidationError(DbopsError):
     """An error-severity integrity check failed."""
 
 
+class StorageError(DbopsError):
+    """The object store could not be reached, or refused an operation."""
+
+    retryable = True
+
+
+class BackupError(DbopsError):
+    """A backup could not be taken, verified or listed."""
+
+
 class CommandError(DbopsError):
     """A PostgreSQL client program (pg_dump, pg_restore, psql, ...) failed."""
 

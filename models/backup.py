@@ -1,0 +1,125 @@
+"""Backups as data: where they live, how their keys are named, and the manifest that proves them.
+
+Pure: no I/O. A backup is ``<prefix>/backups/<backup id>/`` holding the dump object and, written
+last, ``manifest.json``. A backup id sorts by time, so listings sort newest-first without a clock.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+BACKUPS_FOLDER = "backups"
+MANIFEST_NAME = "manifest.json"
+_BACKUP_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+
+
+class Compression(StrEnum):
+    ZSTD = "zstd"
+    GZIP = "gzip"
+    NONE = "none"
+
+    @property
+    def suffix(self) -> str:
+        return {"zstd": ".zst", "gzip": ".gz", "none": ""}[self.value]
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+@dataclass(frozen=True)
+class LocalLocation:
+    directory: Path
+
+    def __str__(self) -> str:
+        return str(self.directory)
+
+
+def parse_backup_url(raw: str) -> S3Location | LocalLocation:
+    """``s3://bucket/prefix`` or a local directory; an S3 URL without a prefix is refused.
+
+    Deleting old backups is confined to keys under the prefix: a bucket root as the prefix would put
+    every object in the bucket within reach of retention.
+    """
+    if raw.startswith("s3://"):
+        bucket, _, prefix = raw.removeprefix("s3://").partition("/")
+        prefix = prefix.strip("/")
+        if not bucket:
+            raise ValueError("DBOPS_BACKUP_URL names no bucket; use s3://BUCKET/PREFIX")
+        if not prefix:
+            raise ValueError(
+                f"DBOPS_BACKUP_URL s3://{bucket} has no prefix; use s3://{bucket}/PREFIX so that retention "
+                "can never reach objects outside the backups"
+            )
+        return S3Location(bucket=bucket, prefix=prefix)
+    if "://" in raw:
+        raise ValueError(
+            f"DBOPS_BACKUP_URL scheme {raw.split('://', 1)[0]!r} is not supported; use s3:// or a path"
+        )
+    return LocalLocation(directory=Path(raw).expanduser())
+
+
+def new_backup_id(now: datetime, entropy: str) -> str:
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{entropy[:6]}"
+
+
+def is_backup_id(value: str) -> bool:
+    return bool(_BACKUP_ID.match(value))
+
+
+def backup_time(backup_id: str) -> datetime:
+    return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def backup_folder(backup_id: str) -> str:
+    return f"{BACKUPS_FOLDER}/{backup_id}"
+
+
+def dump_key(backup_id: str, compression: Compression, encrypted: bool) -> str:
+    return f"{backup_folder(backup_id)}/dump.pgcustom{compression.suffix}{'.age' if encrypted else ''}"
+
+
+def manifest_key(backup_id: str) -> str:
+    return f"{backup_folder(backup_id)}/{MANIFEST_NAME}"
+
+
+def backup_id_of(key: str) -> str | None:
+    """The backup a key belongs to, or None for keys outside the backups layout."""
+    parts = key.split("/")
+    if len(parts) == 3 and parts[0] == BACKUPS_FOLDER and is_backup_id(parts[1]):
+        return parts[1]
+    return None
+
+
+class BackupManifest(BaseModel):
+    """Written last, beside the dump: a backup without one is incomplete and never restorable."""
+
+    format_version: int = 1
+    backup_id: str
+    database: str
+    server_version: str
+    pg_dump_version: str
+    dump_format: str = "custom"
+    compression: Compression
+    compression_level: int
+    encrypted_for: list[str] = Field(default_factory=list, description="Fingerprints of the age recipients.")
+    object_key: str
+    stored_bytes: int
+    dump_bytes: int = Field(description="Size of the pg_dump archive before compression and encryption.")
+    sha256: str = Field(description="Of the stored object, as it is in the store.")
+    started_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    alembic_revision: str | None
+    row_counts: dict[str, int]

@@ -1,0 +1,48 @@
+"""The object store interface the backup and restore code is written against."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Protocol
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    modified: datetime
+
+
+class ObjectStore(Protocol):
+    """Keys are relative to the store's root (its S3 prefix or its directory)."""
+
+    def describe(self) -> str:
+        """Where this store is, for messages: ``s3://bucket/prefix`` or a path."""
+        ...
+
+    def put_stream(self, key: str, source: IO[bytes], expected_size: int | None = None) -> None:
+        """Store everything *source* yields, in bounded memory; nothing is visible unless it all arrived.
+
+        If reading *source* raises, the partial upload is discarded and the error propagates.
+        """
+        ...
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def open_read(self, key: str) -> IO[bytes]: ...
+
+    def read_bytes(self, key: str) -> bytes: ...
+
+    def list_objects(self, folder: str = "") -> Iterator[StoredObject]:
+        """Every object under *folder*, however many (listings paginate)."""
+        ...
+
+    def delete(self, keys: list[str]) -> None:
+        """Delete *keys*; refuses any key outside the backups layout."""
+        ...
+
+    def sweep_incomplete_uploads(self, older_than: datetime) -> int:
+        """Discard upload leftovers (multipart uploads, temp files) started before *older_than*."""
+        ...

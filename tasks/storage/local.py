@@ -1,0 +1,108 @@
+"""A local directory as an object store: the embedded default.
+
+Writes are atomic: data goes to a temporary name in the same directory, is fsynced, and only then
+renamed into place (and the directory fsynced), so a crash leaves either the whole object or nothing
+under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from models.backup import backup_id_of
+from models.errors import StorageError
+from tasks.storage.base import StoredObject
+
+_PARTIAL = ".partial-"
+_CHUNK = 1 << 20
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise StorageError(f"key {key!r} points outside the backup directory {self.root}")
+        return path
+
+    def put_stream(self, key: str, source: IO[bytes], expected_size: int | None = None) -> None:
+        final = self._path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temporary = final.with_name(f"{final.name}{_PARTIAL}{uuid.uuid4().hex}")
+        try:
+            with temporary.open("wb") as sink:
+                shutil.copyfileobj(source, sink, _CHUNK)
+                sink.flush()
+                os.fsync(sink.fileno())
+            temporary.rename(final)
+            _fsync_directory(final.parent)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        from io import BytesIO
+
+        self.put_stream(key, BytesIO(data), len(data))
+
+    def open_read(self, key: str) -> IO[bytes]:
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError:
+            raise StorageError(f"no object {key} in {self.root}") from None
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.open_read(key) as handle:
+            return handle.read()
+
+    def list_objects(self, folder: str = "") -> Iterator[StoredObject]:
+        base = self._path(folder) if folder else self.root
+        if not base.exists():
+            return
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and _PARTIAL not in path.name:
+                stat = path.stat()
+                yield StoredObject(
+                    key=path.relative_to(self.root).as_posix(),
+                    size=stat.st_size,
+                    modified=datetime.fromtimestamp(stat.st_mtime, UTC),
+                )
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            if backup_id_of(key) is None:
+                raise StorageError(f"refusing to delete {key}: not part of a backup under {self.root}")
+        for key in keys:
+            path = self._path(key)
+            path.unlink(missing_ok=True)
+            if path.parent != self.root and not any(path.parent.iterdir()):
+                path.parent.rmdir()
+
+    def sweep_incomplete_uploads(self, older_than: datetime) -> int:
+        swept = 0
+        if not self.root.exists():
+            return 0
+        for path in self.root.rglob(f"*{_PARTIAL}*"):
+            if datetime.fromtimestamp(path.stat().st_mtime, UTC) < older_than:
+                path.unlink(missing_ok=True)
+                swept += 1
+        return swept
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from models.backup import (
+    Compression,
+    LocalLocation,
+    S3Location,
+    backup_id_of,
+    backup_time,
+    dump_key,
+    manifest_key,
+    new_backup_id,
+    parse_backup_url,
+)
+from tasks.storage.s3 import MAX_PARTS, MIN_PART_BYTES, part_size
+
+
+def test_backup_urls() -> None:
+    assert parse_backup_url("s3://bucket/nightly/prod/") == S3Location("bucket", "nightly/prod")
+    assert parse_backup_url("/var/backups/dbops") == LocalLocation(Path("/var/backups/dbops"))
+    with pytest.raises(ValueError, match="has no prefix"):
+        parse_backup_url("s3://bucket")
+    with pytest.raises(ValueError, match="has no prefix"):
+        parse_backup_url("s3://bucket/")
+    with pytest.raises(ValueError, match="scheme 'gs' is not supported"):
+        parse_backup_url("gs://bucket/x")
+
+
+def test_keys_and_ids() -> None:
+    backup_id = new_backup_id(datetime(2026, 11, 27, 2, 0, 5, tzinfo=UTC), "a1b2c3d4")
+    assert backup_id == "20261127T020005Z-a1b2c3"
+    assert backup_time(backup_id) == datetime(2026, 11, 27, 2, 0, 5, tzinfo=UTC)
+    assert (
+        dump_key(backup_id, Compression.ZSTD, encrypted=True) == f"backups/{backup_id}/dump.pgcustom.zst.age"
+    )
+    assert backup_id_of(manifest_key(backup_id)) == backup_id
+    assert backup_id_of("backups/not-an-id/manifest.json") is None
+    assert backup_id_of("notes.txt") is None
+    assert backup_id_of(f"backups/{backup_id}/nested/deeper") is None
+
+
+@pytest.mark.parametrize("expected", [None, 0, 10**6, 10**9, 10**12, 5 * 10**12, 40 * 10**12])
+def test_part_size_keeps_even_four_times_the_estimate_under_the_part_limit(expected: int | None) -> None:
+    size = part_size(expected)
+    assert size >= MIN_PART_BYTES
+    assert size % (1024 * 1024) == 0
+    if expected:
+        assert size * MAX_PARTS >= expected * 4
