@@ -70,9 +70,9 @@ def run_pg_program(
     log = logger or _log
     name = program.name
     argv = [str(program)]
-    if name in _TAKES_NO_PASSWORD:
+    if name in _TAKES_NO_PASSWORD and list(arguments) != ["--version"]:
         argv.append("--no-password")
-    if name == "psql":
+    if name == "psql" and list(arguments) != ["--version"]:
         argv.append("--no-psqlrc")
     argv.extend(arguments)
     child_environment = {**os.environ, **(environment or {}), "LANG": "C", "LC_ALL": "C", "LC_MESSAGES": "C"}

