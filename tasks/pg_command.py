@@ -52,6 +52,104 @@ class CommandResult:
     stderr_tail: str
 
 
+class PgProcess:
+    """A running PostgreSQL program, started the one way this project starts them.
+
+    The caller may read ``stdout`` (a dump streaming out) or write ``stdin`` (an archive streaming
+    in); stderr is always pumped to the logger, its tail kept for the error. :meth:`finish` waits
+    and raises :class:`CommandError` unless the program exited 0; leaving the ``with`` block early
+    kills the program and its children.
+    """
+
+    def __init__(
+        self,
+        program: Path,
+        arguments: Sequence[str],
+        *,
+        environment: Mapping[str, str] | None = None,
+        stdin: int | IO[bytes] | None = subprocess.DEVNULL,
+        stdout: int | IO[bytes] | None = subprocess.PIPE,
+        run_as_user: str | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self.name = program.name
+        self._log = logger or _log
+        argv = [str(program)]
+        if list(arguments) != ["--version"]:
+            if self.name in _TAKES_NO_PASSWORD:
+                argv.append("--no-password")
+            if self.name == "psql":
+                argv.append("--no-psqlrc")
+        argv.extend(arguments)
+        self._log.debug("running %s", " ".join(argv))
+        try:
+            self.process = subprocess.Popen(
+                argv,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                env={**os.environ, **(environment or {}), "LANG": "C", "LC_ALL": "C", "LC_MESSAGES": "C"},
+                user=run_as_user,
+                start_new_session=True,
+            )
+        except (OSError, ValueError) as error:
+            raise CommandError(
+                f"could not start {self.name}",
+                program=self.name,
+                returncode=-1,
+                detail=f"{program}: {getattr(error, 'strerror', None) or error}",
+                hint="check DBOPS_PG_BINDIR or the PostgreSQL client installation",
+            ) from None
+        self.tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
+        self._stderr = threading.Thread(
+            target=_pump_lines, args=(self.process.stderr, self._log, logging.INFO, self.tail), daemon=True
+        )
+        self._stderr.start()
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self.process.stdout is not None, "started without a stdout pipe"
+        return self.process.stdout
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self.process.stdin is not None, "started without a stdin pipe"
+        return self.process.stdin
+
+    def __enter__(self) -> PgProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process.poll() is None:
+            # Cancelled or failed on our side: never leave the child (or its children) running.
+            _kill_process_group(self.process)
+        self._stderr.join(timeout=5)
+
+    def finish(self, timeout_seconds: float | None = None) -> CommandResult:
+        try:
+            returncode = self.process.wait(timeout=timeout_seconds)
+        except subprocess.TimeoutExpired:
+            _kill_process_group(self.process)
+            raise CommandError(
+                f"{self.name} did not finish within {timeout_seconds:g} s and was stopped",
+                program=self.name,
+                returncode=-1,
+                stderr_tail="\n".join(self.tail),
+            ) from None
+        self._stderr.join(timeout=5)
+        stderr_tail = "\n".join(self.tail)
+        if returncode != 0:
+            last_line = next((line for line in reversed(self.tail) if line.strip()), "")
+            raise CommandError(
+                f"{self.name} failed with exit code {returncode}",
+                program=self.name,
+                returncode=returncode,
+                stderr_tail=stderr_tail,
+                detail=last_line or None,
+            )
+        return CommandResult(program=self.name, returncode=returncode, stderr_tail=stderr_tail)
+
+
 def run_pg_program(
     program: Path,
     arguments: Sequence[str],
@@ -62,85 +160,38 @@ def run_pg_program(
     timeout_seconds: float | None = None,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
 ) -> CommandResult:
-    """Run *program* with *arguments*; raise :class:`CommandError` unless it exits 0.
+    """Run *program* with *arguments* to completion; raise :class:`CommandError` unless it exits 0.
 
     Secrets must reach the child through *environment* (``PGPASSFILE``), never *arguments*: the
     argument list is logged, and visible to every user of the machine in ``ps``.
     """
     log = logger or _log
-    name = program.name
-    argv = [str(program)]
-    if name in _TAKES_NO_PASSWORD and list(arguments) != ["--version"]:
-        argv.append("--no-password")
-    if name == "psql" and list(arguments) != ["--version"]:
-        argv.append("--no-psqlrc")
-    argv.extend(arguments)
-    child_environment = {**os.environ, **(environment or {}), "LANG": "C", "LC_ALL": "C", "LC_MESSAGES": "C"}
-    log.debug("running %s", " ".join(argv))
-
-    tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
     # A sink with a file descriptor (a file, a pipe) is handed to the child directly; any other
     # writable (a compressor, a hasher, an upload stream) is fed from a pipe in bounded chunks.
     direct_sink = stdout is not None and _has_file_descriptor(stdout)
-    try:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout if direct_sink else subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=child_environment,
-            user=run_as_user,
-            start_new_session=True,
-        )
-    except (OSError, ValueError) as error:
-        raise CommandError(
-            f"could not start {name}",
-            program=name,
-            returncode=-1,
-            detail=f"{program}: {getattr(error, 'strerror', None) or error}",
-            hint="check DBOPS_PG_BINDIR or the PostgreSQL client installation",
-        ) from None
-
-    readers = [
-        threading.Thread(target=_pump_lines, args=(process.stderr, log, logging.INFO, tail), daemon=True)
-    ]
-    if stdout is None:
-        readers.append(
-            threading.Thread(target=_pump_lines, args=(process.stdout, log, logging.DEBUG, None), daemon=True)
-        )
-    elif not direct_sink:
-        readers.append(threading.Thread(target=_pump_bytes, args=(process.stdout, stdout), daemon=True))
-    for reader in readers:
-        reader.start()
-    try:
-        returncode = process.wait(timeout=timeout_seconds)
-    except subprocess.TimeoutExpired:
-        _kill_process_group(process)
-        raise CommandError(
-            f"{name} did not finish within {timeout_seconds:g} s and was stopped",
-            program=name,
-            returncode=-1,
-            stderr_tail="\n".join(tail),
-        ) from None
-    except BaseException:
-        # Cancellation (KeyboardInterrupt, a cancelled Prefect run): never leave the child running.
-        _kill_process_group(process)
-        raise
-    finally:
-        for reader in readers:
-            reader.join(timeout=5)
-
-    stderr_tail = "\n".join(tail)
-    if returncode != 0:
-        last_line = next((line for line in reversed(tail) if line.strip()), "")
-        raise CommandError(
-            f"{name} failed with exit code {returncode}",
-            program=name,
-            returncode=returncode,
-            stderr_tail=stderr_tail,
-            detail=last_line or None,
-        )
-    return CommandResult(program=name, returncode=returncode, stderr_tail=stderr_tail)
+    with PgProcess(
+        program,
+        arguments,
+        environment=environment,
+        stdout=stdout if direct_sink else subprocess.PIPE,
+        run_as_user=run_as_user,
+        logger=log,
+    ) as running:
+        if stdout is None:
+            pump = threading.Thread(
+                target=_pump_lines, args=(running.stdout, log, logging.DEBUG, None), daemon=True
+            )
+        elif not direct_sink:
+            pump = threading.Thread(target=_pump_bytes, args=(running.stdout, stdout), daemon=True)
+        else:
+            pump = None
+        if pump is not None:
+            pump.start()
+        try:
+            return running.finish(timeout_seconds)
+        finally:
+            if pump is not None:
+                pump.join(timeout=5)
 
 
 def _pump_lines(
