@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL
 
+from models.backup import Compression
 from models.database_url import parse_database_url
 from models.errors import ConfigurationError
 
@@ -76,6 +78,19 @@ class Settings(BaseSettings):
     bcrypt_rounds: int = Field(
         default=12, ge=4, le=31, description="bcrypt cost factor for seeded passwords."
     )
+    backup_compression: Compression = Field(default=Compression.ZSTD, description="zstd, gzip or none.")
+    backup_compression_level: int = Field(default=3, ge=0, le=22, description="zstd 1-22 or gzip 1-9.")
+    backup_compression_threads: int = Field(
+        default=-1, ge=-1, description="zstd worker threads; -1 uses every core, 0 compresses in-line."
+    )
+    backup_age_recipients: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="age public keys (age1...), comma-separated; empty: no encryption."
+    )
+    backup_incomplete_grace_hours: float = Field(
+        default=6.0,
+        gt=0,
+        description="Backups without a manifest older than this are removed by the next run.",
+    )
     validation_concurrency: int = Field(
         default=2, ge=1, le=16, description="Connections the integrity checks run on at once."
     )
@@ -100,6 +115,21 @@ class Settings(BaseSettings):
     def _blank_means_unset(cls, value: object) -> object:
         """An empty variable (``DBOPS_BACKUP_URL=``, or compose's ``${VAR:-}``) is the same as none."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("backup_age_recipients", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("backup_age_recipients")
+    @classmethod
+    def _age_public_keys(cls, value: list[str]) -> list[str]:
+        for recipient in value:
+            if not recipient.startswith("age1"):
+                raise ValueError(f"{recipient[:12]}... is not an age public key; they start with age1")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -13,7 +13,7 @@ import warnings
 
 import typer
 
-from deployments.cli import schema, seed, validate
+from deployments.cli import backup, schema, seed, validate
 from models.errors import DbopsError
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app = typer.Typer(
 schema.register(app)
 seed.register(app)
 validate.register(app)
+backup.register(app)
 
 
 def main() -> None:

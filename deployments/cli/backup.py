@@ -1,0 +1,73 @@
+"""``dbops backup`` and ``dbops backups``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+
+from models.settings import load_settings
+from tasks.backup import Progress, backup
+from tasks.backup_catalog import list_backups
+from tasks.database import database_url
+from tasks.storage import open_store
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backup")(backup_command)
+    app.command("backups")(backups_command)
+
+
+def backup_command() -> None:
+    """Dump the database in a consistent snapshot, compressed (and encrypted) into the backup store."""
+    settings = load_settings()
+    store = open_store(settings)
+    on_progress = _progress_printer() if sys.stderr.isatty() else None
+    manifest = backup(database_url(settings), settings, store, on_progress=on_progress)
+    if on_progress is not None:
+        typer.echo("", err=True)
+    typer.echo(
+        f"backup {manifest.backup_id}: {manifest.dump_bytes / 1e6:,.1f} MB dumped, "
+        f"{manifest.stored_bytes / 1e6:,.1f} MB stored in {store.describe()} in {manifest.duration_seconds:.1f} s"
+    )
+
+
+def backups_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifests as JSON.")] = False,
+) -> None:
+    """List complete backups (those with a manifest), newest first."""
+    settings = load_settings()
+    manifests = list_backups(open_store(settings))
+    if as_json:
+        typer.echo(json.dumps([manifest.model_dump(mode="json") for manifest in manifests], indent=2))
+        return
+    typer.echo(f"{'backup':<24} {'taken (UTC)':<20} {'stored':>10} {'seconds':>8}  revision")
+    for manifest in manifests:
+        typer.echo(
+            f"{manifest.backup_id:<24} {manifest.started_at:%Y-%m-%d %H:%M:%S} "
+            f"{manifest.stored_bytes / 1e6:>8,.1f}MB {manifest.duration_seconds:>8.1f}  {manifest.alembic_revision}"
+        )
+
+
+def _progress_printer() -> Callable[[Progress], None]:
+    """A one-line progress display for terminals, redrawn at most four times a second."""
+    last = [0.0]
+
+    def show(progress: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.25:
+            return
+        last[0] = now
+        share = min(progress.dump_bytes / progress.estimated_bytes, 1.0) if progress.estimated_bytes else 0.0
+        bar = "#" * int(share * 30)
+        sys.stderr.write(
+            f"\r[{bar:<30}] {progress.dump_bytes / 1e6:,.0f} of ~{progress.estimated_bytes / 1e6:,.0f} MB "
+            f"at {progress.throughput / 1e6:,.1f} MB/s"
+        )
+        sys.stderr.flush()
+
+    return show

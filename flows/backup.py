@@ -1,0 +1,80 @@
+"""The ``backup`` flow: the nightly job. Progress, manifest link and recent backups as artifacts."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+from uuid import UUID
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field, SecretStr
+
+from models.backup import BackupManifest, manifest_key
+from models.settings import load_settings
+from tasks.backup import Progress, backup
+from tasks.backup_catalog import list_backups
+from tasks.database import resolve_database_url
+from tasks.storage import open_store
+
+PROGRESS_INTERVAL_SECONDS = 2.0
+
+
+@task(name="backup-database", cache_policy=NO_CACHE)
+def backup_task(database_url: SecretStr | None) -> BackupManifest:
+    settings = load_settings()
+    url = resolve_database_url(settings, database_url)
+    store = open_store(settings)
+    artifact_id: UUID = create_progress_artifact(
+        progress=0.0, description="pg_dump bytes against the database size"
+    )
+    last = [0.0]
+
+    def report(progress: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_INTERVAL_SECONDS and progress.estimated_bytes:
+            last[0] = now
+            share = min(100.0, 100.0 * progress.dump_bytes / progress.estimated_bytes)
+            update_progress_artifact(
+                artifact_id,
+                progress=share,
+                description=f"{progress.dump_bytes / 1e6:,.0f} MB at {progress.throughput / 1e6:,.1f} MB/s",
+            )
+
+    manifest = backup(url, settings, store, logger=get_run_logger(), on_progress=report)
+    update_progress_artifact(artifact_id, progress=100.0, description="complete")
+    create_link_artifact(
+        key="backup-manifest",
+        link=f"{store.describe()}/{manifest_key(manifest.backup_id)}",
+        link_text=f"manifest of backup {manifest.backup_id}",
+    )
+    create_table_artifact(
+        key="recent-backups",
+        table=[
+            {
+                "backup": recent.backup_id,
+                "taken": recent.started_at.isoformat(timespec="seconds"),
+                "stored MB": round(recent.stored_bytes / 1e6, 1),
+                "seconds": recent.duration_seconds,
+                "revision": recent.alembic_revision,
+            }
+            for recent in list_backups(store)[:14]
+        ],
+    )
+    return manifest
+
+
+@flow(name="backup")
+def backup_flow(
+    database_url: Annotated[
+        SecretStr | None, Field(description="Back up this database instead of DBOPS_DATABASE_URL.")
+    ] = None,
+) -> BackupManifest:
+    """Dump the database in a consistent snapshot into the backup store, with a manifest written last."""
+    return backup_task(database_url)

@@ -1,0 +1,72 @@
+"""What the store holds: complete backups (those with a manifest), and the debris of failed ones."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
+
+from models.backup import MANIFEST_NAME, BackupManifest, backup_folder, backup_id_of, backup_time
+from models.errors import BackupError
+from tasks.storage import ObjectStore
+
+_log = logging.getLogger(__name__)
+
+
+def backup_keys(store: ObjectStore) -> dict[str, list[str]]:
+    """Every object of every backup, by backup id (one paginated listing)."""
+    keys: dict[str, list[str]] = defaultdict(list)
+    for stored in store.list_objects("backups"):
+        backup_id = backup_id_of(stored.key)
+        if backup_id is not None:
+            keys[backup_id].append(stored.key)
+    return dict(keys)
+
+
+def list_backups(store: ObjectStore) -> list[BackupManifest]:
+    """Complete backups, newest first; a backup without a manifest is not a backup."""
+    manifests = []
+    for backup_id, keys in sorted(backup_keys(store).items(), reverse=True):
+        manifest = f"{backup_folder(backup_id)}/{MANIFEST_NAME}"
+        if manifest in keys:
+            manifests.append(read_manifest(store, backup_id))
+    return manifests
+
+
+def read_manifest(store: ObjectStore, backup_id: str) -> BackupManifest:
+    raw = store.read_bytes(f"{backup_folder(backup_id)}/{MANIFEST_NAME}")
+    try:
+        return BackupManifest.model_validate_json(raw)
+    except ValidationError:
+        raise BackupError(
+            f"the manifest of backup {backup_id} in {store.describe()} is unreadable",
+            hint="the backup cannot be trusted; take a new one",
+        ) from None
+
+
+def remove_incomplete(
+    store: ObjectStore,
+    *,
+    older_than: float,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+) -> list[str]:
+    """Delete backups that never got a manifest, once they are *older_than* hours old.
+
+    The grace period keeps a backup that is still being written (by another worker) out of reach.
+    Interrupted multipart uploads of the same age are aborted too.
+    """
+    log = logger or _log
+    cutoff = datetime.now(UTC) - timedelta(hours=older_than)
+    removed = []
+    for backup_id, keys in backup_keys(store).items():
+        complete = f"{backup_folder(backup_id)}/{MANIFEST_NAME}" in keys
+        if not complete and backup_time(backup_id) < cutoff:
+            store.delete(keys)
+            removed.append(backup_id)
+            log.warning("removed incomplete backup %s (no manifest after %.1f h)", backup_id, older_than)
+    swept = store.sweep_incomplete_uploads(cutoff)
+    if swept:
+        log.warning("aborted %d interrupted upload(s) in %s", swept, store.describe())
+    return removed
