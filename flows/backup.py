@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
@@ -31,8 +31,8 @@ def backup_task(database_url: SecretStr | None) -> BackupManifest:
     settings = load_settings()
     url = resolve_database_url(settings, database_url)
     store = open_store(settings)
-    artifact_id: UUID = create_progress_artifact(
-        progress=0.0, description="pg_dump bytes against the database size"
+    artifact_id = cast(
+        UUID, create_progress_artifact(progress=0.0, description="pg_dump bytes against the database size")
     )
     last = [0.0]
 

@@ -32,7 +32,8 @@ def backup_command() -> None:
         typer.echo("", err=True)
     typer.echo(
         f"backup {manifest.backup_id}: {manifest.dump_bytes / 1e6:,.1f} MB dumped, "
-        f"{manifest.stored_bytes / 1e6:,.1f} MB stored in {store.describe()} in {manifest.duration_seconds:.1f} s"
+        f"{manifest.stored_bytes / 1e6:,.1f} MB stored in {store.describe()} "
+        f"in {manifest.duration_seconds:.1f} s"
     )
 
 
@@ -49,7 +50,8 @@ def backups_command(
     for manifest in manifests:
         typer.echo(
             f"{manifest.backup_id:<24} {manifest.started_at:%Y-%m-%d %H:%M:%S} "
-            f"{manifest.stored_bytes / 1e6:>8,.1f}MB {manifest.duration_seconds:>8.1f}  {manifest.alembic_revision}"
+            f"{manifest.stored_bytes / 1e6:>8,.1f}MB {manifest.duration_seconds:>8.1f}  "
+            f"{manifest.alembic_revision}"
         )
 
 
