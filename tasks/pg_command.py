@@ -139,7 +139,10 @@ class PgProcess:
         self._stderr.join(timeout=5)
         stderr_tail = "\n".join(self.tail)
         if returncode != 0:
-            last_line = next((line for line in reversed(self.tail) if line.strip()), "")
+            # The line that says what went wrong, not the "detail:"/"hint:" lines that follow it.
+            lines = [line for line in self.tail if line.strip()]
+            errors = [line for line in lines if "error:" in line.lower() or "fatal:" in line.lower()]
+            last_line = (errors or lines or [""])[-1]
             raise CommandError(
                 f"{self.name} failed with exit code {returncode}",
                 program=self.name,

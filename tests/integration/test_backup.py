@@ -1,0 +1,324 @@
+"""Backups against real services: PostgreSQL, pg_dump/pg_restore, moto's S3 server, a local directory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import psycopg
+import pyrage
+import pytest
+import zstandard
+from psycopg import sql
+from sqlalchemy.engine import URL
+
+from models.backup import BackupManifest
+from models.errors import BackupError, StorageError
+from models.settings import Settings
+from tasks.backup import backup
+from tasks.backup_catalog import list_backups
+from tasks.embedded_server import EmbeddedServer, create_database
+from tasks.pg_binaries import find_program
+from tasks.pg_command import run_pg_program
+from tasks.pgpass import conninfo, password_environment
+from tasks.storage import ObjectStore, open_store
+from tasks.synth import synth
+from tasks.synth_rows import SynthPlan
+from tests.conftest import require_tool
+from tests.integration.conftest import REPO_ROOT, connect
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str) -> str:
+    name = f"backups-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(params=["s3", "local"])
+def backup_settings(request: pytest.FixtureRequest, settings: Settings, tmp_path: Path) -> Settings:
+    if request.param == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        bucket = request.getfixturevalue("bucket")
+        return settings.model_copy(
+            update={"backup_url": f"s3://{bucket}/nightly", "s3_endpoint_url": endpoint}
+        )
+    return settings.model_copy(update={"backup_url": str(tmp_path / "backups")})
+
+
+def stored_archive(store: ObjectStore, manifest: BackupManifest, destination: Path) -> Path:
+    """Download, check the sha256, decompress: the plain pg_dump archive, as an operator would."""
+    with store.open_read(manifest.object_key) as body:
+        stored = body.read()
+    assert hashlib.sha256(stored).hexdigest() == manifest.sha256
+    assert len(stored) == manifest.stored_bytes
+    archive = destination / f"{manifest.backup_id}.pgcustom"
+    archive.write_bytes(zstandard.ZstdDecompressor().decompressobj().decompress(stored))
+    return archive
+
+
+def restore_and_count(archive: Path, server: EmbeddedServer, pg_bindir: Path) -> dict[str, int]:
+    name = f"restored_{uuid.uuid4().hex[:8]}"
+    create_database(server, name)
+    target = server.url(name)
+    with password_environment(target) as environment:
+        run_pg_program(
+            find_program("pg_restore", pg_bindir),
+            ["--dbname", conninfo(target), str(archive)],
+            environment=environment,
+        )
+    with connect(target) as connection:
+        tables = [
+            str(row[0])
+            for row in connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
+        return {table: _count(connection, table) for table in tables}
+
+
+def _count(connection: psycopg.Connection[tuple[object, ...]], table: str) -> int:
+    row = connection.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    assert row is not None
+    return int(str(row[0]))
+
+
+def test_round_trip_restores_exactly_what_the_manifest_says(
+    seeded_url: URL, backup_settings: Settings, pg_server: EmbeddedServer, pg_bindir: Path, tmp_path: Path
+) -> None:
+    store = open_store(backup_settings)
+    manifest = backup(seeded_url, backup_settings, store)
+
+    assert [listed.backup_id for listed in list_backups(store)] == [manifest.backup_id]
+    assert manifest.alembic_revision == "0002"
+    assert manifest.row_counts["applications"] == 300
+    assert manifest.stored_bytes < manifest.dump_bytes
+    archive = stored_archive(store, manifest, tmp_path)
+    listing = subprocess.run(
+        [str(find_program("pg_restore", pg_bindir)), "--list", str(archive)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "TABLE DATA public audit_logs" in listing
+    assert restore_and_count(archive, pg_server, pg_bindir) == manifest.row_counts
+
+
+def test_rows_written_during_the_dump_never_break_the_manifest(
+    seeded_url: URL, backup_settings: Settings, pg_server: EmbeddedServer, pg_bindir: Path, tmp_path: Path
+) -> None:
+    synth(
+        seeded_url,
+        backup_settings,
+        SynthPlan(
+            users=0,
+            applications=0,
+            audit_logs=300_000,
+            events=0,
+            days=30,
+            seed=9,
+            until=datetime(2026, 11, 1, tzinfo=UTC),
+        ),
+    )
+    stop = threading.Event()
+    written = [0]
+
+    def application() -> None:
+        with connect(seeded_url) as connection:
+            while not stop.is_set():
+                connection.execute(
+                    "INSERT INTO audit_logs (action, entity_type) "
+                    "SELECT 'user.login', 'user' FROM generate_series(1, 50)"
+                )
+                written[0] += 50
+
+    writer = threading.Thread(target=application)
+    writer.start()
+    try:
+        manifest = backup(seeded_url, backup_settings, open_store(backup_settings))
+    finally:
+        stop.set()
+        writer.join()
+
+    assert written[0] > 0, "the writer must have run during the dump"
+    restored = restore_and_count(
+        stored_archive(open_store(backup_settings), manifest, tmp_path), pg_server, pg_bindir
+    )
+    assert restored == manifest.row_counts
+    with connect(seeded_url) as connection:
+        assert _count(connection, "audit_logs") > manifest.row_counts["audit_logs"]
+
+
+def test_a_failing_pg_dump_leaves_no_backup(seeded_url: URL, backup_settings: Settings) -> None:
+    with connect(seeded_url) as connection:
+        connection.execute("CREATE ROLE limited_backup LOGIN PASSWORD 'limited-password'")
+        connection.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO limited_backup")
+        connection.execute("REVOKE SELECT ON audit_logs FROM limited_backup")
+    limited = seeded_url.set(username="limited_backup", password="limited-password")
+    store = open_store(backup_settings)
+    try:
+        with pytest.raises(BackupError) as failure:
+            backup(limited, backup_settings, store)
+    finally:
+        with connect(seeded_url) as connection:
+            connection.execute("DROP OWNED BY limited_backup")
+            connection.execute("DROP ROLE limited_backup")
+
+    assert "pg_dump of" in str(failure.value)
+    assert "permission denied for table audit_logs" in str(failure.value)
+    assert list_backups(store) == []
+    assert [stored.key for stored in store.list_objects()] == []
+
+
+def test_the_password_never_reaches_a_command_line(seeded_url: URL, backup_settings: Settings) -> None:
+    synth(
+        seeded_url,
+        backup_settings,
+        SynthPlan(
+            users=0,
+            applications=0,
+            audit_logs=200_000,
+            events=0,
+            days=30,
+            seed=5,
+            until=datetime(2026, 11, 1, tzinfo=UTC),
+        ),
+    )
+    password = str(seeded_url.password).encode()
+    seen_pg_dump, leaked = [False], []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for entry in Path("/proc").iterdir():
+                try:
+                    command_line = (entry / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"pg_dump" in command_line:
+                    seen_pg_dump[0] = True
+                if password in command_line:
+                    leaked.append(command_line)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        manifest = backup(seeded_url, backup_settings, open_store(backup_settings))
+    finally:
+        done.set()
+        watcher.join()
+    assert seen_pg_dump[0], "the watcher must have seen pg_dump running"
+    assert leaked == []
+    assert password.decode() not in manifest.model_dump_json()
+
+
+def test_the_age_command_line_tool_decrypts_an_encrypted_backup(
+    seeded_url: URL, settings: Settings, tmp_path: Path, pg_bindir: Path
+) -> None:
+    age = require_tool("age", "age decrypts encrypted backups")
+    identity = pyrage.x25519.Identity.generate()
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(str(identity) + "\n")
+    encrypted = settings.model_copy(
+        update={
+            "backup_url": str(tmp_path / "backups"),
+            "backup_age_recipients": [str(identity.to_public())],
+        }
+    )
+    store = open_store(encrypted)
+    manifest = backup(seeded_url, encrypted, store)
+
+    assert manifest.object_key.endswith(".zst.age")
+    assert len(manifest.encrypted_for) == 1
+    assert manifest.encrypted_for[0].startswith("sha256:")
+    with store.open_read(manifest.object_key) as body:
+        ciphertext = body.read()
+    assert ciphertext.startswith(b"age-encryption.org/v1")
+    decrypted = subprocess.run(
+        [age, "--decrypt", "--identity", str(key_file)], input=ciphertext, capture_output=True, check=True
+    ).stdout
+    archive = tmp_path / "dump.pgcustom"
+    archive.write_bytes(zstandard.ZstdDecompressor().decompressobj().decompress(decrypted))
+    listing = subprocess.run(
+        [str(find_program("pg_restore", pg_bindir)), "--list", str(archive)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "TABLE DATA public users" in listing
+
+
+def test_a_stopped_s3_endpoint_fails_cleanly(seeded_url: URL, settings: Settings) -> None:
+    dead = settings.model_copy(
+        update={"backup_url": "s3://bucket/nightly", "s3_endpoint_url": "http://127.0.0.1:9"}
+    )
+    started = time.monotonic()
+    with pytest.raises(StorageError) as failure:
+        backup(seeded_url, dead, open_store(dead))
+    assert "s3://bucket/nightly at http://127.0.0.1:9" in str(failure.value)
+    assert time.monotonic() - started < 120
+
+
+def test_killed_mid_upload_leaves_nothing_listed_and_the_next_run_cleans_up(
+    seeded_url: URL, settings: Settings, s3_endpoint: str, bucket: str, cli_env: dict[str, str]
+) -> None:
+    synth(
+        seeded_url,
+        settings,
+        SynthPlan(
+            users=0,
+            applications=0,
+            audit_logs=1_500_000,
+            events=0,
+            days=30,
+            seed=4,
+            until=datetime(2026, 11, 1, tzinfo=UTC),
+        ),
+    )
+    env = cli_env | {
+        "DBOPS_BACKUP_URL": f"s3://{bucket}/nightly",
+        "DBOPS_S3_ENDPOINT_URL": s3_endpoint,
+        "DBOPS_BACKUP_COMPRESSION": "none",
+        "DBOPS_BACKUP_INCOMPLETE_GRACE_HOURS": "0.0001",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "deployments.cli", "backup"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not client.list_multipart_uploads(Bucket=bucket).get("Uploads"):
+        time.sleep(0.05)
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads"), "the upload must have started"
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+
+    store = open_store(
+        settings.model_copy(update={"backup_url": f"s3://{bucket}/nightly", "s3_endpoint_url": s3_endpoint})
+    )
+    assert list_backups(store) == []
+    again = subprocess.run(
+        [sys.executable, "-m", "deployments.cli", "backup"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert len(list_backups(store)) == 1
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
