@@ -17,9 +17,10 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field, SecretStr
 
 from models.backup import BackupManifest, manifest_key
+from models.retention import RetentionPlan
 from models.settings import load_settings
 from tasks.backup import Progress, backup
-from tasks.backup_catalog import list_backups
+from tasks.backup_catalog import list_backups, prune
 from tasks.database import resolve_database_url
 from tasks.storage import open_store
 
@@ -70,11 +71,22 @@ def backup_task(database_url: SecretStr | None) -> BackupManifest:
     return manifest
 
 
+@task(name="prune-backups", cache_policy=NO_CACHE)
+def prune_task() -> RetentionPlan:
+    settings = load_settings()
+    return prune(open_store(settings), settings.retention_policy, settings.timezone, logger=get_run_logger())
+
+
 @flow(name="backup")
 def backup_flow(
     database_url: Annotated[
         SecretStr | None, Field(description="Back up this database instead of DBOPS_DATABASE_URL.")
     ] = None,
 ) -> BackupManifest:
-    """Dump the database in a consistent snapshot into the backup store, with a manifest written last."""
-    return backup_task(database_url)
+    """Dump the database in a consistent snapshot into the store, manifest last; then apply retention.
+
+    Pruning runs only once the new backup is complete, so a failed night never thins out the history.
+    """
+    manifest = backup_task(database_url)
+    prune_task()
+    return manifest

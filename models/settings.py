@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL
 from models.backup import Compression
 from models.database_url import parse_database_url
 from models.errors import ConfigurationError
+from models.retention import RetentionPolicy
 
 
 class Environment(StrEnum):
@@ -91,6 +92,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Backups without a manifest older than this are removed by the next run.",
     )
+    backup_keep_last: int = Field(default=7, ge=0, description="Retention: the N most recent backups.")
+    backup_keep_daily: int = Field(default=7, ge=0, description="Retention: the newest of each of D days.")
+    backup_keep_weekly: int = Field(default=4, ge=0, description="Retention: the newest of each of W weeks.")
+    backup_keep_monthly: int = Field(
+        default=12, ge=0, description="Retention: the newest of each of M months."
+    )
     validation_concurrency: int = Field(
         default=2, ge=1, le=16, description="Connections the integrity checks run on at once."
     )
@@ -161,6 +168,15 @@ class Settings(BaseSettings):
     @property
     def embedded_server_dir(self) -> Path:
         return self.home / "postgres"
+
+    @property
+    def retention_policy(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            keep_last=self.backup_keep_last,
+            keep_daily=self.backup_keep_daily,
+            keep_weekly=self.backup_keep_weekly,
+            keep_monthly=self.backup_keep_monthly,
+        )
 
     @property
     def effective_backup_url(self) -> str:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from models.backup import MANIFEST_NAME, BackupManifest, backup_folder, backup_id_of, backup_time
 from models.errors import BackupError
+from models.retention import Dated, RetentionPlan, RetentionPolicy, plan_retention
 from tasks.storage import ObjectStore
 
 _log = logging.getLogger(__name__)
@@ -70,3 +71,32 @@ def remove_incomplete(
     if swept:
         log.warning("aborted %d interrupted upload(s) in %s", swept, store.describe())
     return removed
+
+
+def prune(
+    store: ObjectStore,
+    policy: RetentionPolicy,
+    timezone: str,
+    *,
+    dry_run: bool = False,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+) -> RetentionPlan:
+    """Apply the retention policy to the complete backups in *store*.
+
+    Each removed backup loses its manifest first, so an interrupted prune can leave a dump without a
+    manifest (incomplete, swept later) but never a manifest pointing at a deleted dump.
+    """
+    log = logger or _log
+    complete = list_backups(store)
+    plan = plan_retention(
+        [Dated(manifest.backup_id, manifest.started_at) for manifest in complete], policy, timezone
+    )
+    if dry_run:
+        return plan
+    keys = backup_keys(store)
+    for backup_id in plan.remove:
+        manifest = f"{backup_folder(backup_id)}/{MANIFEST_NAME}"
+        store.delete([manifest])
+        store.delete([key for key in keys.get(backup_id, []) if key != manifest])
+        log.info("pruned backup %s", backup_id)
+    return plan

@@ -12,7 +12,7 @@ import typer
 
 from models.settings import load_settings
 from tasks.backup import Progress, backup
-from tasks.backup_catalog import list_backups
+from tasks.backup_catalog import list_backups, prune
 from tasks.database import database_url
 from tasks.storage import open_store
 
@@ -20,10 +20,13 @@ from tasks.storage import open_store
 def register(app: typer.Typer) -> None:
     app.command("backup")(backup_command)
     app.command("backups")(backups_command)
+    app.command("prune")(prune_command)
 
 
-def backup_command() -> None:
-    """Dump the database in a consistent snapshot, compressed (and encrypted) into the backup store."""
+def backup_command(
+    no_prune: Annotated[bool, typer.Option("--no-prune", help="Keep every old backup this time.")] = False,
+) -> None:
+    """Dump the database in a consistent snapshot into the backup store, then apply the retention policy."""
     settings = load_settings()
     store = open_store(settings)
     on_progress = _progress_printer() if sys.stderr.isatty() else None
@@ -35,6 +38,23 @@ def backup_command() -> None:
         f"{manifest.stored_bytes / 1e6:,.1f} MB stored in {store.describe()} "
         f"in {manifest.duration_seconds:.1f} s"
     )
+    if not no_prune:
+        plan = prune(store, settings.retention_policy, settings.timezone)
+        typer.echo(f"retention: kept {len(plan.keep)}, removed {len(plan.remove)}")
+
+
+def prune_command(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be removed; remove nothing.")
+    ] = False,
+) -> None:
+    """Apply the retention policy (DBOPS_BACKUP_KEEP_*) to the complete backups."""
+    settings = load_settings()
+    plan = prune(open_store(settings), settings.retention_policy, settings.timezone, dry_run=dry_run)
+    for backup_id, rules in sorted(plan.keep.items(), reverse=True):
+        typer.echo(f"keep    {backup_id}  ({', '.join(rules)})")
+    for backup_id in plan.remove:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {backup_id}")
 
 
 def backups_command(
