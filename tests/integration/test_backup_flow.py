@@ -46,7 +46,7 @@ def test_backup_flow_publishes_progress_manifest_link_and_recent_backups(
     assert isinstance(newest, BackupManifest)
     artifacts = asyncio.run(_artifacts(second.state_details.flow_run_id))
     assert set(artifacts) == {"progress", "markdown", "table"}  # Prefect stores a link artifact as markdown
-    assert artifacts["progress"] == "100.0"
+    assert float(artifacts["progress"]) == 100.0
     assert f"backups/{newest.backup_id}/manifest.json" in artifacts["markdown"]
     assert newest.backup_id in artifacts["table"]
     remaining = sorted(path.name for path in (tmp_path / "backups" / "backups").iterdir())
