@@ -1,0 +1,246 @@
+"""``dbops backup`` against the usual pg_dump-to-S3 script, and against the floor of a logical dump.
+
+Side by side, in one run, against moto's S3 server over HTTP, on two databases: about 1 GB of
+realistic rows from ``dbops synth`` (JSON payloads, text, timestamps), and ``pgbench -i -s 50``.
+
+- baseline A, the usual script: ``pg_dump -Fc`` (its default gzip) piped into one ``upload_fileobj``;
+- floor F, the physical limit of a logical dump: ``pg_dump -Fc -Z0 > /dev/null``;
+- ``dbops backup``.
+
+Each run is a fresh child process, so its peak RSS is its own; TMPDIR points at an empty directory
+whose largest size during the run is reported, to show nothing dump-sized is spooled to disk.
+
+    .venv/bin/python bench/backup_vs_script.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+
+from models.settings import load_settings
+from tasks.embedded_server import EmbeddedServer, create_database, ensure_running, free_port, stop
+from tasks.migrate import migrate
+from tasks.pg_binaries import embedded_bindir, find_program
+from tasks.pg_command import run_pg_program
+from tasks.pgpass import conninfo, password_environment
+from tasks.seed import seed
+from tasks.synth import synth
+from tasks.synth_rows import SynthPlan
+
+# Runs argv[1:] with stdout to /dev/null: the floor's "pg_dump ... > /dev/null", without a shell.
+DISCARD_STDOUT = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL))"
+
+
+def baseline_script(url_env: dict[str, str], dbname_conninfo: str, endpoint: str, bucket: str) -> int:
+    """What most pg_dump-to-S3 scripts do: pg_dump -Fc | aws s3 cp - (here: boto3's upload_fileobj)."""
+    dump = subprocess.Popen(
+        [
+            str(find_program("pg_dump", embedded_bindir())),
+            "--no-password",
+            "-Fc",
+            "--dbname",
+            dbname_conninfo,
+        ],
+        stdout=subprocess.PIPE,
+        env={**os.environ, **url_env},
+    )
+    client = boto3.client("s3", endpoint_url=endpoint)
+    assert dump.stdout is not None
+    client.upload_fileobj(dump.stdout, bucket, f"baseline/{uuid.uuid4().hex}.dump")
+    assert dump.wait() == 0
+    return 0
+
+
+def run_child(arguments: list[str], env: dict[str, str], temp_dir: Path) -> dict[str, float]:
+    """Run one measurement as a child process; wall time, its peak RSS, the largest TMPDIR seen."""
+    largest = [0]
+    done = threading.Event()
+
+    def watch_temp() -> None:
+        while not done.is_set():
+            size = sum(path.stat().st_size for path in temp_dir.rglob("*") if path.is_file())
+            largest[0] = max(largest[0], size)
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch_temp)
+    watcher.start()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        arguments, env={**env, "TMPDIR": str(temp_dir)}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    done.set()
+    watcher.join()
+    output = process.stdout.read().decode() if process.stdout else ""
+    assert os.waitstatus_to_exitcode(status) == 0, output
+    return {"seconds": elapsed, "peak_rss_mib": usage.ru_maxrss / 1024, "temp_mib": largest[0] / 2**20}
+
+
+def prepare_synth(server: EmbeddedServer, home: Path) -> str:
+    create_database(server, "synth")
+    url = server.url("synth")
+    settings = load_settings(_env_file=None, home=home, bcrypt_rounds=4)
+    migrate(url, settings)
+    seed(url, settings)
+    synth(
+        url,
+        settings,
+        SynthPlan(
+            users=100_000,
+            applications=300_000,
+            audit_logs=4_000_000,
+            events=1_500_000,
+            days=365,
+            seed=1,
+            until=datetime(2026, 11, 1, tzinfo=UTC),
+        ),
+    )
+    return "synth"
+
+
+def prepare_pgbench(server: EmbeddedServer) -> str:
+    create_database(server, "pgbench")
+    url = server.url("pgbench")
+    with password_environment(url) as environment:
+        run_pg_program(
+            find_program("pgbench", embedded_bindir()),
+            ["-i", "-s", "50", "-q", conninfo(url)],
+            environment=environment,
+        )
+    return "pgbench"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline-child", nargs=3, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.baseline_child:
+        conninfo_text, endpoint, bucket = arguments.baseline_child
+        sys.exit(baseline_script({}, conninfo_text, endpoint, bucket))
+
+    port = free_port()
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    credentials = {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    os.environ.update(credentials)
+    time.sleep(2)
+    bucket = "bench"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    results: dict[str, dict[str, list[dict[str, float]]]] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        base = Path(directory) / "pg"
+        server = ensure_running(base, embedded_bindir())
+        try:
+            databases = [prepare_synth(server, Path(directory)), prepare_pgbench(server)]
+            pg_dump = str(find_program("pg_dump", embedded_bindir()))
+            for database in databases:
+                url = server.url(database)
+                with password_environment(url) as pgpass:
+                    env = {**os.environ, **pgpass}
+                    dbops_env = {
+                        **env,
+                        "DBOPS_DATABASE_URL": url.render_as_string(hide_password=False),
+                        "DBOPS_BACKUP_URL": f"s3://{bucket}/{database}",
+                        "DBOPS_S3_ENDPOINT_URL": endpoint,
+                        "DBOPS_HOME": directory,
+                    }
+                    variants = {
+                        "A: pg_dump -Fc | upload_fileobj": [
+                            sys.executable,
+                            __file__,
+                            "--baseline-child",
+                            conninfo(url),
+                            endpoint,
+                            bucket,
+                        ],
+                        "F: pg_dump -Fc -Z0 > /dev/null": [
+                            sys.executable,
+                            "-c",
+                            DISCARD_STDOUT,
+                            pg_dump,
+                            "--no-password",
+                            "-Fc",
+                            "-Z0",
+                            "--dbname",
+                            conninfo(url),
+                        ],
+                        "dbops backup": [sys.executable, "-m", "deployments.cli", "backup", "--no-prune"],
+                    }
+                    results[database] = {name: [] for name in variants}
+                    for _ in range(arguments.repeat):
+                        for name, command in variants.items():
+                            temp_dir = Path(tempfile.mkdtemp(dir=directory))
+                            results[database][name].append(
+                                run_child(command, dbops_env if name == "dbops backup" else env, temp_dir)
+                            )
+                    sizes = _stored_sizes(endpoint, bucket, database)
+                    results[database]["A: pg_dump -Fc | upload_fileobj"][0]["stored"] = sizes["baseline"]
+                    results[database]["dbops backup"][0]["stored"] = sizes["dbops"]
+        finally:
+            stop(base, embedded_bindir())
+            moto.terminate()
+    _report(results, arguments.repeat)
+
+
+def _stored_sizes(endpoint: str, bucket: str, database: str) -> dict[str, float]:
+    client = boto3.client("s3", endpoint_url=endpoint)
+    objects = client.list_objects_v2(Bucket=bucket)["Contents"]
+    baseline = [item["Size"] for item in objects if item["Key"].startswith("baseline/")]
+    dumps = [
+        item["Size"]
+        for item in objects
+        if item["Key"].startswith(f"{database}/") and "dump.pgcustom" in item["Key"]
+    ]
+    for item in objects:
+        if item["Key"].startswith("baseline/"):
+            client.delete_object(Bucket=bucket, Key=item["Key"])
+    return {"baseline": statistics.median(baseline), "dbops": statistics.median(dumps)}
+
+
+def _report(results: dict[str, dict[str, list[dict[str, float]]]], repeat: int) -> None:
+    print(f"median of {repeat} runs each, interleaved; moto S3 over HTTP on loopback")
+    for database, variants in results.items():
+        baseline = statistics.median(run["seconds"] for run in variants["A: pg_dump -Fc | upload_fileobj"])
+        floor = statistics.median(run["seconds"] for run in variants["F: pg_dump -Fc -Z0 > /dev/null"])
+        print(f"\n{database}")
+        header = f"{'variant':<34} {'seconds':>8} {'vs A':>6} {'vs F':>6} {'stored MB':>10}"
+        print(f"  {header} {'peak RSS':>9} {'TMPDIR':>8}")
+        for name, runs in variants.items():
+            seconds = statistics.median(run["seconds"] for run in runs)
+            rss = max(run["peak_rss_mib"] for run in runs)
+            temp = max(run["temp_mib"] for run in runs)
+            stored = runs[0].get("stored")
+            stored_text = f"{stored / 1e6:10.1f}" if stored else f"{'-':>10}"
+            print(
+                f"  {name:<34} {seconds:8.1f} {seconds / baseline:5.2f}x {seconds / floor:5.2f}x "
+                f"{stored_text} {rss:6.0f}MiB {temp:5.1f}MiB"
+            )
+        a_size = variants["A: pg_dump -Fc | upload_fileobj"][0]["stored"]
+        ours = variants["dbops backup"][0]["stored"]
+        print(f"  stored size, dbops / A: {ours / a_size:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
