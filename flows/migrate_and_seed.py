@@ -14,12 +14,11 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field, SecretStr
 
 from flows.migrate import migrate_task, publish_migration_artifact
-from models.errors import SeedValidationError
 from models.results import MigrateAndSeedReport, SeedValidationReport
 from models.settings import load_settings
 from tasks.database import resolve_database_url
 from tasks.seed import load_seed_document, seed, seed_file_path
-from tasks.seed_validation import validate_seed
+from tasks.seed_validation import raise_for_validation, validate_seed
 
 seed_task = task(name="seed", cache_policy=NO_CACHE)(seed)
 validate_seed_task = task(name="validate-seed", cache_policy=NO_CACHE)(validate_seed)
@@ -48,16 +47,6 @@ def migrate_and_seed_flow(
     create_markdown_artifact(key="seed-validation", markdown=validation_markdown(validation))
     raise_for_validation(validation)
     return MigrateAndSeedReport(migration=migration, seed=seeded, validation=validation)
-
-
-def raise_for_validation(report: SeedValidationReport) -> None:
-    if not report.passed:
-        failed = "; ".join(f"{check.name}: {check.detail}" for check in report.failures)
-        raise SeedValidationError(
-            f"seed validation failed on {report.database}",
-            detail=failed,
-            hint="rerun dbops seed; if it persists, something outside the seed changed these rows",
-        )
 
 
 def validation_markdown(report: SeedValidationReport) -> str:

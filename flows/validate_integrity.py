@@ -14,11 +14,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field, SecretStr
 
-from models.errors import IntegrityValidationError
 from models.integrity import IntegrityReport
 from models.settings import load_settings
 from tasks.database import resolve_database_url
-from tasks.integrity.runner import validate_integrity
+from tasks.integrity.runner import raise_for_errors, validate_integrity
 from tasks.seed import load_seed_document, seed_file_path
 
 validate_integrity_task = task(name="validate-integrity", cache_policy=NO_CACHE)(validate_integrity)
@@ -55,23 +54,6 @@ def validate_integrity_flow(
         logger.warning("%s: %s", warning.name, warning.detail)
     raise_for_errors(report)
     return report
-
-
-def integrity_error(report: IntegrityReport) -> IntegrityValidationError | None:
-    """The error a report with failed error-severity checks amounts to; None when it passed."""
-    if report.passed:
-        return None
-    return IntegrityValidationError(
-        f"{len(report.errors)} integrity check(s) failed on {report.database}",
-        detail="; ".join(f"{check.name}: {check.detail}" for check in report.errors),
-        hint="see the sample rows (integrity-summary artifact, or dbops validate --json) and repair the data",
-    )
-
-
-def raise_for_errors(report: IntegrityReport) -> None:
-    error = integrity_error(report)
-    if error is not None:
-        raise error
 
 
 def report_markdown(report: IntegrityReport) -> str:

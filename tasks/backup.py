@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -91,12 +92,40 @@ def backup(
         )
         log.info("backup %s of %s with %s (%s)", backup_id, describe(url), pg_dump.path, pg_dump.version)
         progress = Progress(estimated_bytes=estimate)
-        uploaded = _stream_dump(
-            url, settings, store, key, snapshot, pg_dump, pg_restore, progress, on_progress, estimate, log
-        )
-        # Counted in the exported snapshot while the dump streamed: exactly the rows the archive holds.
-        row_counts = _count_rows(snapshot_holder)
-        revision = _alembic_revision(snapshot_holder)
+        # Counted in the exported snapshot, on the holder's connection, while the dump streams:
+        # exactly the rows the archive holds, at no cost to the backup's duration.
+        # Counting starts once pg_dump has produced output, i.e. has imported the snapshot: an error in
+        # the holder's transaction before that would invalidate the snapshot under pg_dump's feet.
+        dump_running, dump_failed = threading.Event(), threading.Event()
+
+        def count_in_snapshot() -> tuple[dict[str, int], str | None]:
+            dump_running.wait()
+            if dump_failed.is_set():
+                return {}, None
+            return _count_rows(snapshot_holder), _alembic_revision(snapshot_holder)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-counts") as counter:
+            counted = counter.submit(count_in_snapshot)
+            try:
+                uploaded = _stream_dump(
+                    url,
+                    settings,
+                    store,
+                    key,
+                    snapshot,
+                    pg_dump,
+                    pg_restore,
+                    progress,
+                    _first_output_sets(dump_running, on_progress),
+                    estimate,
+                    log,
+                )
+            except BaseException:
+                dump_failed.set()
+                raise
+            finally:
+                dump_running.set()
+            row_counts, revision = counted.result()
         snapshot_holder.rollback()
     finished_at = datetime.now(UTC)
     manifest = BackupManifest(
@@ -120,6 +149,17 @@ def backup(
     store.put_bytes(manifest_key(backup_id), manifest.model_dump_json(indent=2).encode())
     log.info("backup %s complete: %d bytes stored, sha256 %s", backup_id, uploaded.bytes, manifest.sha256)
     return manifest
+
+
+def _first_output_sets(
+    event: threading.Event, on_progress: Callable[[Progress], None] | None
+) -> Callable[[Progress], None]:
+    def report(progress: Progress) -> None:
+        event.set()
+        if on_progress is not None:
+            on_progress(progress)
+
+    return report
 
 
 def _stream_dump(

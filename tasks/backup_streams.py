@@ -8,6 +8,7 @@ store aborts the upload instead of completing a truncated object.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import io
 import os
@@ -32,8 +33,9 @@ class ReaderBase(io.RawIOBase):
         buffer[: len(data)] = data
         return len(data)
 
+    @abc.abstractmethod
     def read_chunk(self, size: int) -> bytes:
-        raise NotImplementedError  # every concrete stage implements it
+        """Up to *size* bytes; empty only at the end of the stream."""
 
     def buffered(self) -> io.BufferedReader:
         return io.BufferedReader(self, CHUNK)

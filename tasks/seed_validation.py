@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import URL, Connection
 
 from models.database_url import describe
+from models.errors import SeedValidationError
 from models.results import SeedValidationReport, ValidationCheck
 from models.schema import Course, Role, University, User, UserStatus
 from models.seed import SeedDocument
@@ -161,3 +162,13 @@ def _same(stored: Any, expected: Any) -> bool:
     if isinstance(stored, Decimal) or isinstance(expected, Decimal):
         return stored is not None and expected is not None and Decimal(stored) == Decimal(expected)
     return bool(stored == expected)
+
+
+def raise_for_validation(report: SeedValidationReport) -> None:
+    if not report.passed:
+        failed = "; ".join(f"{check.name}: {check.detail}" for check in report.failures)
+        raise SeedValidationError(
+            f"seed validation failed on {report.database}",
+            detail=failed,
+            hint="rerun dbops seed; if it persists, something outside the seed changed these rows",
+        )

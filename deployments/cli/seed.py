@@ -7,13 +7,12 @@ from typing import Annotated
 
 import typer
 
-from flows.migrate_and_seed import raise_for_validation
 from models.results import SeedResult, SeedValidationReport
 from models.settings import load_settings
 from tasks.database import database_url
 from tasks.migrate import migrate
 from tasks.seed import load_seed_document, seed, seed_file_path
-from tasks.seed_validation import validate_seed
+from tasks.seed_validation import raise_for_validation, validate_seed
 from tasks.synth import start_of_today, synth
 from tasks.synth_rows import SynthPlan
 

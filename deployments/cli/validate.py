@@ -8,13 +8,12 @@ from typing import Annotated
 import typer
 from pydantic import SecretStr
 
-from flows.validate_integrity import integrity_error
 from models.database_url import parse_database_url
 from models.errors import ConfigurationError
 from models.integrity import IntegrityReport
 from models.settings import load_settings
 from tasks.database import resolve_database_url
-from tasks.integrity.runner import validate_integrity
+from tasks.integrity.runner import integrity_error, validate_integrity
 from tasks.seed import load_seed_document, seed_file_path
 
 

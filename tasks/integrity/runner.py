@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from models.database_url import describe
+from models.errors import IntegrityValidationError
 from models.integrity import CheckResult, CheckStatus, IntegrityReport, Severity
 from models.schema import TABLES
 from models.seed import SeedDocument
@@ -116,3 +117,20 @@ def _run(check: Check, context: CheckContext) -> CheckResult:
         samples=outcome.samples,
         elapsed_seconds=round(time.monotonic() - started, 3),
     )
+
+
+def integrity_error(report: IntegrityReport) -> IntegrityValidationError | None:
+    """The error a report with failed error-severity checks amounts to; None when it passed."""
+    if report.passed:
+        return None
+    return IntegrityValidationError(
+        f"{len(report.errors)} integrity check(s) failed on {report.database}",
+        detail="; ".join(f"{check.name}: {check.detail}" for check in report.errors),
+        hint="see the sample rows (integrity-summary artifact, or dbops validate --json) and repair the data",
+    )
+
+
+def raise_for_errors(report: IntegrityReport) -> None:
+    error = integrity_error(report)
+    if error is not None:
+        raise error

@@ -205,3 +205,23 @@ def seeded_url(migrated_url: URL, settings: Settings) -> URL:
     )
     synth(migrated_url, settings, plan)
     return migrated_url
+
+
+def flow_run_artifacts(flow_run_id: object) -> dict[str, object]:
+    """The artifacts a flow run published, by key (or by type for unkeyed ones), read from the API."""
+    import asyncio
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    assert isinstance(flow_run_id, UUID)
+
+    async def read() -> dict[str, object]:
+        async with get_client() as client:
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            )
+        return {str(artifact.key or artifact.type): artifact.data for artifact in artifacts}
+
+    return asyncio.run(read())

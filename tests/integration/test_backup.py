@@ -55,6 +55,20 @@ def backup_settings(request: pytest.FixtureRequest, settings: Settings, tmp_path
     return settings.model_copy(update={"backup_url": str(tmp_path / "backups")})
 
 
+def add_audit_logs(url: URL, settings: Settings, count: int) -> None:
+    """More volume, so that a dump takes long enough for something to happen while it runs."""
+    plan = SynthPlan(
+        users=0,
+        applications=0,
+        audit_logs=count,
+        events=0,
+        days=30,
+        seed=count,
+        until=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    synth(url, settings, plan)
+
+
 def stored_archive(store: ObjectStore, manifest: BackupManifest, destination: Path) -> Path:
     """Download, check the sha256, decompress: the plain pg_dump archive, as an operator would."""
     with store.open_read(manifest.object_key) as body:
@@ -114,19 +128,7 @@ def test_round_trip_restores_exactly_what_the_manifest_says(
 def test_rows_written_during_the_dump_never_break_the_manifest(
     seeded_url: URL, backup_settings: Settings, pg_server: EmbeddedServer, pg_bindir: Path, tmp_path: Path
 ) -> None:
-    synth(
-        seeded_url,
-        backup_settings,
-        SynthPlan(
-            users=0,
-            applications=0,
-            audit_logs=300_000,
-            events=0,
-            days=30,
-            seed=9,
-            until=datetime(2026, 11, 1, tzinfo=UTC),
-        ),
-    )
+    add_audit_logs(seeded_url, backup_settings, 300_000)
     stop = threading.Event()
     written = [0]
 
@@ -178,19 +180,7 @@ def test_a_failing_pg_dump_leaves_no_backup(seeded_url: URL, backup_settings: Se
 
 
 def test_the_password_never_reaches_a_command_line(seeded_url: URL, backup_settings: Settings) -> None:
-    synth(
-        seeded_url,
-        backup_settings,
-        SynthPlan(
-            users=0,
-            applications=0,
-            audit_logs=200_000,
-            events=0,
-            days=30,
-            seed=5,
-            until=datetime(2026, 11, 1, tzinfo=UTC),
-        ),
-    )
+    add_audit_logs(seeded_url, backup_settings, 200_000)
     password = str(seeded_url.password).encode()
     seen_pg_dump, leaked = [False], []
     done = threading.Event()
@@ -269,19 +259,7 @@ def test_a_stopped_s3_endpoint_fails_cleanly(seeded_url: URL, settings: Settings
 def test_killed_mid_upload_leaves_nothing_listed_and_the_next_run_cleans_up(
     seeded_url: URL, settings: Settings, s3_endpoint: str, bucket: str, cli_env: dict[str, str]
 ) -> None:
-    synth(
-        seeded_url,
-        settings,
-        SynthPlan(
-            users=0,
-            applications=0,
-            audit_logs=1_500_000,
-            events=0,
-            days=30,
-            seed=4,
-            until=datetime(2026, 11, 1, tzinfo=UTC),
-        ),
-    )
+    add_audit_logs(seeded_url, settings, 1_500_000)
     env = cli_env | {
         "DBOPS_BACKUP_URL": f"s3://{bucket}/nightly",
         "DBOPS_S3_ENDPOINT_URL": s3_endpoint,

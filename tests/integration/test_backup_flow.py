@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from uuid import UUID
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from flows.backup import backup_flow
 from models.backup import BackupManifest
-from tests.integration.conftest import url_string
+from tests.integration.conftest import flow_run_artifacts, url_string
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-async def _artifacts(flow_run_id: UUID | None) -> dict[str, str]:
-    assert flow_run_id is not None
-    async with get_client() as client:
-        artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
-        )
-    return {str(artifact.type): str(artifact.data) for artifact in artifacts}
 
 
 def test_backup_flow_publishes_progress_manifest_link_and_recent_backups(
@@ -44,10 +31,10 @@ def test_backup_flow_publishes_progress_manifest_link_and_recent_backups(
     assert second.is_completed(), second.message
     newest = second.result()
     assert isinstance(newest, BackupManifest)
-    artifacts = asyncio.run(_artifacts(second.state_details.flow_run_id))
-    assert set(artifacts) == {"progress", "markdown", "table"}  # Prefect stores a link artifact as markdown
-    assert float(artifacts["progress"]) == 100.0
-    assert f"backups/{newest.backup_id}/manifest.json" in artifacts["markdown"]
-    assert newest.backup_id in artifacts["table"]
+    artifacts = flow_run_artifacts(second.state_details.flow_run_id)
+    assert set(artifacts) == {"progress", "backup-manifest", "recent-backups"}
+    assert float(str(artifacts["progress"])) == 100.0
+    assert f"backups/{newest.backup_id}/manifest.json" in str(artifacts["backup-manifest"])
+    assert newest.backup_id in str(artifacts["recent-backups"])
     remaining = sorted(path.name for path in (tmp_path / "backups" / "backups").iterdir())
     assert remaining == [newest.backup_id], "keep-last 1 pruned the first backup after the second completed"

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from uuid import UUID
-
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from flows.migrate_and_seed import migrate_and_seed_flow
 from models.results import MigrateAndSeedReport
-from tests.integration.conftest import connect, url_string
+from tests.integration.conftest import connect, flow_run_artifacts, url_string
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-async def _artifact_keys(flow_run_id: UUID | None) -> dict[str, object]:
-    assert flow_run_id is not None
-    async with get_client() as client:
-        artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
-        )
-    return {str(artifact.key): artifact.data for artifact in artifacts}
 
 
 def test_fresh_database_is_migrated_seeded_and_validated(
@@ -44,7 +30,7 @@ def test_fresh_database_is_migrated_seeded_and_validated(
         "courses": 12,
         "users": 2,
     }
-    artifacts = asyncio.run(_artifact_keys(state.state_details.flow_run_id))
+    artifacts = flow_run_artifacts(state.state_details.flow_run_id)
     assert set(artifacts) == {"migration", "seed-changes", "seed-validation"}
     assert "passed" in str(artifacts["seed-validation"])
 

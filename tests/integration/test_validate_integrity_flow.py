@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from uuid import UUID
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from flows.validate_integrity import validate_integrity_flow
 from models.integrity import IntegrityReport
-from tests.integration.conftest import connect, url_string
+from tests.integration.conftest import connect, flow_run_artifacts, url_string
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-async def _artifacts(flow_run_id: UUID | None) -> dict[str, object]:
-    assert flow_run_id is not None
-    async with get_client() as client:
-        artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
-        )
-    return {str(artifact.key): artifact.data for artifact in artifacts}
 
 
 def test_clean_database_completes_with_a_row_per_check(seeded_url: URL) -> None:
@@ -35,7 +22,7 @@ def test_clean_database_completes_with_a_row_per_check(seeded_url: URL) -> None:
     report = state.result()
     assert isinstance(report, IntegrityReport)
     assert report.row_counts["applications"] == 300
-    artifacts = asyncio.run(_artifacts(state.state_details.flow_run_id))
+    artifacts = flow_run_artifacts(state.state_details.flow_run_id)
     assert set(artifacts) == {"integrity-checks", "integrity-summary"}
     rows = json.loads(str(artifacts["integrity-checks"]))
     assert [(row["check"], row["status"]) for row in rows] == [
@@ -52,6 +39,6 @@ def test_a_failed_check_fails_the_run_with_samples_in_the_summary(seeded_url: UR
     assert state.is_failed()
     assert "1 integrity check(s) failed" in str(state.message)
     assert "users.status defaults to 'ACTIVE'::user_status" in str(state.message)
-    summary = str(asyncio.run(_artifacts(state.state_details.flow_run_id))["integrity-summary"])
+    summary = str(flow_run_artifacts(state.state_details.flow_run_id)["integrity-summary"])
     assert "## enums: sample rows" in summary
     assert '"column": "users.status"' in summary
