@@ -1,4 +1,4 @@
-"""What every check gets: an engine, the settings, the seed file, and the shared per-table scans."""
+"""What every check gets: an engine, the settings, the seed file, and reads memoised for the whole run."""
 
 from __future__ import annotations
 
