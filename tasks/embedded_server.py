@@ -230,5 +230,5 @@ def _running_port(data_dir: Path) -> int | None:
     except ProcessLookupError:
         return None
     except PermissionError:
-        pass  # alive, owned by the server account
+        return port  # alive, owned by the server account
     return port

@@ -225,3 +225,13 @@ def flow_run_artifacts(flow_run_id: object) -> dict[str, object]:
         return {str(artifact.key or artifact.type): artifact.data for artifact in artifacts}
 
     return asyncio.run(read())
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str) -> str:
+    """A fresh bucket on the session's S3 server."""
+    import boto3
+
+    name = f"dbops-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name

@@ -37,13 +37,6 @@ from tests.conftest import require_tool
 from tests.integration.conftest import REPO_ROOT, connect
 
 
-@pytest.fixture
-def bucket(s3_endpoint: str) -> str:
-    name = f"backups-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
-    return name
-
-
 @pytest.fixture(params=["s3", "local"])
 def backup_settings(request: pytest.FixtureRequest, settings: Settings, tmp_path: Path) -> Settings:
     if request.param == "s3":
@@ -78,6 +71,14 @@ def stored_archive(store: ObjectStore, manifest: BackupManifest, destination: Pa
     archive = destination / f"{manifest.backup_id}.pgcustom"
     archive.write_bytes(zstandard.ZstdDecompressor().decompressobj().decompress(stored))
     return archive
+
+
+def archive_listing(archive: Path, pg_bindir: Path) -> str:
+    """``pg_restore --list``: the archive's table of contents, which only a readable archive has."""
+    program = str(find_program("pg_restore", pg_bindir))
+    return subprocess.run(
+        [program, "--list", str(archive)], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def restore_and_count(archive: Path, server: EmbeddedServer, pg_bindir: Path) -> dict[str, int]:
@@ -115,13 +116,7 @@ def test_round_trip_restores_exactly_what_the_manifest_says(
     assert manifest.row_counts["applications"] == 300
     assert manifest.stored_bytes < manifest.dump_bytes
     archive = stored_archive(store, manifest, tmp_path)
-    listing = subprocess.run(
-        [str(find_program("pg_restore", pg_bindir)), "--list", str(archive)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "TABLE DATA public audit_logs" in listing
+    assert "TABLE DATA public audit_logs" in archive_listing(archive, pg_bindir)
     assert restore_and_count(archive, pg_server, pg_bindir) == manifest.row_counts
 
 
@@ -236,13 +231,7 @@ def test_the_age_command_line_tool_decrypts_an_encrypted_backup(
     ).stdout
     archive = tmp_path / "dump.pgcustom"
     archive.write_bytes(zstandard.ZstdDecompressor().decompressobj().decompress(decrypted))
-    listing = subprocess.run(
-        [str(find_program("pg_restore", pg_bindir)), "--list", str(archive)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "TABLE DATA public users" in listing
+    assert "TABLE DATA public users" in archive_listing(archive, pg_bindir)
 
 
 def test_a_stopped_s3_endpoint_fails_cleanly(seeded_url: URL, settings: Settings) -> None:

@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import pytest
 
 from models.backup import BackupManifest, Compression, S3Location, dump_key, manifest_key, new_backup_id
@@ -21,9 +20,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param == "s3":
         endpoint = request.getfixturevalue("s3_endpoint")
-        bucket = f"prune-{uuid.uuid4().hex[:10]}"
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
-        return S3Store(S3Location(bucket, "nightly"), endpoint_url=endpoint)
+        return S3Store(S3Location(request.getfixturevalue("bucket"), "nightly"), endpoint_url=endpoint)
     return LocalStore(tmp_path / "backups")
 
 

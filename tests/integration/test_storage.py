@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -34,13 +33,6 @@ class FailingSource(io.RawIOBase):
         buffer[:count] = b"x" * count
         self.left -= count
         return count
-
-
-@pytest.fixture
-def bucket(s3_endpoint: str) -> str:
-    name = f"dbops-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture(params=["s3", "local"])
