@@ -37,6 +37,11 @@ from tasks.storage import ObjectStore
 
 _log = logging.getLogger(__name__)
 
+SERVER_FACTS = text("""
+    SELECT current_setting('server_version'),
+           current_setting('server_version_num')::int / 10000,
+           pg_database_size(current_database())
+""")
 TABLES_IN_SCHEMA = text("""
     SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename
 """)
@@ -56,6 +61,20 @@ class Progress:
         return self.dump_bytes / elapsed if elapsed > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class DumpJob:
+    """Everything one dump needs, decided before pg_dump starts."""
+
+    url: URL
+    settings: Settings
+    store: ObjectStore
+    key: str
+    snapshot: str
+    pg_dump: Program
+    pg_restore: Program
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+
 def backup(
     url: URL,
     settings: Settings,
@@ -68,70 +87,26 @@ def backup(
     started_at = datetime.now(UTC)
     remove_incomplete(store, older_than=settings.backup_incomplete_grace_hours, logger=log)
     backup_id = new_backup_id(started_at, secrets.token_hex(3))
-    encrypted = bool(settings.backup_age_recipients)
-    key = dump_key(backup_id, settings.backup_compression, encrypted)
-    engine = make_engine(url, settings, purpose="backup snapshot")
-    with open_connection(engine) as snapshot_holder:
+    key = dump_key(backup_id, settings.backup_compression, encrypted=bool(settings.backup_age_recipients))
+    with open_connection(make_engine(url, settings, purpose="backup snapshot")) as snapshot_holder:
         snapshot_holder.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
         snapshot = str(snapshot_holder.execute(text("SELECT pg_export_snapshot()")).scalar_one())
-        server_version = str(snapshot_holder.execute(text("SHOW server_version")).scalar_one())
-        server_major = (
-            int(str(snapshot_holder.execute(text("SHOW server_version_num")).scalar_one())) // 10000
-        )
-        estimate = int(
-            snapshot_holder.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
-        )
+        server_version, server_major, estimate = snapshot_holder.execute(SERVER_FACTS).one()
+        places = search_path(settings.pg_bindir)
         pg_dump = matching_program(
-            "pg_dump",
-            server_major,
-            search_path(settings.pg_bindir),
-            f"the server (PostgreSQL {server_version})",
+            "pg_dump", server_major, places, f"the server (PostgreSQL {server_version})"
         )
-        pg_restore = matching_program(
-            "pg_restore", pg_dump.major, search_path(settings.pg_bindir), pg_dump.version
-        )
+        pg_restore = matching_program("pg_restore", pg_dump.major, places, pg_dump.version)
         log.info("backup %s of %s with %s (%s)", backup_id, describe(url), pg_dump.path, pg_dump.version)
-        progress = Progress(estimated_bytes=estimate)
-        # Counted in the exported snapshot, on the holder's connection, while the dump streams:
-        # exactly the rows the archive holds, at no cost to the backup's duration.
-        # Counting starts once pg_dump has produced output, i.e. has imported the snapshot: an error in
-        # the holder's transaction before that would invalidate the snapshot under pg_dump's feet.
-        dump_running, dump_failed = threading.Event(), threading.Event()
-
-        def count_in_snapshot() -> tuple[dict[str, int], str | None]:
-            dump_running.wait()
-            if dump_failed.is_set():
-                return {}, None
-            return _count_rows(snapshot_holder), _alembic_revision(snapshot_holder)
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-counts") as counter:
-            counted = counter.submit(count_in_snapshot)
-            try:
-                uploaded = _stream_dump(
-                    url,
-                    settings,
-                    store,
-                    key,
-                    snapshot,
-                    pg_dump,
-                    pg_restore,
-                    progress,
-                    _first_output_sets(dump_running, on_progress),
-                    estimate,
-                    log,
-                )
-            except BaseException:
-                dump_failed.set()
-                raise
-            finally:
-                dump_running.set()
-            row_counts, revision = counted.result()
+        job = DumpJob(url, settings, store, key, snapshot, pg_dump, pg_restore, log)
+        progress = Progress(estimated_bytes=int(estimate))
+        uploaded, (row_counts, revision) = _dump_while_counting(job, progress, on_progress, snapshot_holder)
         snapshot_holder.rollback()
     finished_at = datetime.now(UTC)
     manifest = BackupManifest(
         backup_id=backup_id,
         database=describe(url),
-        server_version=server_version,
+        server_version=str(server_version),
         pg_dump_version=pg_dump.number,
         compression=settings.backup_compression,
         compression_level=settings.backup_compression_level,
@@ -151,42 +126,56 @@ def backup(
     return manifest
 
 
-def _first_output_sets(
-    event: threading.Event, on_progress: Callable[[Progress], None] | None
-) -> Callable[[Progress], None]:
-    def report(progress: Progress) -> None:
-        event.set()
-        if on_progress is not None:
-            on_progress(progress)
-
-    return report
-
-
-def _stream_dump(
-    url: URL,
-    settings: Settings,
-    store: ObjectStore,
-    key: str,
-    snapshot: str,
-    pg_dump: Program,
-    pg_restore: Program,
+def _dump_while_counting(
+    job: DumpJob,
     progress: Progress,
     on_progress: Callable[[Progress], None] | None,
-    estimate: int,
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
-) -> Hashing:
-    arguments = ["--format=custom", "--compress=0", f"--snapshot={snapshot}", "--dbname", conninfo(url)]
+    snapshot_holder: Connection,
+) -> tuple[Hashing, tuple[dict[str, int], str | None]]:
+    """Stream the dump and, on the snapshot holder's connection meanwhile, count every table's rows.
+
+    The counts run in the exported snapshot, so they are exactly the archive's rows, at no cost to the
+    backup's duration. They start once pg_dump has produced output, i.e. has imported the snapshot:
+    an error in the holder's transaction before that would invalidate it under pg_dump's feet.
+    """
+    dump_running, dump_failed = threading.Event(), threading.Event()
+
+    def count_in_snapshot() -> tuple[dict[str, int], str | None]:
+        dump_running.wait()
+        if dump_failed.is_set():
+            return {}, None
+        return _count_rows(snapshot_holder), _alembic_revision(snapshot_holder)
+
+    def report(current: Progress) -> None:
+        dump_running.set()
+        if on_progress is not None:
+            on_progress(current)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-counts") as counter:
+        counted = counter.submit(count_in_snapshot)
+        try:
+            uploaded = _stream_dump(job, progress, report)
+        except BaseException:
+            dump_failed.set()
+            raise
+        finally:
+            dump_running.set()
+        return uploaded, counted.result()
+
+
+def _stream_dump(job: DumpJob, progress: Progress, on_progress: Callable[[Progress], None]) -> Hashing:
+    url, settings = job.url, job.settings
+    arguments = ["--format=custom", "--compress=0", f"--snapshot={job.snapshot}", "--dbname", conninfo(url)]
     with (
         password_environment(url) as environment,
-        PgProcess(pg_dump.path, arguments, environment=environment, logger=log) as dump,
-        ArchiveCheck(pg_restore, log) as archive_check,
+        PgProcess(job.pg_dump.path, arguments, environment=environment, logger=job.log) as dump,
+        ArchiveCheck(job.pg_restore, job.log) as archive_check,
     ):
 
         def seen(chunk: bytes) -> None:
             progress.dump_bytes += len(chunk)
             archive_check.feed(chunk)
-            if on_progress is not None:
-                on_progress(progress)
+            on_progress(progress)
 
         source = CheckedSource(dump.stdout, dump.finish, seen).buffered()
         stream = compress(
@@ -199,7 +188,7 @@ def _stream_dump(
             stream = encrypt(stream, settings.backup_age_recipients)
         hashed = Hashing(stream)
         try:
-            store.put_stream(key, hashed.buffered(), expected_size=estimate)
+            job.store.put_stream(job.key, hashed.buffered(), expected_size=progress.estimated_bytes)
         except CommandError as error:
             raise BackupError(
                 f"pg_dump of {describe(url)} failed; nothing was stored",
