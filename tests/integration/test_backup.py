@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -18,15 +19,16 @@ import psycopg
 import pyrage
 import pytest
 import zstandard
+from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 from sqlalchemy.engine import URL
 
-from models.backup import BackupManifest
+from models.backup import BackupManifest, Compression
 from models.errors import BackupError, StorageError
 from models.settings import Settings
 from tasks.backup import backup
 from tasks.backup_catalog import list_backups
-from tasks.embedded_server import EmbeddedServer, create_database
+from tasks.embedded_server import EmbeddedServer, create_database, free_port
 from tasks.pg_binaries import find_program
 from tasks.pg_command import run_pg_program
 from tasks.pgpass import conninfo, password_environment
@@ -289,3 +291,69 @@ def test_killed_mid_upload_leaves_nothing_listed_and_the_next_run_cleans_up(
     assert again.returncode == 0, again.stderr
     assert len(list_backups(store)) == 1
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_an_endpoint_that_dies_mid_upload_fails_cleanly_and_stops_pg_dump(
+    seeded_url: URL, settings: Settings, s3_endpoint: str
+) -> None:
+    """A private S3 server (the session's stays up for other tests), killed once the upload started."""
+    add_audit_logs(seeded_url, settings, 1_500_000)
+    port = free_port()
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="dying")
+                break
+            except (BotoCoreError, ClientError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        dying = settings.model_copy(
+            update={
+                "backup_url": "s3://dying/nightly",
+                "s3_endpoint_url": endpoint,
+                "backup_compression": Compression.NONE,
+            }
+        )
+        client = boto3.client("s3", endpoint_url=endpoint)
+
+        def kill_when_uploading() -> None:
+            with contextlib.suppress(BotoCoreError, ClientError):
+                while moto.poll() is None and not client.list_multipart_uploads(Bucket="dying").get(
+                    "Uploads"
+                ):
+                    time.sleep(0.02)
+            moto.kill()
+
+        killer = threading.Thread(target=kill_when_uploading)
+        killer.start()
+        with pytest.raises(StorageError) as failure:
+            backup(seeded_url, dying, open_store(dying))
+        killer.join()
+    finally:
+        moto.kill()
+        moto.wait()
+
+    assert f"s3://dying/nightly at {endpoint}" in str(failure.value)
+    running = [
+        entry
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit()
+        and b"pg_dump" in _command_line(entry)
+        and b"--snapshot" in _command_line(entry)
+    ]
+    assert running == [], "pg_dump must not outlive a failed backup"
+
+
+def _command_line(entry: Path) -> bytes:
+    try:
+        return (entry / "cmdline").read_bytes()
+    except OSError:
+        return b""
