@@ -22,6 +22,8 @@ demo: install
 	$(BIN)/dbops synth --seed 1 --users 2000 --applications 5000 --audit-logs 50000 --events 50000 --skip-if-loaded
 	$(BIN)/dbops check
 	$(BIN)/dbops status
+	$(BIN)/dbops backup
+	$(BIN)/dbops backups
 
 demo-stop: install
 	$(BIN)/dbops embedded-stop
