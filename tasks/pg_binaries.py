@@ -139,3 +139,11 @@ def parse_major_version(version_output: str) -> int:
     if match is None:
         raise ValueError(f"not a PostgreSQL version line: {version_output.strip()!r}")
     return int(match.group(1))
+
+
+def pg_restore_for(pg_dump_version: str, configured: Path | None) -> Program:
+    """A pg_restore that can read an archive written by pg_dump *pg_dump_version* (e.g. ``18.6``)."""
+    major = int(pg_dump_version.split(".", 1)[0])
+    return matching_program(
+        "pg_restore", major, search_path(configured), f"an archive written by pg_dump {pg_dump_version}"
+    )

