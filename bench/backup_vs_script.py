@@ -145,7 +145,15 @@ def main() -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     os.environ.update(credentials)
-    time.sleep(2)
+    deadline = time.monotonic() + 30
+    while True:  # until moto accepts connections, rather than a fixed sleep that a slow machine outlasts
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     bucket = "bench"
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
     results: dict[str, dict[str, list[dict[str, float]]]] = {}

@@ -139,12 +139,8 @@ def run_cli(
     )
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """moto's standalone S3 server on a free loopback port, spoken to over real HTTP."""
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+def start_s3_server() -> tuple[subprocess.Popen[bytes], str]:
+    """moto's standalone S3 server on a free loopback port, once it accepts connections."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -155,13 +151,21 @@ def s3_endpoint() -> Iterator[str]:
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
+            return process, f"http://127.0.0.1:{port}"
         except OSError:
             time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail("moto's S3 server did not start within 30 s")
-    yield f"http://127.0.0.1:{port}"
+    process.kill()
+    pytest.fail("moto's S3 server did not start within 30 s")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's standalone S3 server on a free loopback port, spoken to over real HTTP."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    process, endpoint = start_s3_server()
+    yield endpoint
     process.terminate()
     process.wait(timeout=10)
 

@@ -28,7 +28,7 @@ from models.errors import BackupError, StorageError
 from models.settings import Settings
 from tasks.backup import backup
 from tasks.backup_catalog import list_backups
-from tasks.embedded_server import EmbeddedServer, create_database, free_port
+from tasks.embedded_server import EmbeddedServer, create_database
 from tasks.pg_binaries import find_program
 from tasks.pg_command import run_pg_program
 from tasks.pgpass import conninfo, password_environment
@@ -36,7 +36,7 @@ from tasks.storage import ObjectStore, open_store
 from tasks.synth import synth
 from tasks.synth_rows import SynthPlan
 from tests.conftest import require_tool
-from tests.integration.conftest import REPO_ROOT, connect
+from tests.integration.conftest import REPO_ROOT, connect, start_s3_server
 
 
 @pytest.fixture(params=["s3", "local"])
@@ -298,23 +298,9 @@ def test_an_endpoint_that_dies_mid_upload_fails_cleanly_and_stops_pg_dump(
 ) -> None:
     """A private S3 server (the session's stays up for other tests), killed once the upload started."""
     add_audit_logs(seeded_url, settings, 1_500_000)
-    port = free_port()
-    moto = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
+    moto, endpoint = start_s3_server()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="dying")
-                break
-            except (BotoCoreError, ClientError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="dying")
         dying = settings.model_copy(
             update={
                 "backup_url": "s3://dying/nightly",
