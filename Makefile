@@ -24,6 +24,7 @@ demo: install
 	$(BIN)/dbops status
 	$(BIN)/dbops backup
 	$(BIN)/dbops backups
+	$(BIN)/dbops review-indexes
 
 demo-stop: install
 	$(BIN)/dbops embedded-stop

@@ -109,6 +109,20 @@ class IntegrityValidationError(DbopsError):
     """An error-severity integrity check failed."""
 
 
+class IndexReviewError(DbopsError):
+    """The index review could not read the statistics it rests on."""
+
+
+class FindingNotApplicableError(IndexReviewError):
+    """``--apply`` named a finding that does not exist now, or one that is not safe to run online."""
+
+    exit_code = 2
+
+
+class IndexApplyError(IndexReviewError):
+    """Applying a finding's SQL failed, or the re-check found the finding still there."""
+
+
 class StorageError(DbopsError):
     """The object store could not be reached, or refused an operation."""
 

@@ -104,6 +104,43 @@ class Settings(BaseSettings):
     validation_work_mem_mb: int = Field(
         default=256, ge=4, description="work_mem for the validation's hash joins and aggregates, in MB."
     )
+    review_unused_min_age_days: float = Field(
+        default=7.0,
+        ge=0,
+        description="Index usage counters younger than this make unused-index findings tentative.",
+    )
+    review_bloat_min_percent: float = Field(
+        default=30.0, ge=0, le=100, description="Estimated bloat share above which a relation is reported."
+    )
+    review_bloat_min_mb: float = Field(
+        default=10.0, ge=0, description="Estimated bloat below this many MB is not worth reporting."
+    )
+    review_seq_scan_min_rows: int = Field(
+        default=10_000, ge=0, description="Tables smaller than this are fine to scan sequentially."
+    )
+    review_seq_scan_min_index_percent: float = Field(
+        default=95.0, ge=0, le=100, description="Index use below this share of scans is reported."
+    )
+    review_dead_tuple_percent: float = Field(
+        default=20.0, ge=0, description="Dead tuples above this share of live ones call for VACUUM."
+    )
+    review_maintenance_min_rows: int = Field(
+        default=1_000, ge=0, description="Dead or changed rows below this never call for VACUUM or ANALYZE."
+    )
+    review_analyze_max_age_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="Planner statistics older than this, with rows changed since, are stale.",
+    )
+    review_slow_query_min_calls: int = Field(
+        default=100, ge=1, description="Slow queries: at least this many calls."
+    )
+    review_slow_query_min_mean_ms: float = Field(
+        default=20.0, ge=0, description="Slow queries: at least this mean time per call, in milliseconds."
+    )
+    review_lock_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="lock_timeout in the recommended SQL and for --apply."
+    )
     seed_file: Path | None = Field(
         default=None, description="Seed YAML; unset: the bundled models/seed.yaml."
     )

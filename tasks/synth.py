@@ -122,6 +122,10 @@ def _load(
                 _copy(connection, table, columns, chunks, count)
                 rows[table] = count
                 log.info("%s: %d rows in %.2f s", table, count, time.monotonic() - table_started)
+        if rows:
+            # A bulk load leaves the planner guessing until autovacuum gets round to it; the first
+            # queries (and the index review's statistics) should not have to wait for that.
+            connection.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(map(sql.Identifier, rows))))
 
 
 def _reference_ids(connection: psycopg.Connection[tuple[object, ...]]) -> tuple[list[str], list[str]]:

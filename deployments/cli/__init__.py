@@ -13,7 +13,7 @@ import warnings
 
 import typer
 
-from deployments.cli import backup, schema, seed, validate
+from deployments.cli import backup, review, schema, seed, validate
 from models.errors import DbopsError
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ schema.register(app)
 seed.register(app)
 validate.register(app)
 backup.register(app)
+review.register(app)
 
 
 def main() -> None:

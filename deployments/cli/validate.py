@@ -6,10 +6,8 @@ import json
 from typing import Annotated
 
 import typer
-from pydantic import SecretStr
 
-from models.database_url import parse_database_url
-from models.errors import ConfigurationError
+from deployments.cli.options import DATABASE_URL_HELP, password_free_url
 from models.integrity import IntegrityReport
 from models.settings import load_settings
 from tasks.database import resolve_database_url
@@ -24,17 +22,13 @@ def register(app: typer.Typer) -> None:
 def validate_command(
     database_url: Annotated[
         str | None,
-        typer.Option(
-            "--database-url",
-            help="Validate this database (no password: it comes from PGPASSWORD or a pgpass file).",
-        ),
+        typer.Option("--database-url", help=DATABASE_URL_HELP),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Run the integrity checks: constraints, orphans, enums, indexes, seed invariants, amcheck."""
     settings = load_settings()
-    override = _password_free(database_url) if database_url is not None else None
-    url = resolve_database_url(settings, override)
+    url = resolve_database_url(settings, password_free_url(database_url))
     report = validate_integrity(url, settings, seed_document=load_seed_document(seed_file_path(settings)))
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
@@ -44,20 +38,6 @@ def validate_command(
     if error is not None:
         typer.echo(f"dbops: error: {error.one_line()}", err=True)
         raise typer.Exit(1)
-
-
-def _password_free(raw: str) -> SecretStr:
-    """Command lines are visible to every user of the machine: a password does not belong on one."""
-    try:
-        url = parse_database_url(raw, setting="--database-url")
-    except ValueError as error:
-        raise ConfigurationError(str(error)) from None
-    if url.password:
-        raise ConfigurationError(
-            "--database-url must not contain a password: command lines are visible in the process list",
-            hint="drop the password from the URL and put it in PGPASSWORD or a pgpass file (PGPASSFILE)",
-        )
-    return SecretStr(raw)
 
 
 def _print_table(report: IntegrityReport) -> None:

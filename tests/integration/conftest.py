@@ -239,3 +239,14 @@ def bucket(s3_endpoint: str) -> str:
     name = f"dbops-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def login_role_url(migrated_url: URL, pg_server: EmbeddedServer) -> Iterator[URL]:
+    """The migrated database, reached as a fresh login role without any privileges granted."""
+    role, password = f"role_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with admin_connection(pg_server) as connection:
+        connection.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    yield migrated_url.set(username=role, password=password)
+    with admin_connection(pg_server) as connection:
+        connection.execute(f"DROP ROLE IF EXISTS {role}")

@@ -1,0 +1,55 @@
+"""``dbops review-indexes``: index and maintenance advice with the SQL to act on it.
+
+Findings are advice, so the command exits 0 whatever it finds; it exits 1 when the statistics cannot
+be read or an applied finding did not take, and 2 for bad input (an unknown finding id, say).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from deployments.cli.options import DATABASE_URL_HELP, password_free_url
+from models.settings import load_settings
+from tasks.database import resolve_database_url
+from tasks.index_review.apply import apply_finding
+from tasks.index_review.render import report_text
+from tasks.index_review.runner import review_indexes
+
+
+def register(app: typer.Typer) -> None:
+    app.command("review-indexes")(review_indexes_command)
+
+
+def review_indexes_command(
+    database_url: Annotated[str | None, typer.Option("--database-url", help=DATABASE_URL_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    apply: Annotated[
+        str | None,
+        typer.Option(
+            "--apply",
+            metavar="FINDING_ID",
+            help="Run this one finding's SQL (outside a transaction) and check the result.",
+        ),
+    ] = None,
+) -> None:
+    """Review indexes: unused, redundant, invalid, missing, bloated; sequential scans; slow queries."""
+    settings = load_settings()
+    url = resolve_database_url(settings, password_free_url(database_url))
+    if apply is not None:
+        applied = apply_finding(url, settings, apply)
+        typer.echo(
+            f"applied {applied.finding.id} in {applied.elapsed_seconds:.2f} s; the review no longer has it"
+        )
+        for statement in applied.finding.sql:
+            typer.echo(f"  ran:  {statement};")
+        for statement in applied.finding.undo_sql:
+            typer.echo(f"  undo: {statement};")
+        return
+    report = review_indexes(url, settings)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        for line in report_text(report):
+            typer.echo(line)

@@ -1,0 +1,40 @@
+"""``index-review``: advice on indexes and table maintenance, published as artifacts.
+
+A finding never fails the run (it is advice for a person to weigh); only a failure to read the
+statistics does, because a review missing them would look clean when it is not.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field, SecretStr
+
+from models.index_review import IndexReviewReport
+from models.settings import load_settings
+from tasks.database import resolve_database_url
+from tasks.index_review.render import report_markdown, table_rows
+from tasks.index_review.runner import review_indexes
+
+review_indexes_task = task(name="review-indexes", cache_policy=NO_CACHE)(review_indexes)
+
+
+@flow(name="index-review")
+def index_review_flow(
+    database_url: Annotated[
+        SecretStr | None, Field(description="Review this database instead of DBOPS_DATABASE_URL.")
+    ] = None,
+) -> IndexReviewReport:
+    settings = load_settings()
+    url = resolve_database_url(settings, database_url)
+    report = review_indexes_task(url, settings, logger=get_run_logger())
+    create_table_artifact(
+        key="index-review-findings",
+        table=table_rows(report),
+        description=f"Index review of {report.database}: {len(report.findings)} finding(s)",
+    )
+    create_markdown_artifact(key="index-review", markdown=report_markdown(report))
+    return report

@@ -1,0 +1,113 @@
+"""The review as people read it: a markdown report (Prefect artifact), table rows, and terminal text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.index_review import Finding, IndexReviewReport
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_age(days: float | None) -> str:
+    if days is None:
+        return "an unknown time"
+    if days < 1 / 24:
+        return f"{days * 1440:.0f} minutes"
+    if days < 1:
+        return f"{days * 24:.1f} hours"
+    return f"{days:.1f} days"
+
+
+def evidence_line(finding: Finding) -> str:
+    """The evidence on one line, sizes made readable: ``scans=0 size=12.3 MiB``."""
+    parts = []
+    for key, value in finding.evidence.items():
+        if value is None or key in {"definition", "query", "statistics_since"}:
+            continue
+        if key.endswith("_bytes") and isinstance(value, int):
+            parts.append(f"{key.removesuffix('_bytes')}={human_bytes(value)}")
+        elif key.endswith("_days") and isinstance(value, float):
+            parts.append(f"{key.removesuffix('_days')}={human_age(value)}")
+        elif isinstance(value, list):
+            parts.append(f"{key}={','.join(str(item) for item in value) or '-'}")
+        else:
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def table_rows(report: IndexReviewReport) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": finding.id,
+            "kind": finding.kind.value,
+            "table": finding.table or "",
+            "index": finding.index or "",
+            "tentative": finding.tentative,
+            "evidence": evidence_line(finding),
+            "recommendation": finding.recommendation,
+        }
+        for finding in report.findings
+    ]
+
+
+def report_markdown(report: IndexReviewReport) -> str:
+    age = human_age(report.statistics_age_days)
+    lines = [
+        f"# Index review of {report.database}: {len(report.findings)} finding(s)",
+        "",
+        f"PostgreSQL {report.server_version}, reviewed {report.reviewed_at:%Y-%m-%d %H:%M:%S %Z} in "
+        f"{report.elapsed_seconds:.1f} s. Usage statistics cover {age}"
+        + (f" (since {report.statistics_since:%Y-%m-%d %H:%M %Z})." if report.statistics_since else "."),
+        "",
+        f"**Slow queries:** {report.slow_queries.detail}",
+        "",
+        "Nothing has been changed. Apply one finding with `dbops review-indexes --apply ID`.",
+    ]
+    if report.findings:
+        lines += ["", "| id | table | evidence | recommendation |", "|---|---|---|---|"]
+        lines += [
+            f"| `{f.id}`{' (tentative)' if f.tentative else ''} | {f.table or ''} | {evidence_line(f)} "
+            f"| {f.recommendation} |"
+            for f in report.findings
+        ]
+    for finding in report.findings:
+        if not (finding.sql or "query" in finding.evidence):
+            continue
+        lines += ["", f"## {finding.id}", ""]
+        if "query" in finding.evidence:
+            lines += ["```sql", str(finding.evidence["query"]), "```"]
+        if finding.sql:
+            window = "" if finding.online else " (blocks the table: maintenance window)"
+            lines += [f"Apply{window}:", "", "```sql", *(f"{s};" for s in finding.sql), "```"]
+        if finding.undo_sql:
+            lines += ["Undo:", "", "```sql", *(f"{s};" for s in finding.undo_sql), "```"]
+    return "\n".join(lines)
+
+
+def report_text(report: IndexReviewReport) -> list[str]:
+    age = human_age(report.statistics_age_days)
+    lines = [
+        f"{report.database} (PostgreSQL {report.server_version}), usage statistics over {age}",
+        f"slow queries: {report.slow_queries.detail}",
+    ]
+    for finding in report.findings:
+        tentative = " (tentative)" if finding.tentative else ""
+        lines.append(f"  {finding.id}{tentative}")
+        lines.append(f"      {evidence_line(finding)}")
+        lines.append(f"      {finding.recommendation}")
+        if finding.sql:
+            prefix = "apply" if finding.online else "apply in a maintenance window"
+            lines.append(f"      {prefix}: {'; '.join(finding.sql)}")
+    lines.append(
+        f"{len(report.findings)} finding(s) in {report.elapsed_seconds:.2f} s; nothing was changed "
+        "(apply one with --apply ID)"
+    )
+    return lines

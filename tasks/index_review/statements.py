@@ -1,0 +1,61 @@
+"""The SQL a finding recommends: concurrent index builds and drops under a ``lock_timeout``.
+
+Every index change is written so it can run on a live database: ``CONCURRENTLY`` keeps reads and
+writes going while it works, and the ``lock_timeout`` makes it give up rather than queue behind a long
+transaction (and so stall everything queued behind it).
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex, Index
+
+from models.settings import Settings
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+_CREATE_INDEX = re.compile(r"^CREATE (UNIQUE )?INDEX (CONCURRENTLY )?")
+
+
+def quote(name: str) -> str:
+    """An identifier quoted the way PostgreSQL needs it (only when it needs it)."""
+    return str(_DIALECT.identifier_preparer.quote(name))
+
+
+def lock_timeout(seconds: float) -> str:
+    return f"SET lock_timeout = '{int(seconds * 1000)}ms'"
+
+
+def bounded(settings: Settings, *body: str) -> list[str]:
+    """*body* preceded by the ``lock_timeout`` every recommended statement runs under."""
+    return [lock_timeout(settings.review_lock_timeout_seconds), *body]
+
+
+def drop_index(schema: str, name: str) -> str:
+    return f"DROP INDEX CONCURRENTLY IF EXISTS {quote(schema)}.{quote(name)}"
+
+
+def concurrently(definition: str) -> str:
+    """``CREATE [UNIQUE] INDEX ...`` (as pg_get_indexdef or SQLAlchemy writes it) made concurrent."""
+    made, replaced = _CREATE_INDEX.subn(
+        lambda match: f"CREATE {match.group(1) or ''}INDEX CONCURRENTLY ", definition
+    )
+    if not replaced:
+        raise ValueError(f"not a CREATE INDEX statement: {definition[:60]}")
+    return " ".join(made.split())
+
+
+def create_index(schema: str, table: str, name: str, columns: list[str], *, unique: bool = False) -> str:
+    column_list = ", ".join(quote(column) for column in columns)
+    kind = "UNIQUE INDEX" if unique else "INDEX"
+    return f"CREATE {kind} CONCURRENTLY {quote(name)} ON {quote(schema)}.{quote(table)} ({column_list})"
+
+
+def create_model_index(index: Index) -> str:
+    """The concurrent build of an index the models declare, with its options (predicate, method)."""
+    return concurrently(str(CreateIndex(index).compile(dialect=_DIALECT)))
+
+
+def reindex(schema: str, name: str) -> str:
+    return f"REINDEX INDEX CONCURRENTLY {quote(schema)}.{quote(name)}"
