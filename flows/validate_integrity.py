@@ -35,6 +35,13 @@ def validate_integrity_flow(
     report = validate_integrity_task(
         url, settings, seed_document=load_seed_document(seed_file_path(settings)), logger=logger
     )
+    publish_integrity_report(report)
+    raise_for_errors(report)
+    return report
+
+
+def publish_integrity_report(report: IntegrityReport) -> None:
+    """The report's artifacts (a row per check, and a summary with failing samples) and warnings."""
     create_table_artifact(
         key="integrity-checks",
         table=[
@@ -50,10 +57,9 @@ def validate_integrity_flow(
         description=f"Integrity of {report.database} at revision {report.revision}",
     )
     create_markdown_artifact(key="integrity-summary", markdown=report_markdown(report))
+    logger = get_run_logger()
     for warning in report.warnings:
         logger.warning("%s: %s", warning.name, warning.detail)
-    raise_for_errors(report)
-    return report
 
 
 def report_markdown(report: IntegrityReport) -> str:

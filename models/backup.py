@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 BACKUPS_FOLDER = "backups"
 MANIFEST_NAME = "manifest.json"
+REHEARSAL_NAME = "rehearsal.json"
 _BACKUP_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 
 
@@ -92,6 +93,11 @@ def dump_key(backup_id: str, compression: Compression, encrypted: bool) -> str:
 
 def manifest_key(backup_id: str) -> str:
     return f"{backup_folder(backup_id)}/{MANIFEST_NAME}"
+
+
+def rehearsal_key(backup_id: str) -> str:
+    """The record of the latest restore rehearsal of the backup, kept (and pruned) with it."""
+    return f"{backup_folder(backup_id)}/{REHEARSAL_NAME}"
 
 
 def backup_id_of(key: str) -> str | None:

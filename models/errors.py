@@ -133,6 +133,21 @@ class BackupError(DbopsError):
     """A backup could not be taken, verified or listed."""
 
 
+class RestoreError(DbopsError):
+    """A restore or a restore rehearsal failed: the backup is not proven restorable."""
+
+
+class RestoreRefusedError(RestoreError):
+    """The restore was refused before anything was touched (wrong confirmation, a backup the code
+    cannot migrate, a missing target)."""
+
+    exit_code = 2
+
+
+class BackupCorruptError(RestoreError):
+    """The stored backup does not match its manifest (size or sha256)."""
+
+
 class CommandError(DbopsError):
     """A PostgreSQL client program (pg_dump, pg_restore, psql, ...) failed."""
 

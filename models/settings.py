@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL
 
@@ -98,6 +98,21 @@ class Settings(BaseSettings):
     backup_keep_monthly: int = Field(
         default=12, ge=0, description="Retention: the newest of each of M months."
     )
+    backup_age_identity_file: Path | None = Field(
+        default=None,
+        description="age identity file (AGE-SECRET-KEY-1...) to decrypt encrypted backups for restores.",
+    )
+    rehearsal_database_url: SecretStr | None = Field(
+        default=None,
+        description="Maintenance database of the server rehearsals restore into; unset: the source's "
+        "server, database postgres.",
+    )
+    restore_jobs: int = Field(default=2, ge=1, le=64, description="pg_restore --jobs for restores.")
+    restore_work_dir: Path | None = Field(
+        default=None,
+        description="Where a restore unpacks the archive (pg_restore --jobs needs a file); "
+        "unset: DBOPS_HOME/restore.",
+    )
     validation_concurrency: int = Field(
         default=2, ge=1, le=16, description="Connections the integrity checks run on at once."
     )
@@ -153,6 +168,9 @@ class Settings(BaseSettings):
         "staff_password",
         "pg_bindir",
         "seed_file",
+        "backup_age_identity_file",
+        "rehearsal_database_url",
+        "restore_work_dir",
         mode="before",
     )
     @classmethod
@@ -175,11 +193,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"{recipient[:12]}... is not an age public key; they start with age1")
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "rehearsal_database_url")
     @classmethod
-    def _must_be_postgresql(cls, value: SecretStr | None) -> SecretStr | None:
+    def _must_be_postgresql(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is not None:
-            parse_database_url(value.get_secret_value())
+            parse_database_url(value.get_secret_value(), setting=f"DBOPS_{str(info.field_name).upper()}")
         return value
 
     @field_validator("admin_email", mode="before")
@@ -195,6 +213,14 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from None
         return value
+
+    def configured_rehearsal_url(self) -> URL | None:
+        """The rehearsal server's maintenance database from DBOPS_REHEARSAL_DATABASE_URL, if set."""
+        if self.rehearsal_database_url is None:
+            return None
+        return parse_database_url(
+            self.rehearsal_database_url.get_secret_value(), setting="DBOPS_REHEARSAL_DATABASE_URL"
+        )
 
     def configured_database_url(self) -> URL | None:
         """The URL from DBOPS_DATABASE_URL, or None when the embedded server should be used."""
@@ -218,6 +244,10 @@ class Settings(BaseSettings):
     @property
     def effective_backup_url(self) -> str:
         return self.backup_url or str(self.home / "backups")
+
+    @property
+    def effective_restore_work_dir(self) -> Path:
+        return self.restore_work_dir or self.home / "restore"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -29,7 +29,7 @@ from models.errors import BackupError, CommandError
 from models.settings import Settings
 from tasks.backup_catalog import remove_incomplete
 from tasks.backup_streams import CheckedSource, Hashing, compress, encrypt
-from tasks.database import make_engine, open_connection
+from tasks.database import make_engine, open_connection, quote_identifier
 from tasks.pg_binaries import Program, matching_program, search_path
 from tasks.pg_command import PgProcess
 from tasks.pgpass import conninfo, password_environment
@@ -110,7 +110,7 @@ def backup(
         pg_dump_version=pg_dump.number,
         compression=settings.backup_compression,
         compression_level=settings.backup_compression_level,
-        encrypted_for=[_fingerprint(recipient) for recipient in settings.backup_age_recipients],
+        encrypted_for=[recipient_fingerprint(recipient) for recipient in settings.backup_age_recipients],
         object_key=key,
         stored_bytes=uploaded.bytes,
         dump_bytes=progress.dump_bytes,
@@ -144,7 +144,7 @@ def _dump_while_counting(
         dump_running.wait()
         if dump_failed.is_set():
             return {}, None
-        return _count_rows(snapshot_holder), _alembic_revision(snapshot_holder)
+        return count_rows(snapshot_holder), _alembic_revision(snapshot_holder)
 
     def report(current: Progress) -> None:
         dump_running.set()
@@ -257,19 +257,16 @@ class ArchiveCheck:
             )
 
 
-def _count_rows(connection: Connection) -> dict[str, int]:
+def count_rows(connection: Connection) -> dict[str, int]:
     tables = [str(name) for name in connection.execute(TABLES_IN_SCHEMA).scalars()]
     if not tables:
         return {}
     union = " UNION ALL ".join(
-        f"SELECT {index} AS position, count(*) FROM {_identifier(name)}" for index, name in enumerate(tables)
+        f"SELECT {index} AS position, count(*) FROM {quote_identifier(name)}"
+        for index, name in enumerate(tables)
     )
     counted = {int(row[0]): int(row[1]) for row in connection.execute(text(union))}
     return {name: int(counted[index]) for index, name in enumerate(tables)}
-
-
-def _identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _alembic_revision(connection: Connection) -> str | None:
@@ -279,5 +276,5 @@ def _alembic_revision(connection: Connection) -> str | None:
     return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def _fingerprint(recipient: str) -> str:
+def recipient_fingerprint(recipient: str) -> str:
     return "sha256:" + hashlib.sha256(recipient.encode()).hexdigest()[:16]

@@ -8,8 +8,16 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
-from models.backup import MANIFEST_NAME, BackupManifest, backup_folder, backup_id_of, backup_time
+from models.backup import (
+    MANIFEST_NAME,
+    BackupManifest,
+    backup_folder,
+    backup_id_of,
+    backup_time,
+    rehearsal_key,
+)
 from models.errors import BackupError
+from models.rehearsal import RehearsalRecord
 from models.retention import Dated, RetentionPlan, RetentionPolicy, plan_retention
 from tasks.storage import ObjectStore
 
@@ -34,6 +42,20 @@ def list_backups(store: ObjectStore) -> list[BackupManifest]:
         if manifest in keys:
             manifests.append(read_manifest(store, backup_id))
     return manifests
+
+
+def rehearsals(store: ObjectStore) -> dict[str, RehearsalRecord]:
+    """The latest rehearsal record of each backup that has one (unreadable records are skipped)."""
+    records = {}
+    for backup_id, keys in backup_keys(store).items():
+        if rehearsal_key(backup_id) in keys:
+            try:
+                records[backup_id] = RehearsalRecord.model_validate_json(
+                    store.read_bytes(rehearsal_key(backup_id))
+                )
+            except ValidationError:
+                _log.warning("the rehearsal record of backup %s is unreadable", backup_id)
+    return records
 
 
 def read_manifest(store: ObjectStore, backup_id: str) -> BackupManifest:

@@ -103,7 +103,7 @@ class _Gzip(ReaderBase):
         return out
 
 
-class _Produced(ReaderBase):
+class Produced(ReaderBase):
     """The read end of a pipe fed by *produce* in a thread; its failure becomes this stream's failure."""
 
     def __init__(self, produce: Callable[[IO[bytes]], None]) -> None:
@@ -118,7 +118,7 @@ class _Produced(ReaderBase):
                 except BaseException as error:  # handed to the reading side
                     self._error = error
 
-        self._thread = threading.Thread(target=run, daemon=True, name="backup-encrypt")
+        self._thread = threading.Thread(target=run, daemon=True, name="stream-producer")
         self._thread.start()
 
     def read_chunk(self, size: int) -> bytes:
@@ -148,4 +148,4 @@ def encrypt(source: IO[bytes], recipients: list[str]) -> IO[bytes]:
     import pyrage
 
     parsed = [pyrage.x25519.Recipient.from_str(recipient) for recipient in recipients]
-    return _Produced(lambda writer: pyrage.encrypt_io(source, writer, parsed)).buffered()
+    return Produced(lambda writer: pyrage.encrypt_io(source, writer, parsed)).buffered()

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
@@ -26,6 +27,12 @@ from tasks.embedded_server import ensure_running
 from tasks.pg_binaries import resolve_bindir
 
 sql_log = logging.getLogger("dbops.sql")
+_PREPARER = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
+
+
+def quote_identifier(name: str) -> str:
+    """*name* as an SQL identifier, quoted only where PostgreSQL needs it."""
+    return str(_PREPARER.quote(name))
 
 
 def database_url(settings: Settings) -> URL:

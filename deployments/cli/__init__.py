@@ -13,7 +13,7 @@ import warnings
 
 import typer
 
-from deployments.cli import backup, review, schema, seed, validate
+from deployments.cli import backup, restore, review, schema, seed, validate
 from models.errors import DbopsError
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ seed.register(app)
 validate.register(app)
 backup.register(app)
 review.register(app)
+restore.register(app)
 
 
 def main() -> None:

@@ -10,9 +10,10 @@ from typing import Annotated
 
 import typer
 
+from models.rehearsal import RehearsalRecord
 from models.settings import load_settings
 from tasks.backup import Progress, backup
-from tasks.backup_catalog import list_backups, prune
+from tasks.backup_catalog import list_backups, prune, rehearsals
 from tasks.database import database_url
 from tasks.storage import open_store
 
@@ -60,19 +61,40 @@ def prune_command(
 def backups_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifests as JSON.")] = False,
 ) -> None:
-    """List complete backups (those with a manifest), newest first."""
+    """List complete backups (those with a manifest), newest first, with their latest rehearsal."""
     settings = load_settings()
-    manifests = list_backups(open_store(settings))
+    store = open_store(settings)
+    manifests = list_backups(store)
+    records = rehearsals(store)
     if as_json:
-        typer.echo(json.dumps([manifest.model_dump(mode="json") for manifest in manifests], indent=2))
+        listed = [
+            manifest.model_dump(mode="json")
+            | {
+                "rehearsal": records[manifest.backup_id].model_dump(mode="json")
+                if manifest.backup_id in records
+                else None
+            }
+            for manifest in manifests
+        ]
+        typer.echo(json.dumps(listed, indent=2))
         return
-    typer.echo(f"{'backup':<24} {'taken (UTC)':<20} {'stored':>10} {'seconds':>8}  revision")
+    typer.echo(f"{'backup':<24} {'taken (UTC)':<20} {'stored':>10} {'seconds':>8}  {'revision':<9} rehearsed")
     for manifest in manifests:
         typer.echo(
             f"{manifest.backup_id:<24} {manifest.started_at:%Y-%m-%d %H:%M:%S} "
             f"{manifest.stored_bytes / 1e6:>8,.1f}MB {manifest.duration_seconds:>8.1f}  "
-            f"{manifest.alembic_revision}"
+            f"{manifest.alembic_revision or '-':<9} {_rehearsed(records.get(manifest.backup_id))}"
         )
+
+
+def _rehearsed(record: RehearsalRecord | None) -> str:
+    """``restored in 42.1 s`` (the measured recovery time), ``FAILED``, or ``never``."""
+    if record is None:
+        return "never"
+    when = f"{record.rehearsed_at:%Y-%m-%d %H:%M}"
+    if record.passed:
+        return f"restored in {record.timings.total:.1f} s ({when})"
+    return f"FAILED ({when})"
 
 
 def _progress_printer() -> Callable[[Progress], None]:

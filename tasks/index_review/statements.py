@@ -13,14 +13,11 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, Index
 
 from models.settings import Settings
+from tasks.database import quote_identifier
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+quote = quote_identifier
 _CREATE_INDEX = re.compile(r"^CREATE (UNIQUE )?INDEX (CONCURRENTLY )?")
-
-
-def quote(name: str) -> str:
-    """An identifier quoted the way PostgreSQL needs it (only when it needs it)."""
-    return str(_DIALECT.identifier_preparer.quote(name))
 
 
 def lock_timeout(seconds: float) -> str:

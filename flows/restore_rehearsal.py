@@ -1,0 +1,71 @@
+"""``restore-rehearsal``: prove the newest (or a given) backup restores, every night.
+
+The integrity checks of the restored copy run as a task of this flow and publish their artifacts
+here; the rehearsal's phase timings (the measured recovery time) go into a table artifact. The run
+ends Failed when the backup does not restore, its counts differ, or its integrity checks fail.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field
+from sqlalchemy.engine import URL
+
+from flows.validate_integrity import publish_integrity_report, validate_integrity_task
+from models.integrity import IntegrityReport
+from models.rehearsal import RehearsalRecord
+from models.settings import load_settings
+from tasks.rehearsal import raise_for_failure, rehearse
+from tasks.seed import load_seed_document, seed_file_path
+from tasks.storage import open_store
+
+rehearse_task = task(name="rehearse-restore", cache_policy=NO_CACHE)(rehearse)
+
+
+@flow(name="restore-rehearsal")
+def restore_rehearsal_flow(
+    backup_id: Annotated[
+        str, Field(description="The backup to rehearse (an id from dbops backups), or latest.")
+    ] = "latest",
+    keep: Annotated[
+        bool, Field(description="Keep the scratch database afterwards, for a closer look.")
+    ] = False,
+) -> RehearsalRecord:
+    settings = load_settings()
+    logger = get_run_logger()
+    seed_document = load_seed_document(seed_file_path(settings))
+
+    def validate(url: URL) -> IntegrityReport:
+        report = validate_integrity_task(url, settings, seed_document=seed_document, logger=logger)
+        publish_integrity_report(report)
+        return report
+
+    record = rehearse_task(
+        settings, open_store(settings), backup_id=backup_id, keep=keep, validate=validate, logger=logger
+    )
+    create_table_artifact(
+        key="restore-rehearsal",
+        table=rehearsal_rows(record),
+        description=f"Rehearsal of backup {record.backup_id}: {'passed' if record.passed else 'FAILED'}",
+    )
+    raise_for_failure(record)
+    return record
+
+
+def rehearsal_rows(record: RehearsalRecord) -> list[dict[str, object]]:
+    timings = record.timings
+    return [
+        {"phase": "download and unpack", "seconds": timings.download, "bytes": record.archive_bytes},
+        {
+            "phase": f"pg_restore --jobs {record.jobs}",
+            "seconds": timings.restore,
+            "bytes": record.restored_database_bytes,
+        },
+        {"phase": f"migrate to {record.migrated_to or '-'}", "seconds": timings.migrate, "bytes": None},
+        {"phase": "integrity checks", "seconds": timings.validation, "bytes": None},
+        {"phase": "recovery time (total)", "seconds": timings.total, "bytes": record.stored_bytes},
+    ]
