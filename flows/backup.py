@@ -16,6 +16,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field, SecretStr
 
+from flows.maintenance_slot import maintenance_slot
 from models.backup import BackupManifest, manifest_key
 from models.retention import RetentionPlan
 from models.settings import load_settings
@@ -87,6 +88,7 @@ def backup_flow(
 
     Pruning runs only once the new backup is complete, so a failed night never thins out the history.
     """
-    manifest = backup_task(database_url)
-    prune_task()
+    with maintenance_slot(load_settings(), "backup"):
+        manifest = backup_task(database_url)
+        prune_task()
     return manifest

@@ -9,6 +9,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field, SecretStr
 
+from flows.maintenance_slot import maintenance_slot
 from models.results import MigrationResult
 from models.settings import load_settings
 from tasks.database import resolve_database_url
@@ -32,9 +33,10 @@ def migrate_flow(
     """Bring the database to *target* under the migration lock, so two deploys never migrate at once."""
     settings = load_settings()
     url = resolve_database_url(settings, database_url_override)
-    result = migrate_task(
-        url, settings, target=target, allow_downgrade=allow_downgrade, logger=get_run_logger()
-    )
+    with maintenance_slot(settings, "migrate"):
+        result = migrate_task(
+            url, settings, target=target, allow_downgrade=allow_downgrade, logger=get_run_logger()
+        )
     publish_migration_artifact(result)
     return result
 

@@ -13,6 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field, SecretStr
 
+from flows.maintenance_slot import maintenance_slot
 from flows.migrate import migrate_task, publish_migration_artifact
 from models.results import MigrateAndSeedReport, SeedValidationReport
 from models.settings import load_settings
@@ -35,7 +36,8 @@ def migrate_and_seed_flow(
     url = resolve_database_url(settings, database_url_override)
     logger = get_run_logger()
     document = load_seed_document(seed_file_path(settings))  # validated before anything is written
-    migration = migrate_task(url, settings, logger=logger)
+    with maintenance_slot(settings, "migrate-and-seed"):
+        migration = migrate_task(url, settings, logger=logger)
     publish_migration_artifact(migration)
     seeded = seed_task(url, settings, document, logger=logger)
     validation = validate_seed_task(url, settings, document)

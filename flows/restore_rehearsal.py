@@ -15,9 +15,10 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 from sqlalchemy.engine import URL
 
+from flows.maintenance_slot import maintenance_slot
 from flows.validate_integrity import publish_integrity_report, validate_integrity_task
 from models.integrity import IntegrityReport
-from models.rehearsal import RehearsalRecord
+from models.rehearsal import RehearsalRecord, RestoredCopy
 from models.settings import load_settings
 from tasks.rehearsal import raise_for_failure, rehearse
 from tasks.seed import load_seed_document, seed_file_path
@@ -44,9 +45,10 @@ def restore_rehearsal_flow(
         publish_integrity_report(report)
         return report
 
-    record = rehearse_task(
-        settings, open_store(settings), backup_id=backup_id, keep=keep, validate=validate, logger=logger
-    )
+    with maintenance_slot(settings, "restore-rehearsal"):
+        record = rehearse_task(
+            settings, open_store(settings), backup_id=backup_id, keep=keep, validate=validate, logger=logger
+        )
     create_table_artifact(
         key="restore-rehearsal",
         table=rehearsal_rows(record),
@@ -56,7 +58,7 @@ def restore_rehearsal_flow(
     return record
 
 
-def rehearsal_rows(record: RehearsalRecord) -> list[dict[str, object]]:
+def rehearsal_rows(record: RestoredCopy) -> list[dict[str, object]]:
     timings = record.timings
     return [
         {"phase": "download and unpack", "seconds": timings.download, "bytes": record.archive_bytes},

@@ -1,12 +1,13 @@
-"""The record of a restore rehearsal: proof (or disproof) that a backup restores, and how long it took.
+"""Restores as data: the rehearsal record, the operator restore's result, and what they share.
 
-Stored beside the backup as ``rehearsal.json`` (the latest rehearsal of it), so ``dbops backups`` can
-show which backups are proven restorable and their measured recovery time.
+A rehearsal record is stored beside the backup as ``rehearsal.json`` (the latest rehearsal of it),
+so ``dbops backups`` can show which backups are proven restorable and their measured recovery time.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
@@ -28,14 +29,13 @@ class CountMismatch(BaseModel):
     restored: int | None
 
 
-class RehearsalRecord(BaseModel):
+class RestoredCopy(BaseModel):
+    """What restoring a backup into a database produced, whether for a rehearsal or for real."""
+
     backup_id: str
-    rehearsed_at: datetime
-    passed: bool
+    passed: bool = False
     failure: str | None = Field(default=None, description="What failed, on one line; None when passed.")
-    server: str = Field(description="Where the scratch database lived (host:port).")
-    scratch_database: str | None = None
-    scratch_kept: bool = False
+    server: str = Field(description="The server restored into (host:port).")
     backup_revision: str | None
     migrated_to: str | None = None
     pg_restore_version: str | None = None
@@ -46,3 +46,30 @@ class RehearsalRecord(BaseModel):
     timings: PhaseTimings = Field(default_factory=PhaseTimings)
     count_mismatches: list[CountMismatch] = Field(default_factory=list)
     validation_errors: list[str] = Field(default_factory=list)
+
+
+class RehearsalRecord(RestoredCopy):
+    rehearsed_at: datetime
+    scratch_database: str | None = None
+    scratch_kept: bool = False
+
+
+class RestoreMode(StrEnum):
+    SWAP = "swap"
+    IN_PLACE = "in-place"
+
+
+class RestoreResult(RestoredCopy):
+    target: str
+    mode: RestoreMode
+    restored_at: datetime
+    previous_database: str | None = Field(
+        default=None, description="Swap mode: where the replaced database was set aside, for rollback."
+    )
+    reseeded: bool = False
+
+
+class RollbackResult(BaseModel):
+    target: str
+    restored_from: str = Field(description="The set-aside database that is the target again.")
+    set_aside_as: str = Field(description="Where the database that was the target now lives.")

@@ -113,6 +113,11 @@ class Settings(BaseSettings):
         description="Where a restore unpacks the archive (pg_restore --jobs needs a file); "
         "unset: DBOPS_HOME/restore.",
     )
+    maintenance_wait_timeout_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long a backup, migration, restore or rehearsal flow waits for another to finish.",
+    )
     validation_concurrency: int = Field(
         default=2, ge=1, le=16, description="Connections the integrity checks run on at once."
     )

@@ -1,4 +1,4 @@
-"""``dbops rehearse``: prove a backup restores (and, later in this file, restore one)."""
+"""``dbops rehearse`` proves a backup restores; ``dbops restore`` restores one over a live database."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ from typing import Annotated
 
 import typer
 
-from models.rehearsal import RehearsalRecord
+from models.errors import ConfigurationError
+from models.rehearsal import RehearsalRecord, RestoredCopy, RestoreMode
 from models.settings import load_settings
+from tasks.operator_restore import restore, rollback
 from tasks.rehearsal import raise_for_failure, rehearse
 from tasks.storage import open_store
 
 
 def register(app: typer.Typer) -> None:
     app.command("rehearse")(rehearse_command)
+    app.command("restore")(restore_command)
 
 
 def rehearse_command(
@@ -34,11 +37,64 @@ def rehearse_command(
     raise_for_failure(record)
 
 
-def _summary(record: RehearsalRecord) -> list[str]:
+def restore_command(
+    target: Annotated[
+        str | None, typer.Option("--target", metavar="DB", help="The database to replace.")
+    ] = None,
+    confirm: Annotated[
+        str | None, typer.Option("--confirm", metavar="DB", help="The target's name again: the safety catch.")
+    ] = None,
+    backup: Annotated[
+        str, typer.Option("--backup", metavar="ID", help="The backup to restore, or latest.")
+    ] = "latest",
+    mode: Annotated[
+        RestoreMode,
+        typer.Option("--mode", help="swap: build beside and swap names; in-place: drop and recreate."),
+    ] = RestoreMode.SWAP,
+    reseed: Annotated[
+        bool, typer.Option("--reseed", help="Development only: seed again afterwards.")
+    ] = False,
+    rollback_target: Annotated[
+        str | None,
+        typer.Option("--rollback", metavar="DB", help="Undo the last swap restore of DB instead."),
+    ] = None,
+) -> None:
+    """Restore a backup over a database (swap keeps the old one for --rollback), then migrate and check it."""
+    settings = load_settings()
+    if rollback_target is not None:
+        rolled = rollback(settings, rollback_target)
+        typer.echo(
+            f"{rolled.target} is {rolled.restored_from} again; "
+            f"the restored copy is kept as {rolled.set_aside_as}"
+        )
+        return
+    if target is None:
+        raise ConfigurationError("dbops restore needs --target DB (or --rollback DB)")
+    result = restore(
+        settings,
+        open_store(settings),
+        backup_id=backup,
+        target=target,
+        confirm=confirm,
+        mode=mode,
+        reseed=reseed,
+    )
+    for line in _summary(
+        result, f"restore of backup {result.backup_id} into {result.target} ({result.mode.value})"
+    ):
+        typer.echo(line)
+    if result.previous_database:
+        typer.echo(
+            f"  the previous database is kept as {result.previous_database}; undo with "
+            f"dbops restore --rollback {result.target}"
+        )
+
+
+def _summary(record: RestoredCopy, title: str | None = None) -> list[str]:
     timings = record.timings
     verdict = "passed" if record.passed else "FAILED"
     lines = [
-        f"rehearsal of backup {record.backup_id} on {record.server}: {verdict}",
+        f"{title or f'rehearsal of backup {record.backup_id}'} on {record.server}: {verdict}",
         f"  download and unpack  {timings.download:>8.2f} s  {record.archive_bytes / 1e6:,.1f} MB archive",
         f"  pg_restore -j {record.jobs:<5}  {timings.restore:>8.2f} s  "
         f"{record.restored_database_bytes / 1e6:,.1f} MB database",
@@ -46,6 +102,6 @@ def _summary(record: RehearsalRecord) -> list[str]:
         f"  integrity checks     {timings.validation:>8.2f} s",
         f"  recovery time        {timings.total:>8.2f} s",
     ]
-    if record.scratch_kept:
+    if isinstance(record, RehearsalRecord) and record.scratch_kept:
         lines.append(f"  kept scratch database {record.scratch_database}")
     return lines

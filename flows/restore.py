@@ -1,0 +1,90 @@
+"""``restore`` and ``restore-rollback``: what an on-call operator runs from the Prefect UI.
+
+The parameters render as a form: the backup (an id, or latest), the target database, its name typed
+again to confirm, and the mode. Nothing happens unless the confirmation matches.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field
+from sqlalchemy.engine import URL
+
+from flows.maintenance_slot import maintenance_slot
+from flows.restore_rehearsal import rehearsal_rows
+from flows.validate_integrity import publish_integrity_report, validate_integrity_task
+from models.integrity import IntegrityReport
+from models.rehearsal import RestoreMode, RestoreResult, RollbackResult
+from models.settings import load_settings
+from tasks.operator_restore import restore, rollback
+from tasks.seed import load_seed_document, seed_file_path
+from tasks.storage import open_store
+
+restore_task = task(name="restore-database", cache_policy=NO_CACHE)(restore)
+rollback_task = task(name="roll-back-restore", cache_policy=NO_CACHE)(rollback)
+
+
+@flow(name="restore")
+def restore_flow(
+    target: Annotated[str, Field(description="The database to replace, e.g. platform.")],
+    confirm: Annotated[
+        str, Field(description="Type the target's name again; otherwise nothing happens.")
+    ] = "",
+    backup_id: Annotated[
+        str, Field(description="The backup to restore (see dbops backups), or latest.")
+    ] = "latest",
+    mode: Annotated[
+        Literal["swap", "in-place"],
+        Field(
+            description="swap: build beside the target, then swap names (the old one is kept). "
+            "in-place: drop and recreate the target."
+        ),
+    ] = "swap",
+    reseed: Annotated[bool, Field(description="Development only: seed again after restoring.")] = False,
+) -> RestoreResult:
+    settings = load_settings()
+    logger = get_run_logger()
+    seed_document = load_seed_document(seed_file_path(settings))
+
+    def validate(url: URL) -> IntegrityReport:
+        report = validate_integrity_task(url, settings, seed_document=seed_document, logger=logger)
+        publish_integrity_report(report)
+        return report
+
+    with maintenance_slot(settings, "restore"):
+        result = restore_task(
+            settings,
+            open_store(settings),
+            backup_id=backup_id,
+            target=target,
+            confirm=confirm,
+            mode=RestoreMode(mode),
+            reseed=reseed,
+            validate=validate,
+            logger=logger,
+        )
+    create_table_artifact(
+        key="restore",
+        table=rehearsal_rows(result),
+        description=f"Backup {result.backup_id} restored into {result.target} ({result.mode.value})"
+        + (
+            f"; the previous database is kept as {result.previous_database}"
+            if result.previous_database
+            else ""
+        ),
+    )
+    return result
+
+
+@flow(name="restore-rollback")
+def restore_rollback_flow(
+    target: Annotated[str, Field(description="The database a swap restore replaced.")],
+) -> RollbackResult:
+    """Put back the database the last swap restore of *target* set aside."""
+    settings = load_settings()
+    with maintenance_slot(settings, "restore-rollback"):
+        return rollback_task(settings, target, logger=get_run_logger())
