@@ -23,6 +23,7 @@ demo: install
 	$(BIN)/dbops check
 	$(BIN)/dbops status
 	$(BIN)/dbops backup
+	$(BIN)/dbops rehearse
 	$(BIN)/dbops backups
 	$(BIN)/dbops review-indexes
 
