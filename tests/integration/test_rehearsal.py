@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyrage
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from flows.restore_rehearsal import restore_rehearsal_flow
@@ -17,13 +18,20 @@ from models.errors import RestoreRefusedError
 from models.rehearsal import RehearsalRecord
 from models.settings import Settings
 from tasks.backup import backup
-from tasks.embedded_server import EmbeddedServer
+from tasks.embedded_server import EmbeddedServer, ensure_running, stop
 from tasks.migrate import migrate
 from tasks.rehearsal import rehearse
 from tasks.restore_target import create_database, drop_created
 from tasks.seed import seed
 from tasks.storage import ObjectStore, open_store
-from tests.integration.conftest import admin_connection, connect, flow_run_artifacts, run_cli, url_string
+from tests.integration.conftest import (
+    admin_connection,
+    connect,
+    flow_run_artifacts,
+    run_cli,
+    server_directory,
+    url_string,
+)
 
 
 @pytest.fixture
@@ -257,3 +265,25 @@ def test_backups_lists_which_backups_are_proven_restorable(
     rehearsed_ids = {entry["backup_id"]: entry["rehearsal"] is not None for entry in as_json}
     assert rehearsed_ids == {proven.backup_id: True, never.backup_id: False}
     assert str(seeded_url.password) not in rehearsed.stdout + rehearsed.stderr
+
+
+@pytest.mark.usefixtures("no_scratch_left")
+def test_rehearsals_can_restore_onto_another_server(
+    seeded_url: URL, rehearsal_settings: Settings, pg_bindir: Path
+) -> None:
+    store = open_store(rehearsal_settings)
+    backup(seeded_url, rehearsal_settings, store)
+    with server_directory() as base_dir:
+        other = ensure_running(base_dir, pg_bindir, durable=False)
+        try:
+            elsewhere = rehearsal_settings.model_copy(
+                update={"rehearsal_database_url": SecretStr(url_string(other.url("postgres")))}
+            )
+            record = rehearse(elsewhere, store)
+            left_behind = scratch_databases(other)
+        finally:
+            stop(base_dir, pg_bindir)
+
+    assert record.passed, record.failure
+    assert record.server == f"127.0.0.1:{other.port}"
+    assert left_behind == set()
