@@ -148,6 +148,14 @@ class BackupCorruptError(RestoreError):
     """The stored backup does not match its manifest (size or sha256)."""
 
 
+class ArchiveError(DbopsError):
+    """Archiving logs to the object store, or reading them back, failed; no row was deleted."""
+
+
+class ArchiveVerificationError(ArchiveError):
+    """The store did not give back what was written to it, so nothing was deleted."""
+
+
 class CommandError(DbopsError):
     """A PostgreSQL client program (pg_dump, pg_restore, psql, ...) failed."""
 

@@ -118,6 +118,16 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a backup, migration, restore or rehearsal flow waits for another to finish.",
     )
+    archive_audit_logs_days: int = Field(
+        default=365, ge=1, description="Audit logs older than this many days are archived."
+    )
+    archive_analytics_events_days: int = Field(
+        default=90, ge=1, description="Analytics events older than this many days are archived."
+    )
+    archive_batch_size: int = Field(
+        default=50_000, ge=1, le=1_000_000, description="Rows per archived object (and per delete)."
+    )
+    archive_compression_level: int = Field(default=6, ge=1, le=9, description="gzip level of the archives.")
     validation_concurrency: int = Field(
         default=2, ge=1, le=16, description="Connections the integrity checks run on at once."
     )
@@ -249,6 +259,12 @@ class Settings(BaseSettings):
     @property
     def effective_backup_url(self) -> str:
         return self.backup_url or str(self.home / "backups")
+
+    def archive_retention_days(self, table: str) -> int:
+        return {
+            "audit_logs": self.archive_audit_logs_days,
+            "analytics_events": self.archive_analytics_events_days,
+        }[table]
 
     @property
     def effective_restore_work_dir(self) -> Path:

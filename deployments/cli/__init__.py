@@ -13,7 +13,7 @@ import warnings
 
 import typer
 
-from deployments.cli import backup, restore, review, schema, seed, validate
+from deployments.cli import archive, backup, restore, review, schema, seed, validate
 from models.errors import DbopsError
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ validate.register(app)
 backup.register(app)
 review.register(app)
 restore.register(app)
+archive.register(app)
 
 
 def main() -> None:

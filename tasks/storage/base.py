@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Protocol
@@ -29,7 +29,13 @@ class ObjectStore(Protocol):
         """
         ...
 
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_bytes(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        """Store *data* under *key*, with *metadata* (small string pairs) kept beside it."""
+        ...
+
+    def read_metadata(self, key: str) -> dict[str, str]:
+        """The metadata stored with *key* (empty when there is none)."""
+        ...
 
     def open_read(self, key: str) -> IO[bytes]: ...
 

@@ -7,11 +7,13 @@ under the final name.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from io import BytesIO
 from pathlib import Path
 from typing import IO
 
@@ -20,6 +22,7 @@ from models.errors import StorageError
 from tasks.storage.base import StoredObject
 
 _PARTIAL = ".partial-"
+_METADATA = ".dbops-metadata.json"
 _CHUNK = 1 << 20
 
 
@@ -51,10 +54,17 @@ class LocalStore:
             temporary.unlink(missing_ok=True)
             raise
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        from io import BytesIO
-
+    def put_bytes(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        """Metadata goes into a sidecar file, written first: an object is never there without it."""
+        if metadata:
+            self.put_stream(key + _METADATA, BytesIO(json.dumps(dict(metadata), sort_keys=True).encode()))
         self.put_stream(key, BytesIO(data), len(data))
+
+    def read_metadata(self, key: str) -> dict[str, str]:
+        try:
+            return dict(json.loads(self._path(key + _METADATA).read_bytes()))
+        except FileNotFoundError:
+            return {}
 
     def open_read(self, key: str) -> IO[bytes]:
         try:
@@ -71,7 +81,7 @@ class LocalStore:
         if not base.exists():
             return
         for path in sorted(base.rglob("*")):
-            if path.is_file() and _PARTIAL not in path.name:
+            if path.is_file() and _PARTIAL not in path.name and not path.name.endswith(_METADATA):
                 stat = path.stat()
                 yield StoredObject(
                     key=path.relative_to(self.root).as_posix(),
@@ -86,6 +96,7 @@ class LocalStore:
         for key in keys:
             path = self._path(key)
             path.unlink(missing_ok=True)
+            self._path(key + _METADATA).unlink(missing_ok=True)
             if path.parent != self.root and not any(path.parent.iterdir()):
                 path.parent.rmdir()
 

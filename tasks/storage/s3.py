@@ -10,7 +10,7 @@ are swept by :meth:`S3Store.sweep_incomplete_uploads`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import IO, Any
 
@@ -86,11 +86,20 @@ class S3Store:
         except (BotoCoreError, ClientError) as error:
             raise self._failed(f"upload {key} to", error) from None
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
         try:
-            self.client.put_object(Bucket=self.location.bucket, Key=self._key(key), Body=data)
+            self.client.put_object(
+                Bucket=self.location.bucket, Key=self._key(key), Body=data, Metadata=dict(metadata or {})
+            )
         except (BotoCoreError, ClientError) as error:
             raise self._failed(f"write {key} to", error) from None
+
+    def read_metadata(self, key: str) -> dict[str, str]:
+        try:
+            head = self.client.head_object(Bucket=self.location.bucket, Key=self._key(key))
+        except (BotoCoreError, ClientError) as error:
+            raise self._failed(f"read the metadata of {key} from", error) from None
+        return dict(head.get("Metadata", {}))
 
     def open_read(self, key: str) -> IO[bytes]:
         try:

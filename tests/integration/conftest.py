@@ -250,3 +250,14 @@ def login_role_url(migrated_url: URL, pg_server: EmbeddedServer) -> Iterator[URL
     yield migrated_url.set(username=role, password=password)
     with admin_connection(pg_server) as connection:
         connection.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def point_flows_at(monkeypatch: pytest.MonkeyPatch, url: URL, settings: Settings) -> None:
+    """Flows read their settings from the environment: point them at this test's database and store."""
+    for name, value in {
+        "DBOPS_DATABASE_URL": url_string(url),
+        "DBOPS_BACKUP_URL": str(settings.backup_url),
+        "DBOPS_HOME": str(settings.home),
+        "DBOPS_BCRYPT_ROUNDS": str(settings.bcrypt_rounds),
+    }.items():
+        monkeypatch.setenv(name, value)

@@ -29,7 +29,7 @@ from tasks.backup import backup
 from tasks.embedded_server import EmbeddedServer
 from tasks.operator_restore import restore, rollback
 from tasks.storage import ObjectStore, open_store
-from tests.integration.conftest import admin_connection, connect, run_cli, url_string
+from tests.integration.conftest import admin_connection, connect, point_flows_at, run_cli, url_string
 
 
 @pytest.fixture
@@ -229,13 +229,7 @@ def test_a_restore_and_a_backup_never_overlap(
     restore_settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name, value in {
-        "DBOPS_DATABASE_URL": url_string(seeded_url),
-        "DBOPS_BACKUP_URL": str(restore_settings.backup_url),
-        "DBOPS_HOME": str(restore_settings.home),
-        "DBOPS_BCRYPT_ROUNDS": "4",
-    }.items():
-        monkeypatch.setenv(name, value)
+    point_flows_at(monkeypatch, seeded_url, restore_settings)
     states: dict[str, State[Any]] = {}
     runs = {
         "restore": lambda: restore_flow(target=target, confirm=target, return_state=True),

@@ -28,6 +28,7 @@ from tests.integration.conftest import (
     admin_connection,
     connect,
     flow_run_artifacts,
+    point_flows_at,
     run_cli,
     server_directory,
     url_string,
@@ -226,12 +227,7 @@ def test_failing_validation_fails_the_flow_and_still_drops_the_scratch_database(
         connection.execute("ALTER TABLE users ALTER COLUMN status SET DEFAULT 'ACTIVE'")
     store = open_store(rehearsal_settings)
     manifest = backup(seeded_url, rehearsal_settings, store)
-    for name, value in {
-        "DBOPS_DATABASE_URL": url_string(seeded_url),
-        "DBOPS_BACKUP_URL": str(rehearsal_settings.backup_url),
-        "DBOPS_HOME": str(rehearsal_settings.home),
-    }.items():
-        monkeypatch.setenv(name, value)
+    point_flows_at(monkeypatch, seeded_url, rehearsal_settings)
 
     state = restore_rehearsal_flow(return_state=True)
 

@@ -1,0 +1,81 @@
+"""A misbehaving S3-compatible endpoint: an HTTP proxy in front of moto's server that corrupts, or
+holds back, its answers to GETs of archived objects, as a faulty store or network would.
+
+Everything else passes through unchanged, so the code under test talks real S3 over real HTTP.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
+from urllib.parse import urlsplit
+
+Mode = Literal["corrupt", "hold"]
+_DROPPED_HEADERS = {"content-length", "transfer-encoding", "connection"}
+
+
+class FaultyS3Proxy:
+    def __init__(self, upstream: str, mode: Mode) -> None:
+        self.upstream = urlsplit(upstream)
+        self.mode = mode
+        #: Set when a GET of an archived object arrives (hold mode: it waits for ``release``).
+        self.archive_read = threading.Event()
+        self.release = threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                upstream = http.client.HTTPConnection(proxy.upstream.netloc, timeout=60)
+                headers = {key: value for key, value in self.headers.items() if key.lower() != "connection"}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                payload = response.read()
+                if (
+                    self.command == "GET"
+                    and "/archive/" in self.path
+                    and self.path.split("?")[0].endswith(".gz")
+                ):
+                    proxy.archive_read.set()
+                    if proxy.mode == "corrupt" and payload:
+                        payload = payload[:-1] + bytes([payload[-1] ^ 0xFF])
+                    else:
+                        proxy.release.wait(60)
+                self.send_response(response.status, response.reason)
+                for key, value in response.getheaders():
+                    if key.lower() not in _DROPPED_HEADERS:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+                upstream.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@contextmanager
+def faulty_s3_proxy(upstream: str, mode: Mode) -> Iterator[FaultyS3Proxy]:
+    proxy = FaultyS3Proxy(upstream, mode)
+    serving = threading.Thread(target=proxy.server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        yield proxy
+    finally:
+        proxy.release.set()
+        proxy.server.shutdown()
+        proxy.server.server_close()
