@@ -6,12 +6,11 @@ halfway through being archived.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import Field
 
 from flows.maintenance_slot import maintenance_slot
 from models.archive import ArchiveOutcome
@@ -25,14 +24,17 @@ archive_table_task = task(name="archive-table", cache_policy=NO_CACHE)(archive_t
 
 @flow(name="archive-logs")
 def archive_logs_flow(
-    tables: Annotated[
-        list[Literal["audit_logs", "analytics_events"]], Field(description="The tables to archive.")
-    ] = ["audit_logs", "analytics_events"],  # noqa: B006 (Prefect copies parameters per run)
-    older_than_days: Annotated[
-        int | None, Field(description="Override the retention of DBOPS_ARCHIVE_*_DAYS for this run.")
-    ] = None,
-    dry_run: Annotated[bool, Field(description="Count what would be archived; write nothing.")] = False,
+    tables: list[Literal["audit_logs", "analytics_events"]] = ["audit_logs", "analytics_events"],  # noqa: B006 (Prefect copies parameters per run)
+    older_than_days: int | None = None,
+    dry_run: bool = False,
 ) -> list[ArchiveOutcome]:
+    """Move rows past their retention to the object store, each batch verified before it is deleted.
+
+    Args:
+        tables: The tables to archive.
+        older_than_days: Override the retention of DBOPS_ARCHIVE_*_DAYS for this run.
+        dry_run: Count what would be archived; write nothing.
+    """
     settings = load_settings()
     url = database_url(settings)
     store = open_store(settings)

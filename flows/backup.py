@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, cast
+from typing import cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
@@ -14,7 +14,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 
 from flows.maintenance_slot import maintenance_slot
 from models.backup import BackupManifest, manifest_key
@@ -80,13 +80,14 @@ def prune_task() -> RetentionPlan:
 
 @flow(name="backup")
 def backup_flow(
-    database_url: Annotated[
-        SecretStr | None, Field(description="Back up this database instead of DBOPS_DATABASE_URL.")
-    ] = None,
+    database_url: SecretStr | None = None,
 ) -> BackupManifest:
     """Dump the database in a consistent snapshot into the store, manifest last; then apply retention.
 
     Pruning runs only once the new backup is complete, so a failed night never thins out the history.
+
+    Args:
+        database_url: Back up this database instead of DBOPS_DATABASE_URL.
     """
     with maintenance_slot(load_settings(), "backup"):
         manifest = backup_task(database_url)

@@ -6,12 +6,10 @@ statistics does, because a review missing them would look clean when it is not.
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 
 from models.index_review import IndexReviewReport
 from models.settings import load_settings
@@ -24,10 +22,13 @@ review_indexes_task = task(name="review-indexes", cache_policy=NO_CACHE)(review_
 
 @flow(name="index-review")
 def index_review_flow(
-    database_url: Annotated[
-        SecretStr | None, Field(description="Review this database instead of DBOPS_DATABASE_URL.")
-    ] = None,
+    database_url: SecretStr | None = None,
 ) -> IndexReviewReport:
+    """Review indexes and table maintenance; findings are advice, each with the SQL to act on it.
+
+    Args:
+        database_url: Review this database instead of DBOPS_DATABASE_URL.
+    """
     settings = load_settings()
     url = resolve_database_url(settings, database_url)
     report = review_indexes_task(url, settings, logger=get_run_logger())

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 
 from flows.maintenance_slot import maintenance_slot
 from models.results import MigrationResult
@@ -22,15 +20,17 @@ migrate_task = task(name="migrate-database", cache_policy=NO_CACHE)(migrate)
 
 @flow(name="migrate", log_prints=False)
 def migrate_flow(
-    target: Annotated[str, Field(description="Revision id to migrate to, or head / base.")] = "head",
-    allow_downgrade: Annotated[
-        bool, Field(description="Permit a downgrade when DBOPS_ENVIRONMENT is production.")
-    ] = False,
-    database_url_override: Annotated[
-        SecretStr | None, Field(description="Migrate this database instead of DBOPS_DATABASE_URL.")
-    ] = None,
+    target: str = "head",
+    allow_downgrade: bool = False,
+    database_url_override: SecretStr | None = None,
 ) -> MigrationResult:
-    """Bring the database to *target* under the migration lock, so two deploys never migrate at once."""
+    """Bring the database to *target* under the migration lock, so two deploys never migrate at once.
+
+    Args:
+        target: Revision id to migrate to, or head / base.
+        allow_downgrade: Permit a downgrade when DBOPS_ENVIRONMENT is production.
+        database_url_override: Migrate this database instead of DBOPS_DATABASE_URL.
+    """
     settings = load_settings()
     url = resolve_database_url(settings, database_url_override)
     with maintenance_slot(settings, "migrate"):

@@ -6,12 +6,10 @@ run, so a deploy never reports success on a database that does not hold its refe
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 
 from flows.maintenance_slot import maintenance_slot
 from flows.migrate import migrate_task, publish_migration_artifact
@@ -27,11 +25,13 @@ validate_seed_task = task(name="validate-seed", cache_policy=NO_CACHE)(validate_
 
 @flow(name="migrate-and-seed")
 def migrate_and_seed_flow(
-    database_url_override: Annotated[
-        SecretStr | None, Field(description="Work on this database instead of DBOPS_DATABASE_URL.")
-    ] = None,
+    database_url_override: SecretStr | None = None,
 ) -> MigrateAndSeedReport:
-    """Migrate to head under the lock, seed the reference data, and prove it is there."""
+    """Migrate to head under the lock, seed the reference data, and prove it is there.
+
+    Args:
+        database_url_override: Work on this database instead of DBOPS_DATABASE_URL.
+    """
     settings = load_settings()
     url = resolve_database_url(settings, database_url_override)
     logger = get_run_logger()

@@ -6,12 +6,11 @@ again to confirm, and the mode. Nothing happens unless the confirmation matches.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import Field
 from sqlalchemy.engine import URL
 
 from flows.maintenance_slot import maintenance_slot
@@ -30,22 +29,22 @@ rollback_task = task(name="roll-back-restore", cache_policy=NO_CACHE)(rollback)
 
 @flow(name="restore")
 def restore_flow(
-    target: Annotated[str, Field(description="The database to replace, e.g. platform.")],
-    confirm: Annotated[
-        str, Field(description="Type the target's name again; otherwise nothing happens.")
-    ] = "",
-    backup_id: Annotated[
-        str, Field(description="The backup to restore (see dbops backups), or latest.")
-    ] = "latest",
-    mode: Annotated[
-        Literal["swap", "in-place"],
-        Field(
-            description="swap: build beside the target, then swap names (the old one is kept). "
-            "in-place: drop and recreate the target."
-        ),
-    ] = "swap",
-    reseed: Annotated[bool, Field(description="Development only: seed again after restoring.")] = False,
+    target: str,
+    confirm: str = "",
+    backup_id: str = "latest",
+    mode: Literal["swap", "in-place"] = "swap",
+    reseed: bool = False,
 ) -> RestoreResult:
+    """Restore a backup over a database, after checking it; nothing happens unless confirm matches.
+
+    Args:
+        target: The database to replace, e.g. platform.
+        confirm: Type the target's name again; otherwise nothing happens.
+        backup_id: The backup to restore (see dbops backups), or latest.
+        mode: swap: build beside the target, then swap names (the old one is kept). in-place: drop
+            and recreate the target.
+        reseed: Development only: seed again after restoring.
+    """
     settings = load_settings()
     logger = get_run_logger()
     seed_document = load_seed_document(seed_file_path(settings))
@@ -82,9 +81,13 @@ def restore_flow(
 
 @flow(name="restore-rollback")
 def restore_rollback_flow(
-    target: Annotated[str, Field(description="The database a swap restore replaced.")],
+    target: str,
 ) -> RollbackResult:
-    """Put back the database the last swap restore of *target* set aside."""
+    """Put back the database the last swap restore of *target* set aside.
+
+    Args:
+        target: The database a swap restore replaced.
+    """
     settings = load_settings()
     with maintenance_slot(settings, "restore-rollback"):
         return rollback_task(settings, target, logger=get_run_logger())

@@ -7,12 +7,9 @@ ends Failed when the backup does not restore, its counts differ, or its integrit
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import Field
 from sqlalchemy.engine import URL
 
 from flows.maintenance_slot import maintenance_slot
@@ -29,13 +26,15 @@ rehearse_task = task(name="rehearse-restore", cache_policy=NO_CACHE)(rehearse)
 
 @flow(name="restore-rehearsal")
 def restore_rehearsal_flow(
-    backup_id: Annotated[
-        str, Field(description="The backup to rehearse (an id from dbops backups), or latest.")
-    ] = "latest",
-    keep: Annotated[
-        bool, Field(description="Keep the scratch database afterwards, for a closer look.")
-    ] = False,
+    backup_id: str = "latest",
+    keep: bool = False,
 ) -> RehearsalRecord:
+    """Restore a backup into a scratch database, check it, and record how long recovery took.
+
+    Args:
+        backup_id: The backup to rehearse (an id from dbops backups), or latest.
+        keep: Keep the scratch database afterwards, for a closer look.
+    """
     settings = load_settings()
     logger = get_run_logger()
     seed_document = load_seed_document(seed_file_path(settings))

@@ -7,12 +7,11 @@ The restore rehearsal calls it with the URL of each restored copy.
 from __future__ import annotations
 
 import json
-from typing import Annotated
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 
 from models.integrity import IntegrityReport
 from models.settings import load_settings
@@ -25,10 +24,13 @@ validate_integrity_task = task(name="validate-integrity", cache_policy=NO_CACHE)
 
 @flow(name="validate-integrity")
 def validate_integrity_flow(
-    database_url: Annotated[
-        SecretStr | None, Field(description="Validate this database instead of DBOPS_DATABASE_URL.")
-    ] = None,
+    database_url: SecretStr | None = None,
 ) -> IntegrityReport:
+    """Run the integrity checks; the run fails when an error-severity check fails.
+
+    Args:
+        database_url: Validate this database instead of DBOPS_DATABASE_URL.
+    """
     settings = load_settings()
     url = resolve_database_url(settings, database_url)
     logger = get_run_logger()

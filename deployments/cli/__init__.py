@@ -13,7 +13,7 @@ import warnings
 
 import typer
 
-from deployments.cli import archive, backup, restore, review, schema, seed, validate
+from deployments.cli import archive, backup, restore, review, schema, seed, serve, validate
 from models.errors import DbopsError
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ backup.register(app)
 review.register(app)
 restore.register(app)
 archive.register(app)
+serve.register(app)
 
 
 def main() -> None:
