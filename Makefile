@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PIP_VERSION := 26.3
 
-.PHONY: install demo demo-stop test lint typecheck unit integration bench lock clean
+.PHONY: install demo demo-stop serve test lint typecheck unit integration bench lock clean
 
 install: $(INSTALLED)
 
@@ -18,17 +18,16 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 # The main job on embedded defaults: with no DBOPS_DATABASE_URL, an embedded PostgreSQL under .dbops/.
 demo: install
-	$(BIN)/dbops migrate-and-seed
-	$(BIN)/dbops synth --seed 1 --users 2000 --applications 5000 --audit-logs 50000 --events 50000 --skip-if-loaded
-	$(BIN)/dbops check
-	$(BIN)/dbops status
-	$(BIN)/dbops backup
-	$(BIN)/dbops rehearse
-	$(BIN)/dbops backups
-	$(BIN)/dbops review-indexes
+	$(BIN)/dbops demo
 
 demo-stop: install
 	$(BIN)/dbops embedded-stop
+
+# The Prefect UI and every deployment on this machine: unless PREFECT_API_URL names a Prefect server,
+# start a local one (SQLite under ~/.prefect, telemetry off), then serve the deployments against it.
+serve: install
+	@if [ -z "$$PREFECT_API_URL" ]; then $(BIN)/python -m deployments.local_prefect; fi
+	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/dbops serve
 
 test: install lint typecheck
 	$(BIN)/python -m pytest

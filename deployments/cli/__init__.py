@@ -13,7 +13,7 @@ import warnings
 
 import typer
 
-from deployments.cli import archive, backup, restore, review, schema, seed, serve, validate
+from deployments.cli import archive, backup, demo, restore, review, schema, seed, serve, validate
 from models.errors import DbopsError
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ review.register(app)
 restore.register(app)
 archive.register(app)
 serve.register(app)
+demo.register(app)
 
 
 def main() -> None:

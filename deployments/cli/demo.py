@@ -1,0 +1,140 @@
+"""``dbops demo``: the main job end to end on embedded defaults, with a summary of what each step did.
+
+Nothing needs configuring: with no DBOPS_DATABASE_URL an embedded PostgreSQL runs under
+DBOPS_HOME (``.dbops``), and backups and archives go to a directory beside it. A second run reuses
+the server and the data (the synthetic load is skipped once there), so it is quick and changes
+nothing it should not.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import typer
+
+from models.archive import ARCHIVED_TABLES
+from models.errors import DbopsError
+from models.settings import Settings, load_settings
+from tasks.archive import archive_table
+from tasks.backup import backup
+from tasks.database import database_url
+from tasks.index_review.runner import review_indexes
+from tasks.integrity.runner import integrity_error, validate_integrity
+from tasks.migrate import migrate
+from tasks.rehearsal import raise_for_failure, rehearse
+from tasks.seed import load_seed_document, seed, seed_file_path
+from tasks.seed_validation import raise_for_validation, validate_seed
+from tasks.storage import open_store
+from tasks.synth import start_of_today, synth
+from tasks.synth_rows import SynthPlan
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    step: str
+    status: str
+    seconds: float
+    figure: str
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_command)
+
+
+def demo_command() -> None:
+    """Migrate and seed, load synthetic data, validate, back up, rehearse, archive, review indexes."""
+    settings = load_settings()
+    outcomes: list[StepOutcome] = []
+    failure: DbopsError | None = None
+    for name, step in _steps(settings):
+        started = time.monotonic()
+        try:
+            figure = step()
+        except DbopsError as error:
+            outcomes.append(StepOutcome(name, "FAILED", time.monotonic() - started, error.message))
+            failure = error
+            break
+        outcomes.append(StepOutcome(name, "ok", time.monotonic() - started, figure))
+        typer.echo(f"  {name}: {figure}")
+    _print_summary(outcomes, settings)
+    if failure is not None:
+        raise failure
+
+
+def _steps(settings: Settings) -> list[tuple[str, Callable[[], str]]]:
+    url = database_url(settings)
+    store = open_store(settings)
+    document = load_seed_document(seed_file_path(settings))
+
+    def migrate_and_seed() -> str:
+        migration = migrate(url, settings)
+        seeded = seed(url, settings, document)
+        raise_for_validation(validate_seed(url, settings, document))
+        changed = sum(table.inserted + table.updated for table in seeded.tables)
+        return f"revision {migration.revision_after}, {changed} seed row(s) written, seed validated"
+
+    def load_synthetic() -> str:
+        plan = SynthPlan(
+            users=2_000,
+            applications=5_000,
+            audit_logs=50_000,
+            events=50_000,
+            days=365,
+            seed=1,
+            until=start_of_today(settings.timezone),
+        )
+        result = synth(url, settings, plan, skip_if_loaded=True)
+        if result.already_loaded:
+            return "already loaded (seed 1)"
+        return f"{sum(result.rows.values()):,} rows at {result.rows_per_second:,.0f} rows/s"
+
+    def validate() -> str:
+        report = validate_integrity(url, settings, seed_document=document)
+        error = integrity_error(report)
+        if error is not None:
+            raise error
+        return f"{len(report.checks)} checks passed, {len(report.warnings)} warning(s)"
+
+    def back_up() -> str:
+        manifest = backup(url, settings, store)
+        return f"{manifest.backup_id}: {manifest.stored_bytes / 1e6:,.1f} MB stored"
+
+    def rehearse_latest() -> str:
+        record = rehearse(settings, store)
+        raise_for_failure(record)
+        return f"restored, migrated and checked in {record.timings.total:.1f} s"
+
+    def archive() -> str:
+        outcomes = [archive_table(url, settings, store, table) for table in ARCHIVED_TABLES]
+        return ", ".join(f"{outcome.rows_archived:,} {outcome.table}" for outcome in outcomes) + " archived"
+
+    def review() -> str:
+        report = review_indexes(url, settings)
+        firm = [finding for finding in report.findings if not finding.tentative]
+        return f"{len(firm)} finding(s), {len(report.findings) - len(firm)} tentative"
+
+    return [
+        ("migrate and seed", migrate_and_seed),
+        ("synthetic data", load_synthetic),
+        ("integrity validation", validate),
+        ("backup", back_up),
+        ("restore rehearsal", rehearse_latest),
+        ("log archiving", archive),
+        ("index review", review),
+    ]
+
+
+def _print_summary(outcomes: list[StepOutcome], settings: Settings) -> None:
+    typer.echo("")
+    typer.echo(f"{'step':<22} {'status':<7} {'seconds':>8}  key figure")
+    for outcome in outcomes:
+        typer.echo(f"{outcome.step:<22} {outcome.status:<7} {outcome.seconds:>8.1f}  {outcome.figure}")
+    typer.echo(f"{'total':<22} {'':<7} {sum(o.seconds for o in outcomes):>8.1f}")
+    typer.echo("")
+    typer.echo("Next:")
+    typer.echo(f"  backups and archives:  {settings.effective_backup_url}  (dbops backups)")
+    typer.echo("  index advice with SQL: dbops review-indexes")
+    typer.echo("  the Prefect UI:        make serve, then http://127.0.0.1:4200")
+    typer.echo("  stop the database:     make demo-stop")
