@@ -128,6 +128,13 @@ class Settings(BaseSettings):
         default=50_000, ge=1, le=1_000_000, description="Rows per archived object (and per delete)."
     )
     archive_compression_level: int = Field(default=6, ge=1, le=9, description="gzip level of the archives.")
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Webhook (Slack-compatible) that dbops alerts install points failure alerts at.",
+    )
+    alert_webhook_allow_private: bool = Field(
+        default=False, description="Allow an alert webhook on a private or loopback address."
+    )
     validation_concurrency: int = Field(
         default=2, ge=1, le=16, description="Connections the integrity checks run on at once."
     )
@@ -186,6 +193,7 @@ class Settings(BaseSettings):
         "backup_age_identity_file",
         "rehearsal_database_url",
         "restore_work_dir",
+        "alert_webhook_url",
         mode="before",
     )
     @classmethod

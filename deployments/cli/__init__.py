@@ -13,7 +13,7 @@ import warnings
 
 import typer
 
-from deployments.cli import archive, backup, demo, restore, review, schema, seed, serve, validate
+from deployments.cli import alerts, archive, backup, demo, restore, review, schema, seed, serve, validate
 from models.errors import DbopsError
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ restore.register(app)
 archive.register(app)
 serve.register(app)
 demo.register(app)
+alerts.register(app)
 
 
 def main() -> None:

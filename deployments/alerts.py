@@ -1,0 +1,100 @@
+"""Failure alerts as Prefect automations, installed idempotently by ``dbops alerts install``.
+
+- A failed or crashed ``nightly-backup`` or ``weekly-maintenance`` run sends one notification.
+- No completed ``nightly-backup`` in 26 hours sends one too: the night the scheduler or the worker
+  is down produces no failed run to react to, only silence.
+
+Notifications go through a webhook block with a Slack-compatible payload (``{"text": ...}``), so
+Slack, Mattermost, Rocket.Chat or a plain HTTP receiver all take it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, cast
+
+from prefect.automations import Automation
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.events.actions import SendNotification
+from prefect.events.schemas.automations import EventTrigger, Posture
+
+from models.errors import ConfigurationError
+from models.settings import Settings
+
+WEBHOOK_BLOCK = "dbops-alert-webhook"
+WATCHED_FLOWS = ["nightly-backup", "weekly-maintenance"]
+FAILED = "dbops: nightly or weekly run failed"
+SILENT = "dbops: no completed nightly backup in 26 hours"
+MISSING_BACKUP_WINDOW = timedelta(hours=26)
+
+
+def install_alerts(settings: Settings) -> dict[str, str]:
+    """Create the automations, or bring them up to date; returns what happened to each."""
+    if settings.alert_webhook_url is None:
+        raise ConfigurationError(
+            "DBOPS_ALERT_WEBHOOK_URL is not set, so there is nowhere to send alerts",
+            hint="set it to a Slack-compatible incoming webhook URL and run dbops alerts install again",
+        )
+    block = CustomWebhookNotificationBlock(
+        name="dbops alerts",
+        url=settings.alert_webhook_url.get_secret_value(),
+        json_data={"text": "{{subject}}\n{{body}}"},
+        allow_private_urls=settings.alert_webhook_allow_private,
+    )
+    block_id = block.save(WEBHOOK_BLOCK, overwrite=True)
+    notify = SendNotification(
+        block_document_id=block_id,
+        subject="{{ flow.name }}: run {{ flow_run.name }} is {{ flow_run.state.name }}",
+        body="{{ flow_run.state.message }}\n{{ flow_run|ui_url }}",
+    )
+    wanted = [
+        Automation(
+            name=FAILED,
+            description="A scheduled dbops chain failed; its run page says which step and why.",
+            trigger=EventTrigger(
+                expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+                match_related={"prefect.resource.role": "flow", "prefect.resource.name": WATCHED_FLOWS},
+                posture=Posture.Reactive,
+                threshold=1,
+                within=timedelta(0),
+            ),
+            actions=[notify],
+        ),
+        Automation(
+            name=SILENT,
+            description="No nightly backup completed: the scheduler, the worker or the run itself is stuck.",
+            trigger=EventTrigger(
+                expect={"prefect.flow-run.Completed"},
+                match_related={"prefect.resource.role": "flow", "prefect.resource.name": "nightly-backup"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=MISSING_BACKUP_WINDOW,
+            ),
+            actions=[
+                SendNotification(
+                    block_document_id=block_id,
+                    subject="dbops: no nightly backup completed in the last 26 hours",
+                    body="Check the nightly-backup deployment, its work pool and its workers.",
+                )
+            ],
+        ),
+    ]
+    return {automation.name: _create_or_update(automation) for automation in wanted}
+
+
+def _create_or_update(wanted: Automation) -> str:
+    try:
+        existing = cast(Automation, Automation.read(name=wanted.name))  # sync here; typed for async too
+    except ValueError:
+        wanted.create()
+        return "created"
+    if _definition(existing) == _definition(wanted):
+        return "unchanged"
+    for field in ("description", "enabled", "trigger", "actions"):
+        setattr(existing, field, getattr(wanted, field))
+    existing.update()
+    return "updated"
+
+
+def _definition(automation: Automation) -> dict[str, Any]:
+    return automation.model_dump(mode="json", include={"description", "enabled", "trigger", "actions"})

@@ -1,0 +1,107 @@
+"""Failure alerts against a real Prefect API: installed idempotently, and one webhook call per
+failed nightly run, received by a local HTTP server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import suppress
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import cast
+
+import pytest
+from prefect.automations import Automation
+from prefect.events.schemas.automations import EventTrigger
+from pydantic import SecretStr
+from sqlalchemy.engine import URL
+
+from deployments.alerts import FAILED, SILENT, install_alerts
+from flows.scheduled import nightly_backup_flow
+from models.errors import ConfigurationError
+from models.settings import Settings
+from tests.integration.conftest import point_flows_at
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def read(name: str) -> Automation:
+    return cast(Automation, Automation.read(name=name))  # sync here; typed for async callers too
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    received: list[dict[str, object]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def alerting(settings: Settings, receiver: tuple[str, list[dict[str, object]]]) -> Iterator[Settings]:
+    url, _ = receiver
+    configured = settings.model_copy(
+        update={"alert_webhook_url": SecretStr(url), "alert_webhook_allow_private": True}
+    )
+    yield configured
+    for name in (FAILED, SILENT):
+        with suppress(ValueError):
+            read(name).delete()
+
+
+def test_installing_twice_creates_once_and_then_changes_nothing(alerting: Settings) -> None:
+    first = install_alerts(alerting)
+    ids = {name: read(name).id for name in (FAILED, SILENT)}
+
+    second = install_alerts(alerting)
+
+    assert first == {FAILED: "created", SILENT: "created"}
+    assert second == {FAILED: "unchanged", SILENT: "unchanged"}
+    assert {name: read(name).id for name in (FAILED, SILENT)} == ids
+    trigger = read(SILENT).trigger
+    assert isinstance(trigger, EventTrigger)
+    assert trigger.posture.value == "Proactive"
+    assert trigger.within == timedelta(hours=26)
+
+
+def test_without_a_webhook_there_is_nothing_to_install(settings: Settings) -> None:
+    with pytest.raises(ConfigurationError, match="DBOPS_ALERT_WEBHOOK_URL is not set"):
+        install_alerts(settings)
+
+
+def test_a_failed_nightly_run_sends_exactly_one_webhook_call(
+    migrated_url: URL,
+    alerting: Settings,
+    receiver: tuple[str, list[dict[str, object]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, received = receiver
+    install_alerts(alerting)
+    # A bucket with no prefix is refused before anything is written: the backup, so the chain, fails.
+    point_flows_at(monkeypatch, migrated_url, alerting.model_copy(update={"backup_url": "s3://no-prefix"}))
+
+    state = nightly_backup_flow(return_state=True)
+
+    assert state.is_failed()
+    deadline = time.monotonic() + 60
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(5)  # and no second call follows
+    assert len(received) == 1, received
+    text = str(received[0]["text"])
+    assert text.startswith("nightly-backup: run ")
+    assert "Failed" in text
