@@ -202,3 +202,38 @@ def test_images_are_pinned(services: dict[str, Service], name: str) -> None:
     assert sep, f"{name}: image {image!r} has no tag"
     assert tag, f"{name}: image {image!r} has an empty tag"
     assert tag != "latest", f"{name}: image {image!r} uses :latest"
+
+
+REPO_ROOT = COMPOSE_PATH.parent
+
+
+def test_the_worker_registers_the_deployments_and_polls_their_pool(services: dict[str, Service]) -> None:
+    worker = services["prefect-worker"]
+    command = shell_text(worker)
+    pools = {
+        entry["work_pool"]["name"]
+        for entry in yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
+    }
+
+    assert worker["build"] == "."
+    assert "prefect --no-prompt deploy --all" in command
+    assert pools == {"dbops"}
+    assert "prefect worker start --pool dbops --type process" in command
+    assert environment(worker)["DBOPS_TIMEZONE"]  # the schedules' time zone, templated into prefect.yaml
+
+
+def test_the_worker_image_has_the_project_and_a_pg_dump_for_postgresql_18() -> None:
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    pull = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["pull"][0]
+    workdir = pull["prefect.deployments.steps.set_working_directory"]["directory"]
+
+    base = re.search(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert base is not None
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base.group(1))
+    assert "postgresql-client-18" in dockerfile
+    assert "ENV DBOPS_PG_BINDIR=/usr/lib/postgresql/18/bin" in dockerfile
+    assert "pip install --no-cache-dir -c constraints.txt ." in dockerfile
+    assert f"WORKDIR {workdir}" in dockerfile
+    for package in ("models", "migrations", "tasks", "flows", "deployments"):
+        assert f"COPY {package} {package}" in dockerfile
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
