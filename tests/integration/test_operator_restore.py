@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import State
+from prefect.exceptions import ObjectNotFound
 from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
@@ -235,13 +237,19 @@ def test_a_restore_and_a_backup_never_overlap(
         "restore": lambda: restore_flow(target=target, confirm=target, return_state=True),
         "backup": lambda: backup_flow(database_url=SecretStr(url_string(seeded_url)), return_state=True),
     }
-    threads = [
-        threading.Thread(target=lambda name=name, call=call: states.__setitem__(name, call()))
+    threads = {
+        name: threading.Thread(target=lambda name=name, call=call: states.__setitem__(name, call()))
         for name, call in runs.items()
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
+    }
+    threads["restore"].start()
+    # Only once the restore holds the slot does the backup start: without the slot it would run
+    # in the middle of the restore.
+    deadline = time.monotonic() + 60
+    while _active_slots() < 1:
+        assert time.monotonic() < deadline, "the restore never took the maintenance slot"
+        time.sleep(0.05)
+    threads["backup"].start()
+    for thread in threads.values():
         thread.join(timeout=300)
 
     assert all(state.is_completed() for state in states.values()), states
@@ -265,6 +273,14 @@ def _main_task_interval(state: State[Any]) -> tuple[datetime, datetime]:
         return main.start_time, main.end_time
 
     return asyncio.run(read())
+
+
+def _active_slots() -> int:
+    with get_client(sync_client=True) as client:
+        try:
+            return int(client.read_global_concurrency_limit_by_name(MAINTENANCE_LIMIT).active_slots)
+        except ObjectNotFound:
+            return 0
 
 
 def _limit() -> int:
