@@ -61,6 +61,11 @@ def restore(
     validate: Validator | None = None,
     logger: Logger | None = None,
 ) -> RestoreResult:
+    """Restore *backup_id* (or ``latest``) over the database *target* on the configured server.
+
+    Everything that can refuse (confirmation, target, backup, revision, key, checksum) does so before
+    the target is touched; raises on any failure, so a returned result is a restored, checked target.
+    """
     log = logger or _log
     server = database_url(settings).set(database="postgres")
     _check_request(settings, server, target, confirm, mode, reseed)
@@ -91,14 +96,18 @@ def restore(
                 result, replacement, fetched.path, manifest, settings, pg_restore, reseed, validate, log
             )
             result.previous_database = _derived_name(target, SET_ASIDE_MARK, now)
-            swap_in(
-                server,
-                settings,
-                target=target,
-                replacement=replacement.name,
-                set_aside_as=result.previous_database,
-                logger=log,
-            )
+            try:
+                swap_in(
+                    server,
+                    settings,
+                    target=target,
+                    replacement=replacement.name,
+                    set_aside_as=result.previous_database,
+                    logger=log,
+                )
+            except BaseException:
+                drop_created(replacement, settings, logger=log)  # the target kept its name and data
+                raise
         else:
             recreated = _recreate(server, settings, target, log)
             restore_and_check(

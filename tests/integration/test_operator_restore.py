@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from prefect.client.schemas.objects import State
 from prefect.exceptions import ObjectNotFound
 from pydantic import SecretStr
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
 from flows.backup import backup_flow
 from flows.maintenance_slot import MAINTENANCE_LIMIT
@@ -28,6 +30,8 @@ from models.errors import BackupCorruptError, RestoreError, RestoreRefusedError
 from models.rehearsal import RestoreMode
 from models.settings import Environment, Settings
 from tasks.backup import backup
+from tasks.database import make_engine
+from tasks.database_swap import rename_in_one_transaction
 from tasks.embedded_server import EmbeddedServer
 from tasks.operator_restore import restore, rollback
 from tasks.storage import ObjectStore, open_store
@@ -286,3 +290,18 @@ def _active_slots() -> int:
 def _limit() -> int:
     with get_client(sync_client=True) as client:
         return int(client.read_global_concurrency_limit_by_name(MAINTENANCE_LIMIT).limit)
+
+
+def test_the_renames_of_a_swap_are_all_or_nothing(pg_server: EmbeddedServer, settings: Settings) -> None:
+    name = f"swap_{uuid.uuid4().hex[:8]}"
+    with admin_connection(pg_server) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(pg_server.url("postgres"), settings, purpose="test")
+    try:
+        with pytest.raises(DBAPIError, match="does not exist"):
+            rename_in_one_transaction(engine, [(name, f"{name}_aside"), (f"{name}_missing", name)])
+        assert databases(pg_server, name) == {name}  # the first rename was rolled back with the second
+    finally:
+        engine.dispose()
+        with admin_connection(pg_server) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
