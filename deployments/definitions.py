@@ -1,5 +1,5 @@
-"""Every deployment, defined once: ``dbops serve`` serves these, and ``prefect.yaml`` mirrors them for
-``prefect deploy --all`` onto a work pool (a test keeps the two in step).
+"""Every deployment, defined once: ``dbops serve`` serves these, and ``deployments/prefect.yaml`` mirrors them
+for ``prefect deploy --all`` onto a work pool (a test keeps the two in step).
 
 Schedules run in DBOPS_TIMEZONE. The restore deployment refuses a second concurrent run outright (an
 operator clicking twice must not queue a second restore); migrate-and-seed queues them (every deploy

@@ -212,19 +212,19 @@ def test_the_worker_registers_the_deployments_and_polls_their_pool(services: dic
     command = shell_text(worker)
     pools = {
         entry["work_pool"]["name"]
-        for entry in yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
+        for entry in yaml.safe_load((REPO_ROOT / "deployments" / "prefect.yaml").read_text())["deployments"]
     }
 
-    assert worker["build"] == "."
-    assert "prefect --no-prompt deploy --all" in command
+    assert worker["build"] == {"context": ".", "dockerfile": "deployments/Dockerfile"}
+    assert "prefect --no-prompt deploy --all --prefect-file deployments/prefect.yaml" in command
     assert pools == {"dbops"}
     assert "prefect worker start --pool dbops --type process" in command
-    assert environment(worker)["DBOPS_TIMEZONE"]  # the schedules' time zone, templated into prefect.yaml
+    assert environment(worker)["DBOPS_TIMEZONE"]  # the schedules' time zone, templated into the YAML
 
 
 def test_the_worker_image_has_the_project_and_a_pg_dump_for_postgresql_18() -> None:
-    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
-    pull = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["pull"][0]
+    dockerfile = (REPO_ROOT / "deployments" / "Dockerfile").read_text()
+    pull = yaml.safe_load((REPO_ROOT / "deployments" / "prefect.yaml").read_text())["pull"][0]
     workdir = pull["prefect.deployments.steps.set_working_directory"]["directory"]
 
     base = re.search(r"^FROM (\S+)", dockerfile, re.MULTILINE)

@@ -1,4 +1,4 @@
-"""prefect.yaml (for ``prefect deploy --all``) describes the very deployments ``dbops serve`` serves."""
+"""deployments/prefect.yaml (for ``prefect deploy --all``) describes what ``dbops serve`` serves."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_prefect_yaml_matches_the_deployment_definitions() -> None:
-    document = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
+    document = yaml.safe_load((REPO_ROOT / "deployments" / "prefect.yaml").read_text())
     declared = {entry["name"]: entry for entry in document["deployments"]}
     defined = {
         deployment.name: deployment for deployment in runner_deployments(load_settings(_env_file=None))
