@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.exceptions import ObjectAlreadyExists
+from prefect.settings import PREFECT_API_URL
 from sqlalchemy.engine import URL
 
 from deployments.definitions import runner_deployments
 from flows.scheduled import nightly_backup_flow, weekly_maintenance_flow
 from models.rehearsal import RehearsalRecord
 from models.settings import Settings
-from tests.integration.conftest import connect, point_flows_at
+from tests.integration.conftest import REPO_ROOT, connect, point_flows_at
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -99,3 +107,42 @@ def test_the_weekly_chain_runs_every_step_and_fails_if_one_did(
     assert "1 of 3 weekly maintenance step(s) failed" in str(state.message)
     assert "validate-integrity" in str(state.message)
     assert list((tmp_path / "store" / "archive" / "runs").iterdir())  # archiving ran before it
+
+
+def test_prefect_deploy_registers_the_yaml_deployments_on_the_work_pool() -> None:
+    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name="dbops", type="process"))
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("DBOPS_")}
+    environment |= {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "DBOPS_TIMEZONE": "Asia/Tokyo"}
+
+    deployed = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("prefect")),
+            "--no-prompt",
+            "deploy",
+            "--all",
+            "--prefect-file",
+            "deployments/prefect.yaml",
+        ],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+    with get_client(sync_client=True) as client:
+        nightly = client.read_deployment_by_name("nightly-backup/nightly-backup")
+        restore = client.read_deployment_by_name("restore/restore")
+    assert nightly.work_pool_name == "dbops"
+    assert nightly.entrypoint == "flows/scheduled.py:nightly_backup_flow"
+    schedule = nightly.schedules[0].schedule
+    assert (getattr(schedule, "cron", None), getattr(schedule, "timezone", None)) == (
+        "0 2 * * *",
+        "Asia/Tokyo",
+    )
+    assert (restore.parameter_openapi_schema or {})["properties"]["mode"]["enum"] == ["swap", "in-place"]
+    assert nightly.pull_steps == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "/opt/dbops"}}
+    ]
