@@ -11,16 +11,13 @@ from typing import Literal
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy.engine import URL
 
 from flows.maintenance_slot import maintenance_slot
 from flows.restore_rehearsal import rehearsal_rows
-from flows.validate_integrity import publish_integrity_report, validate_integrity_task
-from models.integrity import IntegrityReport
+from flows.validate_integrity import published_validator
 from models.rehearsal import RestoreMode, RestoreResult, RollbackResult
 from models.settings import load_settings
 from tasks.operator_restore import restore, rollback
-from tasks.seed import load_seed_document, seed_file_path
 from tasks.storage import open_store
 
 restore_task = task(name="restore-database", cache_policy=NO_CACHE)(restore)
@@ -47,12 +44,7 @@ def restore_flow(
     """
     settings = load_settings()
     logger = get_run_logger()
-    seed_document = load_seed_document(seed_file_path(settings))
-
-    def validate(url: URL) -> IntegrityReport:
-        report = validate_integrity_task(url, settings, seed_document=seed_document, logger=logger)
-        publish_integrity_report(report)
-        return report
+    validate = published_validator(settings)
 
     with maintenance_slot(settings, "restore"):
         result = restore_task(

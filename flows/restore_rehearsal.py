@@ -10,15 +10,12 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy.engine import URL
 
 from flows.maintenance_slot import maintenance_slot
-from flows.validate_integrity import publish_integrity_report, validate_integrity_task
-from models.integrity import IntegrityReport
+from flows.validate_integrity import published_validator
 from models.rehearsal import RehearsalRecord, RestoredCopy
 from models.settings import load_settings
 from tasks.rehearsal import raise_for_failure, rehearse
-from tasks.seed import load_seed_document, seed_file_path
 from tasks.storage import open_store
 
 rehearse_task = task(name="rehearse-restore", cache_policy=NO_CACHE)(rehearse)
@@ -37,12 +34,7 @@ def restore_rehearsal_flow(
     """
     settings = load_settings()
     logger = get_run_logger()
-    seed_document = load_seed_document(seed_file_path(settings))
-
-    def validate(url: URL) -> IntegrityReport:
-        report = validate_integrity_task(url, settings, seed_document=seed_document, logger=logger)
-        publish_integrity_report(report)
-        return report
+    validate = published_validator(settings)
 
     with maintenance_slot(settings, "restore-rehearsal"):
         record = rehearse_task(

@@ -7,14 +7,16 @@ The restore rehearsal calls it with the URL of each restored copy.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
+from sqlalchemy.engine import URL
 
 from models.integrity import IntegrityReport
-from models.settings import load_settings
+from models.settings import Settings, load_settings
 from tasks.database import resolve_database_url
 from tasks.integrity.runner import raise_for_errors, validate_integrity
 from tasks.seed import load_seed_document, seed_file_path
@@ -40,6 +42,20 @@ def validate_integrity_flow(
     publish_integrity_report(report)
     raise_for_errors(report)
     return report
+
+
+def published_validator(settings: Settings) -> Callable[[URL], IntegrityReport]:
+    """The integrity checks as a restore runs them on its copy: a task of the calling flow, with
+    the artifacts published there."""
+    logger = get_run_logger()
+    seed_document = load_seed_document(seed_file_path(settings))
+
+    def validate(url: URL) -> IntegrityReport:
+        report = validate_integrity_task(url, settings, seed_document=seed_document, logger=logger)
+        publish_integrity_report(report)
+        return report
+
+    return validate
 
 
 def publish_integrity_report(report: IntegrityReport) -> None:

@@ -110,21 +110,17 @@ def restore(
                 raise
         else:
             recreated = _recreate(server, settings, target, log)
-            restore_and_check(
+            _fill_and_check(
                 result,
                 fetched.path,
                 recreated.url,
                 manifest,
                 settings,
                 pg_restore,
-                keep_ownership=True,
-                validate=validate,
-                log=log,
-                reseed=reseed,
-            )
-            _raise_unless_passed(
-                result,
-                f"database {target}, recreated,",
+                reseed,
+                validate,
+                log,
+                what=f"database {target}, recreated,",
                 hint="the target now holds the copy that failed its checks: restore another backup",
             )
     result.timings.total = round(time.monotonic() - started, 3)
@@ -215,26 +211,57 @@ def _restore_or_drop(
 ) -> None:
     """Fill the replacement and check it; a replacement that fails is dropped, the target untouched."""
     try:
-        restore_and_check(
+        _fill_and_check(
             result,
             archive,
             replacement.url,
             manifest,
             settings,
             pg_restore,
-            keep_ownership=True,
-            validate=validate,
-            log=log,
-            reseed=reseed,
-        )
-        _raise_unless_passed(
-            result,
-            f"the restored copy {replacement.name}",
+            reseed,
+            validate,
+            log,
+            what=f"the restored copy {replacement.name}",
             hint="the target was not replaced; look at the backup with dbops rehearse --backup ID --keep",
         )
     except BaseException:
         drop_created(replacement, settings, logger=log)
         raise
+
+
+def _fill_and_check(
+    result: RestoredCopy,
+    archive: Path,
+    url: URL,
+    manifest: BackupManifest,
+    settings: Settings,
+    pg_restore: Program,
+    reseed: bool,
+    validate: Validator | None,
+    log: Logger,
+    *,
+    what: str,
+    hint: str,
+) -> None:
+    """Restore into the empty database at *url* (owners and grants kept: same server), then check it."""
+    restore_and_check(
+        result,
+        archive,
+        url,
+        manifest,
+        settings,
+        pg_restore,
+        keep_ownership=True,
+        validate=validate,
+        log=log,
+        reseed=reseed,
+    )
+    if not result.passed:
+        raise RestoreError(
+            f"{what} failed its checks, so the restore of backup {result.backup_id} stopped",
+            detail=result.failure,
+            hint=hint,
+        )
 
 
 def _recreate(server: URL, settings: Settings, target: str, log: Logger) -> CreatedDatabase:
@@ -248,15 +275,6 @@ def _recreate(server: URL, settings: Settings, target: str, log: Logger) -> Crea
     finally:
         engine.dispose()
     return create_database(server, settings, target)
-
-
-def _raise_unless_passed(result: RestoredCopy, what: str, *, hint: str) -> None:
-    if not result.passed:
-        raise RestoreError(
-            f"{what} failed its checks, so the restore of backup {result.backup_id} stopped",
-            detail=result.failure,
-            hint=hint,
-        )
 
 
 def _set_aside_prefix(target: str) -> str:
