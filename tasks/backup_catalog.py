@@ -34,21 +34,28 @@ def backup_keys(store: ObjectStore) -> dict[str, list[str]]:
     return dict(keys)
 
 
-def list_backups(store: ObjectStore) -> list[BackupManifest]:
+def complete_backup_ids(keys: dict[str, list[str]]) -> list[str]:
+    """The ids of complete backups (those with a manifest), newest first, from :func:`backup_keys`."""
+    return sorted(
+        (
+            backup_id
+            for backup_id, found in keys.items()
+            if f"{backup_folder(backup_id)}/{MANIFEST_NAME}" in found
+        ),
+        reverse=True,
+    )
+
+
+def list_backups(store: ObjectStore, keys: dict[str, list[str]] | None = None) -> list[BackupManifest]:
     """Complete backups, newest first; a backup without a manifest is not a backup."""
-    manifests = []
-    for backup_id, keys in sorted(backup_keys(store).items(), reverse=True):
-        manifest = f"{backup_folder(backup_id)}/{MANIFEST_NAME}"
-        if manifest in keys:
-            manifests.append(read_manifest(store, backup_id))
-    return manifests
+    return [read_manifest(store, backup_id) for backup_id in complete_backup_ids(keys or backup_keys(store))]
 
 
-def rehearsals(store: ObjectStore) -> dict[str, RehearsalRecord]:
+def rehearsals(store: ObjectStore, keys: dict[str, list[str]] | None = None) -> dict[str, RehearsalRecord]:
     """The latest rehearsal record of each backup that has one (unreadable records are skipped)."""
     records = {}
-    for backup_id, keys in backup_keys(store).items():
-        if rehearsal_key(backup_id) in keys:
+    for backup_id, found in (keys or backup_keys(store)).items():
+        if rehearsal_key(backup_id) in found:
             try:
                 records[backup_id] = RehearsalRecord.model_validate_json(
                     store.read_bytes(rehearsal_key(backup_id))

@@ -83,6 +83,11 @@ class Hashing(ReaderBase):
         self.bytes += len(data)
         return data
 
+    def drain(self) -> None:
+        """Hash the rest of the source, unread by whatever consumed this stream."""
+        while self.read_chunk(CHUNK):
+            continue
+
 
 class _Gzip(ReaderBase):
     def __init__(self, source: IO[bytes], level: int) -> None:

@@ -95,8 +95,7 @@ def fetch_archive(
             shutil.copyfileobj(_unpack(stored.buffered(), manifest, identities), sink, CHUNK)
     except Exception as error:  # judged below, once the whole object has been hashed
         failure = error
-    while stored.read_chunk(CHUNK):
-        pass  # hash what decompression did not get to, so corruption is reported as such
+    stored.drain()  # what decompression did not get to, so corruption is reported as such
     actual = stored.sha256.hexdigest()
     if stored.bytes != manifest.stored_bytes or actual != manifest.sha256:
         target.unlink(missing_ok=True)

@@ -29,14 +29,14 @@ from tasks.database_swap import (
     swap_in,
     take_offline,
 )
-from tasks.fetch_archive import check_decryptable, fetch_archive
-from tasks.pg_binaries import Program, pg_restore_for
+from tasks.fetch_archive import fetch_archive
+from tasks.pg_binaries import Program
 from tasks.restore_copy import (
     Logger,
     Validator,
-    check_migratable,
-    choose_backup,
+    copy_basis,
     restore_and_check,
+    vet_backup,
     work_directory,
 )
 from tasks.restore_target import CreatedDatabase, create_database, drop_created
@@ -69,18 +69,10 @@ def restore(
     log = logger or _log
     server = database_url(settings).set(database="postgres")
     _check_request(settings, server, target, confirm, mode, reseed)
-    manifest = choose_backup(store, backup_id)
-    check_migratable(manifest)
-    check_decryptable(manifest, settings)
-    pg_restore = pg_restore_for(manifest.pg_dump_version, settings.pg_bindir)
+    manifest, pg_restore = vet_backup(store, backup_id, settings)
     now = datetime.now(UTC)
     result = RestoreResult(
-        backup_id=manifest.backup_id,
-        server=f"{server.host}:{server.port}",
-        backup_revision=manifest.alembic_revision,
-        pg_restore_version=pg_restore.number,
-        jobs=settings.restore_jobs,
-        stored_bytes=manifest.stored_bytes,
+        **copy_basis(manifest, server, pg_restore, settings),
         target=target,
         mode=mode,
         restored_at=now,

@@ -17,14 +17,13 @@ from models.database_url import describe
 from models.errors import DbopsError, RestoreError
 from models.rehearsal import RehearsalRecord
 from models.settings import Settings
-from tasks.fetch_archive import check_decryptable, fetch_archive
-from tasks.pg_binaries import pg_restore_for
+from tasks.fetch_archive import fetch_archive
 from tasks.restore_copy import (
     Logger,
     Validator,
-    check_migratable,
-    choose_backup,
+    copy_basis,
     restore_and_check,
+    vet_backup,
     work_directory,
 )
 from tasks.restore_target import (
@@ -55,20 +54,10 @@ def rehearse(
     returned; :func:`raise_for_failure` turns a failed one into an error.
     """
     log = logger or _log
-    manifest = choose_backup(store, backup_id)
-    check_migratable(manifest)
-    check_decryptable(manifest, settings)
+    manifest, pg_restore = vet_backup(store, backup_id, settings)
     server = rehearsal_server(settings)
-    pg_restore = pg_restore_for(manifest.pg_dump_version, settings.pg_bindir)
     record = RehearsalRecord(
-        backup_id=manifest.backup_id,
-        rehearsed_at=datetime.now(UTC),
-        passed=False,
-        server=f"{server.host}:{server.port}",
-        backup_revision=manifest.alembic_revision,
-        pg_restore_version=pg_restore.number,
-        jobs=settings.restore_jobs,
-        stored_bytes=manifest.stored_bytes,
+        **copy_basis(manifest, server, pg_restore, settings), rehearsed_at=datetime.now(UTC)
     )
     timings = record.timings
     started = time.monotonic()

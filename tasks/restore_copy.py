@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic.script.revision import ResolutionError
 from alembic.util.exc import CommandError as AlembicCommandError
@@ -25,11 +26,12 @@ from models.integrity import IntegrityReport
 from models.rehearsal import CountMismatch, RestoredCopy
 from models.settings import Settings
 from tasks.backup import count_rows
-from tasks.backup_catalog import list_backups, read_manifest
+from tasks.backup_catalog import backup_keys, complete_backup_ids, read_manifest
 from tasks.database import make_engine, open_connection
+from tasks.fetch_archive import check_decryptable
 from tasks.integrity.runner import validate_integrity
 from tasks.migrate import head_revision, migrate, script_directory
-from tasks.pg_binaries import Program
+from tasks.pg_binaries import Program, pg_restore_for
 from tasks.pg_restore import restore_archive
 from tasks.restore_target import database_size
 from tasks.seed import load_seed_document, seed, seed_file_path
@@ -42,20 +44,20 @@ Validator = Callable[[URL], IntegrityReport]
 
 def choose_backup(store: ObjectStore, backup_id: str | None) -> BackupManifest:
     """The backup named (a complete one), or the newest complete one for None or ``latest``."""
+    complete = complete_backup_ids(backup_keys(store))
     if backup_id in (None, "latest"):
-        complete = list_backups(store)
         if not complete:
             raise RestoreRefusedError(
                 f"there is no complete backup in {store.describe()}", hint="take one with dbops backup"
             )
-        return complete[0]
+        return read_manifest(store, complete[0])
     assert backup_id is not None
     if not is_backup_id(backup_id):
         raise RestoreRefusedError(
             f"{backup_id!r} is not a backup id",
             hint="dbops backups lists them (e.g. 20261127T020000Z-3fa9c1), or pass latest",
         )
-    if backup_id not in {manifest.backup_id for manifest in list_backups(store)}:
+    if backup_id not in complete:
         raise RestoreRefusedError(
             f"backup {backup_id} has no manifest in {store.describe()}: it is incomplete or does not exist",
             hint="dbops backups lists the complete backups",
@@ -76,6 +78,31 @@ def check_migratable(manifest: BackupManifest) -> None:
             detail="the backup was taken by newer code, so this code cannot migrate it",
             hint="use the code version that took it, or an older backup",
         ) from None
+
+
+def vet_backup(
+    store: ObjectStore, backup_id: str | None, settings: Settings
+) -> tuple[BackupManifest, Program]:
+    """The backup to restore, and a pg_restore that reads it, once every refusal that needs nothing but
+    the manifest has had its say: no such backup, a revision this code does not know, no key."""
+    manifest = choose_backup(store, backup_id)
+    check_migratable(manifest)
+    check_decryptable(manifest, settings)
+    return manifest, pg_restore_for(manifest.pg_dump_version, settings.pg_bindir)
+
+
+def copy_basis(
+    manifest: BackupManifest, server: URL, pg_restore: Program, settings: Settings
+) -> dict[str, Any]:
+    """The fields every :class:`RestoredCopy` starts from."""
+    return {
+        "backup_id": manifest.backup_id,
+        "server": f"{server.host}:{server.port}",
+        "backup_revision": manifest.alembic_revision,
+        "pg_restore_version": pg_restore.number,
+        "jobs": settings.restore_jobs,
+        "stored_bytes": manifest.stored_bytes,
+    }
 
 
 def count_mismatches(expected: dict[str, int], restored: dict[str, int]) -> list[CountMismatch]:

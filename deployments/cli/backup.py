@@ -13,7 +13,7 @@ import typer
 from models.rehearsal import RehearsalRecord
 from models.settings import load_settings
 from tasks.backup import Progress, backup
-from tasks.backup_catalog import list_backups, prune, rehearsals
+from tasks.backup_catalog import backup_keys, list_backups, prune, rehearsals
 from tasks.database import database_url
 from tasks.storage import open_store
 
@@ -64,8 +64,9 @@ def backups_command(
     """List complete backups (those with a manifest), newest first, with their latest rehearsal."""
     settings = load_settings()
     store = open_store(settings)
-    manifests = list_backups(store)
-    records = rehearsals(store)
+    keys = backup_keys(store)  # one listing for both
+    manifests = list_backups(store, keys)
+    records = rehearsals(store, keys)
     if as_json:
         listed = [
             manifest.model_dump(mode="json")
