@@ -78,6 +78,21 @@ def test_installing_twice_creates_once_and_then_changes_nothing(alerting: Settin
     assert trigger.within == timedelta(hours=26)
 
 
+def test_an_automation_edited_in_the_ui_is_brought_back(alerting: Settings) -> None:
+    install_alerts(alerting)
+    edited = read(FAILED)
+    edited.description = "changed by hand"
+    edited.enabled = False
+    edited.update()
+
+    again = install_alerts(alerting)
+
+    assert again == {FAILED: "updated", SILENT: "unchanged"}
+    restored = read(FAILED)
+    assert restored.enabled is True
+    assert restored.description.startswith("A scheduled dbops chain failed")
+
+
 def test_without_a_webhook_there_is_nothing_to_install(settings: Settings) -> None:
     with pytest.raises(ConfigurationError, match="DBOPS_ALERT_WEBHOOK_URL is not set"):
         install_alerts(settings)
