@@ -72,6 +72,10 @@ def validate_integrity(
         server_settings={
             "default_transaction_read_only": "on",
             "work_mem": f"{settings.validation_work_mem_mb}MB",
+            # The checks already run on validation_concurrency connections at once. Parallel workers on
+            # top of that put three processes per connection on the same cores: on 2 cores the whole
+            # validation measured 1.9x slower with them than without.
+            "max_parallel_workers_per_gather": "0",
         },
     )
     check_connection(engine)
