@@ -5,7 +5,7 @@ realistic rows from ``dbops synth`` (JSON payloads, text, timestamps), and ``pgb
 
 - baseline A, the usual script: ``pg_dump -Fc`` (its default gzip) piped into one ``upload_fileobj``;
 - floor F, the physical limit of a logical dump: ``pg_dump -Fc -Z0 > /dev/null``;
-- ``dbops backup``.
+- ``dbops backup``, at the default zstd level 1 and at level 3.
 
 Each run is a fresh child process, so its peak RSS is its own; TMPDIR points at an empty directory
 whose largest size during the run is reported, to show nothing dump-sized is spooled to disk.
@@ -196,36 +196,54 @@ def main() -> None:
                             conninfo(url),
                         ],
                         "dbops backup": [sys.executable, "-m", "deployments.cli", "backup", "--no-prune"],
+                        "dbops backup, zstd level 3": [
+                            sys.executable,
+                            "-m",
+                            "deployments.cli",
+                            "backup",
+                            "--no-prune",
+                        ],
+                    }
+                    environments = {
+                        name: dbops_env if name.startswith("dbops backup") else env for name in variants
+                    }
+                    environments["dbops backup, zstd level 3"] = {
+                        **dbops_env,
+                        "DBOPS_BACKUP_COMPRESSION_LEVEL": "3",
+                        "DBOPS_BACKUP_URL": f"s3://{bucket}/{database}-level3",
                     }
                     results[database] = {name: [] for name in variants}
                     for _ in range(arguments.repeat):
                         for name, command in variants.items():
                             temp_dir = Path(tempfile.mkdtemp(dir=directory))
-                            results[database][name].append(
-                                run_child(command, dbops_env if name == "dbops backup" else env, temp_dir)
-                            )
-                    sizes = _stored_sizes(endpoint, bucket, database)
+                            results[database][name].append(run_child(command, environments[name], temp_dir))
+                    sizes = _stored_sizes(endpoint, bucket, [database, f"{database}-level3"])
                     results[database]["A: pg_dump -Fc | upload_fileobj"][0]["stored"] = sizes["baseline"]
-                    results[database]["dbops backup"][0]["stored"] = sizes["dbops"]
+                    results[database]["dbops backup"][0]["stored"] = sizes[database]
+                    results[database]["dbops backup, zstd level 3"][0]["stored"] = sizes[f"{database}-level3"]
         finally:
             stop(base, embedded_bindir())
             moto.terminate()
     _report(results, arguments.repeat)
 
 
-def _stored_sizes(endpoint: str, bucket: str, database: str) -> dict[str, float]:
+def _stored_sizes(endpoint: str, bucket: str, prefixes: list[str]) -> dict[str, float]:
+    """Median stored size of the baseline's objects (then deleted) and of the dumps under each prefix."""
     client = boto3.client("s3", endpoint_url=endpoint)
     objects = client.list_objects_v2(Bucket=bucket)["Contents"]
-    baseline = [item["Size"] for item in objects if item["Key"].startswith("baseline/")]
-    dumps = [
-        item["Size"]
-        for item in objects
-        if item["Key"].startswith(f"{database}/") and "dump.pgcustom" in item["Key"]
-    ]
+    sizes = {
+        "baseline": statistics.median(item["Size"] for item in objects if item["Key"].startswith("baseline/"))
+    }
+    for prefix in prefixes:
+        sizes[prefix] = statistics.median(
+            item["Size"]
+            for item in objects
+            if item["Key"].startswith(f"{prefix}/") and "dump.pgcustom" in item["Key"]
+        )
     for item in objects:
         if item["Key"].startswith("baseline/"):
             client.delete_object(Bucket=bucket, Key=item["Key"])
-    return {"baseline": statistics.median(baseline), "dbops": statistics.median(dumps)}
+    return sizes
 
 
 def _report(results: dict[str, dict[str, list[dict[str, float]]]], repeat: int) -> None:
@@ -247,8 +265,8 @@ def _report(results: dict[str, dict[str, list[dict[str, float]]]], repeat: int) 
                 f"{stored_text} {rss:6.0f}MiB {temp:5.1f}MiB"
             )
         a_size = variants["A: pg_dump -Fc | upload_fileobj"][0]["stored"]
-        ours = variants["dbops backup"][0]["stored"]
-        print(f"  stored size, dbops / A: {ours / a_size:.2f}x")
+        for name in ("dbops backup", "dbops backup, zstd level 3"):
+            print(f"  stored size, {name} / A: {variants[name][0]['stored'] / a_size:.2f}x")
 
 
 if __name__ == "__main__":
