@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
@@ -35,13 +36,12 @@ from tasks.pg_command import PgProcess
 from tasks.pgpass import conninfo, password_environment
 from tasks.storage import ObjectStore
 
+if TYPE_CHECKING:
+    import psycopg
+
 _log = logging.getLogger(__name__)
 
-SERVER_FACTS = text("""
-    SELECT current_setting('server_version'),
-           current_setting('server_version_num')::int / 10000,
-           pg_database_size(current_database())
-""")
+DATABASE_SIZE = text("SELECT pg_database_size(current_database())")
 TABLES_IN_SCHEMA = text("""
     SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename
 """)
@@ -91,7 +91,8 @@ def backup(
     with open_connection(make_engine(url, settings, purpose="backup snapshot")) as snapshot_holder:
         snapshot_holder.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
         snapshot = str(snapshot_holder.execute(text("SELECT pg_export_snapshot()")).scalar_one())
-        server_version, server_major, estimate = snapshot_holder.execute(SERVER_FACTS).one()
+        server_version, server_major = reported_server_version(snapshot_holder)
+        estimate = snapshot_holder.execute(DATABASE_SIZE).scalar_one()
         places = search_path(settings.pg_bindir)
         pg_dump = matching_program(
             "pg_dump", server_major, places, f"the server (PostgreSQL {server_version})"
@@ -267,6 +268,16 @@ def count_rows(connection: Connection) -> dict[str, int]:
     )
     counted = {int(row[0]): int(row[1]) for row in connection.execute(text(union))}
     return {name: int(counted[index]) for index, name in enumerate(tables)}
+
+
+def reported_server_version(connection: Connection) -> tuple[str, int]:
+    """The version the server announced when the session started, and its major number.
+
+    That announcement, not ``SHOW server_version``, is what libpq and so pg_dump compare themselves
+    with, so choosing pg_dump by it matches the check pg_dump is about to make.
+    """
+    info = cast("psycopg.Connection[Any]", connection.connection.driver_connection).info
+    return info.parameter_status("server_version") or str(info.server_version), info.server_version // 10000
 
 
 def _alembic_revision(connection: Connection) -> str | None:

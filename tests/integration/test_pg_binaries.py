@@ -1,13 +1,17 @@
-"""Choosing pg_dump and pg_restore by version, with real programs and a fake old one."""
+"""Choosing pg_dump and pg_restore by version, with real programs, a fake old one, and a server that
+announces a newer version than it is."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import URL
 
 from models.errors import BinaryNotFoundError
 from tasks.pg_binaries import embedded_bindir, matching_program, pg_restore_for, search_path
+from tests.integration.conftest import run_cli, url_string
+from tests.integration.pg_version_proxy import ServerVersionProxy
 
 
 def fake_bindir(tmp_path: Path, version: str) -> Path:
@@ -61,3 +65,34 @@ def test_pg_restore_is_chosen_by_the_manifests_pg_dump_version(tmp_path: Path) -
         r"written by pg_dump 99\.1 needs",
     ):
         pg_restore_for("99.1", None)
+
+
+def test_backup_of_a_server_newer_than_every_pg_dump_exits_2_and_stores_nothing(
+    migrated_url: URL, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """End to end: the server announces PostgreSQL 99, DBOPS_PG_BINDIR holds an old pg_dump, and no
+    pg_dump anywhere on the machine (the wheel's included) is new enough."""
+    old = fake_bindir(tmp_path, "12.22")
+    store = tmp_path / "store"
+    assert migrated_url.host is not None
+    assert migrated_url.port is not None
+    with ServerVersionProxy(migrated_url.host, migrated_url.port, announce="99.0") as proxy:
+        environment = cli_env | {
+            "DBOPS_DATABASE_URL": url_string(migrated_url.set(port=proxy.port)),
+            "DBOPS_BACKUP_URL": str(store),
+            "DBOPS_PG_BINDIR": str(old),
+            "PGSSLMODE": "disable",
+            "PGGSSENCMODE": "disable",
+        }
+        result = run_cli("backup", env=environment)
+
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith(
+        "dbops: error: no pg_dump of major version 99 or newer, which the server (PostgreSQL 99.0) needs."
+    )
+    assert f"12.22 in {old}" in error
+    assert f"in {embedded_bindir()}" in error
+    assert "Hint: install the PostgreSQL 99 client programs" in error
+    assert not [path for path in store.rglob("*") if path.is_file()]
