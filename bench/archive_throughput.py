@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from models.settings import load_settings
-from tasks.embedded_server import create_database, ensure_running, stop
-from tasks.migrate import migrate
-from tasks.pg_binaries import embedded_bindir
-from tasks.synth import synth
-from tasks.synth_rows import SynthPlan
+from tasks.postgres.binaries import embedded_bindir
+from tasks.postgres.embedded import create_database, ensure_running, stop
+from tasks.schema.migrate import migrate
+from tasks.seed.synth import synth
+from tasks.seed.synth_rows import SynthPlan
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

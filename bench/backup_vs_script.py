@@ -31,14 +31,14 @@ from pathlib import Path
 import boto3
 
 from models.settings import load_settings
-from tasks.embedded_server import EmbeddedServer, create_database, ensure_running, free_port, stop
-from tasks.migrate import migrate
-from tasks.pg_binaries import embedded_bindir, find_program
-from tasks.pg_command import run_pg_program
-from tasks.pgpass import conninfo, password_environment
-from tasks.seed import seed
-from tasks.synth import synth
-from tasks.synth_rows import SynthPlan
+from tasks.postgres.binaries import embedded_bindir, find_program
+from tasks.postgres.command import run_pg_program
+from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, free_port, stop
+from tasks.postgres.pgpass import conninfo, password_environment
+from tasks.schema.migrate import migrate
+from tasks.seed.synth import synth
+from tasks.seed.synth_rows import SynthPlan
+from tasks.seed.upsert import seed
 
 # Runs argv[1:] with stdout to /dev/null: the floor's "pg_dump ... > /dev/null", without a shell.
 DISCARD_STDOUT = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL))"

@@ -1,4 +1,4 @@
-"""What the migration lock costs: locked ``tasks.migrate.migrate`` against plain ``alembic upgrade``.
+"""What the migration lock costs: locked ``tasks.schema.migrate.migrate`` against plain ``alembic upgrade``.
 
 Deploy pipelines run migrate on every deploy, mostly as a no-op at head, so both cases are measured:
 a fresh database migrated to head, and a database already at head. The baseline is Alembic's own
@@ -23,9 +23,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import URL
 
 from models.settings import load_settings
-from tasks.embedded_server import EmbeddedServer, create_database, ensure_running, stop
-from tasks.migrate import alembic_config, migrate
-from tasks.pg_binaries import embedded_bindir
+from tasks.postgres.binaries import embedded_bindir
+from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, stop
+from tasks.schema.migrate import alembic_config, migrate
 
 
 def plain_alembic(url: URL) -> None:

@@ -1,11 +1,11 @@
-"""The restore rehearsal's restore phase against a raw ``pg_restore -j 2`` of the same archive.
+"""The restore rehearsal's restore phase against a raw ``pg_restore -j 2`` of the same dump.
 
 One database holds the platform schema (migrated and seeded) and, in a schema of its own, the
 ``pgbench -i -s 50`` tables (5M accounts). It is backed up once with ``dbops backup`` into a local
 store. Then, alternating, ``--repeat`` times each:
 
-- baseline: ``pg_restore -j 2`` of the unpacked archive, from a local file, into an empty database;
-- ``dbops rehearse``: the whole rehearsal, whose restore phase is the same archive restored with
+- baseline: ``pg_restore -j 2`` of the unpacked dump, from a local file, into an empty database;
+- ``dbops rehearse``: the whole rehearsal, whose restore phase is the same dump restored with
   ``--jobs 2`` into a scratch database (plus its download, migrate and validation phases).
 
 The two take turns going first, so neither always meets a cold cache.
@@ -27,17 +27,17 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from models.settings import load_settings
-from tasks.backup import backup
-from tasks.backup_catalog import list_backups
-from tasks.driver import connect
-from tasks.embedded_server import EmbeddedServer, create_database, ensure_running, stop
-from tasks.fetch_archive import fetch_archive
-from tasks.migrate import migrate
-from tasks.pg_binaries import embedded_bindir, find_program
-from tasks.pg_command import run_pg_program
-from tasks.pgpass import conninfo, password_environment
-from tasks.rehearsal import rehearse
-from tasks.seed import seed
+from tasks.backup.catalog import list_backups
+from tasks.backup.dump import backup
+from tasks.postgres.binaries import embedded_bindir, find_program
+from tasks.postgres.command import run_pg_program
+from tasks.postgres.driver import connect
+from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, stop
+from tasks.postgres.pgpass import conninfo, password_environment
+from tasks.restore.fetch import fetch_dump
+from tasks.restore.rehearsal import rehearse
+from tasks.schema.migrate import migrate
+from tasks.seed.upsert import seed
 from tasks.storage import open_store
 
 
@@ -57,7 +57,7 @@ def prepare(server: EmbeddedServer, home: Path) -> None:
         )
 
 
-def raw_pg_restore(server: EmbeddedServer, archive: Path, database: str) -> float:
+def raw_pg_restore(server: EmbeddedServer, dump: Path, database: str) -> float:
     with connect(server.url("postgres"), purpose="bench", autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{database}" TEMPLATE template0')
     url = server.url(database)
@@ -65,7 +65,7 @@ def raw_pg_restore(server: EmbeddedServer, archive: Path, database: str) -> floa
     with password_environment(url) as environment:
         run_pg_program(
             find_program("pg_restore", embedded_bindir()),
-            ["--jobs", "2", "--dbname", conninfo(url), str(archive)],
+            ["--jobs", "2", "--dbname", conninfo(url), str(dump)],
             environment=environment,
         )
     elapsed = time.perf_counter() - started
@@ -95,21 +95,21 @@ def main() -> None:
             store = open_store(settings)
             manifest = backup(server.url("platform"), settings, store)
             print(
-                f"backup {manifest.backup_id}: {manifest.dump_bytes / 1e6:,.0f} MB archive, "
+                f"backup {manifest.backup_id}: {manifest.dump_bytes / 1e6:,.0f} MB dump, "
                 f"{manifest.stored_bytes / 1e6:,.0f} MB stored"
             )
             unpacked = home / "unpacked"
             unpacked.mkdir()
-            archive = fetch_archive(store, list_backups(store)[0], settings, unpacked).path
+            dump = fetch_dump(store, list_backups(store)[0], settings, unpacked).path
             raw: list[float] = []
             phases: dict[str, list[float]] = {}
             for round_number in range(arguments.repeat):
                 # Alternate which goes first, so neither always meets a cold cache.
                 if round_number % 2:
                     record = rehearse(settings, store)
-                    raw.append(raw_pg_restore(server, archive, f"baseline_{round_number}"))
+                    raw.append(raw_pg_restore(server, dump, f"baseline_{round_number}"))
                 else:
-                    raw.append(raw_pg_restore(server, archive, f"baseline_{round_number}"))
+                    raw.append(raw_pg_restore(server, dump, f"baseline_{round_number}"))
                     record = rehearse(settings, store)
                 assert record.passed, record.failure
                 for phase, seconds in record.timings.model_dump().items():

@@ -22,12 +22,12 @@ import uuid
 from pathlib import Path
 
 from models.settings import load_settings
-from tasks.embedded_server import create_database, ensure_running, stop
-from tasks.migrate import migrate
-from tasks.pg_binaries import embedded_bindir
-from tasks.seed import seed
-from tasks.synth import start_of_today, synth
-from tasks.synth_rows import AUDIT_LOG_COLUMNS, SynthPlan, audit_log_rows
+from tasks.postgres.binaries import embedded_bindir
+from tasks.postgres.embedded import create_database, ensure_running, stop
+from tasks.schema.migrate import migrate
+from tasks.seed.synth import start_of_today, synth
+from tasks.seed.synth_rows import AUDIT_LOG_COLUMNS, SynthPlan, audit_log_rows
+from tasks.seed.upsert import seed
 
 USERS, APPLICATIONS = 10_000, 20_000
 

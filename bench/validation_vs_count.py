@@ -21,14 +21,14 @@ from sqlalchemy.engine import Connection
 
 from models.seed import BUNDLED_SEED_FILE
 from models.settings import load_settings
-from tasks.database import make_engine
-from tasks.embedded_server import ensure_running, stop
 from tasks.integrity.runner import validate_integrity
-from tasks.migrate import migrate
-from tasks.pg_binaries import embedded_bindir
-from tasks.seed import load_seed_document, seed
-from tasks.synth import synth
-from tasks.synth_rows import SynthPlan
+from tasks.postgres.binaries import embedded_bindir
+from tasks.postgres.embedded import ensure_running, stop
+from tasks.postgres.engine import make_engine
+from tasks.schema.migrate import migrate
+from tasks.seed.synth import synth
+from tasks.seed.synth_rows import SynthPlan
+from tasks.seed.upsert import load_seed_document, seed
 
 LARGEST_TABLE = text("""
     SELECT relname FROM pg_class

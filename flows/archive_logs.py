@@ -13,10 +13,10 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.maintenance_slot import maintenance_slot
-from models.archive import ArchiveOutcome
+from models.log_archive import ArchiveOutcome
 from models.settings import load_settings
-from tasks.archive import archive_table
-from tasks.database import database_url
+from tasks.log_archive.archiving import archive_table
+from tasks.postgres.engine import database_url
 from tasks.storage import open_store
 
 archive_table_task = task(name="archive-table", cache_policy=NO_CACHE)(archive_table)

@@ -17,19 +17,19 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
 from flows.maintenance_slot import maintenance_slot
-from models.backup import BackupManifest, manifest_key
-from models.retention import RetentionPlan
+from models.backup import BackupManifest, BackupRun, manifest_key
 from models.settings import load_settings
-from tasks.backup import Progress, backup
-from tasks.backup_catalog import list_backups, prune
-from tasks.database import resolve_database_url
+from tasks.backup.catalog import list_backups
+from tasks.backup.dump import Progress
+from tasks.backup.nightly import back_up
+from tasks.postgres.engine import resolve_database_url
 from tasks.storage import open_store
 
 PROGRESS_INTERVAL_SECONDS = 2.0
 
 
 @task(name="backup-database", cache_policy=NO_CACHE)
-def backup_task(database_url: SecretStr | None) -> BackupManifest:
+def backup_task(database_url: SecretStr | None) -> BackupRun:
     settings = load_settings()
     url = resolve_database_url(settings, database_url)
     store = open_store(settings)
@@ -49,7 +49,8 @@ def backup_task(database_url: SecretStr | None) -> BackupManifest:
                 description=f"{progress.dump_bytes / 1e6:,.0f} MB at {progress.throughput / 1e6:,.1f} MB/s",
             )
 
-    manifest = backup(url, settings, store, logger=get_run_logger(), on_progress=report)
+    run = back_up(url, settings, store, logger=get_run_logger(), on_progress=report)
+    manifest = run.manifest
     update_progress_artifact(artifact_id, progress=100.0, description="complete")
     create_link_artifact(
         key="backup-manifest",
@@ -69,13 +70,7 @@ def backup_task(database_url: SecretStr | None) -> BackupManifest:
             for recent in list_backups(store)[:14]
         ],
     )
-    return manifest
-
-
-@task(name="prune-backups", cache_policy=NO_CACHE)
-def prune_task() -> RetentionPlan:
-    settings = load_settings()
-    return prune(open_store(settings), settings.retention_policy, settings.timezone, logger=get_run_logger())
+    return run
 
 
 @flow(name="backup")
@@ -90,6 +85,4 @@ def backup_flow(
         database_url: Back up this database instead of DBOPS_DATABASE_URL.
     """
     with maintenance_slot(load_settings(), "backup"):
-        manifest = backup_task(database_url)
-        prune_task()
-    return manifest
+        return backup_task(database_url).manifest

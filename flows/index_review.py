@@ -13,9 +13,9 @@ from pydantic import SecretStr
 
 from models.index_review import IndexReviewReport
 from models.settings import load_settings
-from tasks.database import resolve_database_url
 from tasks.index_review.render import report_markdown, table_rows
 from tasks.index_review.runner import review_indexes
+from tasks.postgres.engine import resolve_database_url
 
 review_indexes_task = task(name="review-indexes", cache_policy=NO_CACHE)(review_indexes)
 

@@ -10,8 +10,8 @@ from pydantic import SecretStr
 from flows.maintenance_slot import maintenance_slot
 from models.results import MigrationResult
 from models.settings import load_settings
-from tasks.database import resolve_database_url
-from tasks.migrate import migrate
+from tasks.postgres.engine import resolve_database_url
+from tasks.schema.migrate import migrate
 
 # NO_CACHE: the inputs hold the database URL with its password, which must never be hashed into a
 # cache key or persisted; a migration must run every time anyway.

@@ -12,15 +12,15 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
 from flows.maintenance_slot import maintenance_slot
-from flows.migrate import migrate_task, publish_migration_artifact
+from flows.migrate import publish_migration_artifact
 from models.results import MigrateAndSeedReport, SeedValidationReport
 from models.settings import load_settings
-from tasks.database import resolve_database_url
-from tasks.seed import load_seed_document, seed, seed_file_path
-from tasks.seed_validation import raise_for_validation, validate_seed
+from tasks.postgres.engine import resolve_database_url
+from tasks.seed.deploy import migrate_and_seed
+from tasks.seed.upsert import load_seed_document, seed_file_path
+from tasks.seed.validation import raise_for_validation
 
-seed_task = task(name="seed", cache_policy=NO_CACHE)(seed)
-validate_seed_task = task(name="validate-seed", cache_policy=NO_CACHE)(validate_seed)
+migrate_and_seed_task = task(name="migrate-and-seed", cache_policy=NO_CACHE)(migrate_and_seed)
 
 
 @flow(name="migrate-and-seed")
@@ -37,18 +37,16 @@ def migrate_and_seed_flow(
     logger = get_run_logger()
     document = load_seed_document(seed_file_path(settings))  # validated before anything is written
     with maintenance_slot(settings, "migrate-and-seed"):
-        migration = migrate_task(url, settings, logger=logger)
-    publish_migration_artifact(migration)
-    seeded = seed_task(url, settings, document, logger=logger)
-    validation = validate_seed_task(url, settings, document)
+        report = migrate_and_seed_task(url, settings, document, logger=logger)
+    publish_migration_artifact(report.migration)
     create_table_artifact(
         key="seed-changes",
-        table=[table.model_dump() for table in seeded.tables],
-        description=f"Rows inserted, updated and unchanged by the seed of {seeded.database}",
+        table=[table.model_dump() for table in report.seed.tables],
+        description=f"Rows inserted, updated and unchanged by the seed of {report.seed.database}",
     )
-    create_markdown_artifact(key="seed-validation", markdown=validation_markdown(validation))
-    raise_for_validation(validation)
-    return MigrateAndSeedReport(migration=migration, seed=seeded, validation=validation)
+    create_markdown_artifact(key="seed-validation", markdown=validation_markdown(report.validation))
+    raise_for_validation(report.validation)
+    return report
 
 
 def validation_markdown(report: SeedValidationReport) -> str:

@@ -17,7 +17,7 @@ from flows.restore_rehearsal import rehearsal_rows
 from flows.validate_integrity import published_validator
 from models.rehearsal import RestoreMode, RestoreResult, RollbackResult
 from models.settings import load_settings
-from tasks.operator_restore import restore, rollback
+from tasks.restore.operator import restore, rollback
 from tasks.storage import open_store
 
 restore_task = task(name="restore-database", cache_policy=NO_CACHE)(restore)

@@ -15,7 +15,7 @@ from flows.maintenance_slot import maintenance_slot
 from flows.validate_integrity import published_validator
 from models.rehearsal import RehearsalRecord, RestoredCopy
 from models.settings import load_settings
-from tasks.rehearsal import raise_for_failure, rehearse
+from tasks.restore.rehearsal import raise_for_failure, rehearse
 from tasks.storage import open_store
 
 rehearse_task = task(name="rehearse-restore", cache_policy=NO_CACHE)(rehearse)
@@ -52,7 +52,7 @@ def restore_rehearsal_flow(
 def rehearsal_rows(record: RestoredCopy) -> list[dict[str, object]]:
     timings = record.timings
     return [
-        {"phase": "download and unpack", "seconds": timings.download, "bytes": record.archive_bytes},
+        {"phase": "download and unpack", "seconds": timings.download, "bytes": record.dump_bytes},
         {
             "phase": f"pg_restore --jobs {record.jobs}",
             "seconds": timings.restore,

@@ -17,9 +17,9 @@ from sqlalchemy.engine import URL
 
 from models.integrity import IntegrityReport
 from models.settings import Settings, load_settings
-from tasks.database import resolve_database_url
 from tasks.integrity.runner import raise_for_errors, validate_integrity
-from tasks.seed import load_seed_document, seed_file_path
+from tasks.postgres.engine import resolve_database_url
+from tasks.seed.upsert import load_seed_document, seed_file_path
 
 validate_integrity_task = task(name="validate-integrity", cache_policy=NO_CACHE)(validate_integrity)
 

@@ -33,8 +33,8 @@ def run_migrations(connection: Connection) -> None:
 
 def run_from_alembic_command_line() -> None:
     from models.settings import load_settings
-    from tasks.database import database_url
-    from tasks.migrate import locked_migration_connection
+    from tasks.postgres.engine import database_url
+    from tasks.schema.migrate import locked_migration_connection
 
     settings = load_settings()
     with locked_migration_connection(database_url(settings), settings) as connection:

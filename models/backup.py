@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from models.retention import RetentionPlan
+
 BACKUPS_FOLDER = "backups"
 MANIFEST_NAME = "manifest.json"
 REHEARSAL_NAME = "rehearsal.json"
@@ -122,10 +124,19 @@ class BackupManifest(BaseModel):
     encrypted_for: list[str] = Field(default_factory=list, description="Fingerprints of the age recipients.")
     object_key: str
     stored_bytes: int
-    dump_bytes: int = Field(description="Size of the pg_dump archive before compression and encryption.")
+    dump_bytes: int = Field(description="Size of the pg_dump output before compression and encryption.")
     sha256: str = Field(description="Of the stored object, as it is in the store.")
     started_at: datetime
     finished_at: datetime
     duration_seconds: float
     alembic_revision: str | None
     row_counts: dict[str, int]
+
+
+class BackupRun(BaseModel):
+    """A backup as the nightly job takes it: the new backup, then the retention applied after it."""
+
+    manifest: BackupManifest
+    retention: RetentionPlan | None = Field(
+        default=None, description="What pruning kept and removed; None when pruning was skipped."
+    )

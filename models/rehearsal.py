@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 
 class PhaseTimings(BaseModel):
@@ -41,7 +41,12 @@ class RestoredCopy(BaseModel):
     pg_restore_version: str | None = None
     jobs: int
     stored_bytes: int
-    archive_bytes: int = 0
+    dump_bytes: int = Field(
+        default=0,
+        # Records written before the backup's file was called a dump name it archive_bytes.
+        validation_alias=AliasChoices("dump_bytes", "archive_bytes"),
+        description="Size of the unpacked pg_dump output the restore read.",
+    )
     restored_database_bytes: int = 0
     timings: PhaseTimings = Field(default_factory=PhaseTimings)
     count_mismatches: list[CountMismatch] = Field(default_factory=list)

@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     restore_jobs: int = Field(default=2, ge=1, le=64, description="pg_restore --jobs for restores.")
     restore_work_dir: Path | None = Field(
         default=None,
-        description="Where a restore unpacks the archive (pg_restore --jobs needs a file); "
+        description="Where a restore unpacks the dump (pg_restore --jobs needs a file); "
         "unset: DBOPS_HOME/restore.",
     )
     maintenance_wait_timeout_seconds: float = Field(
@@ -129,7 +129,9 @@ class Settings(BaseSettings):
     archive_batch_size: int = Field(
         default=50_000, ge=1, le=1_000_000, description="Rows per archived object (and per delete)."
     )
-    archive_compression_level: int = Field(default=6, ge=1, le=9, description="gzip level of the archives.")
+    archive_compression_level: int = Field(
+        default=6, ge=1, le=9, description="gzip level of the log archive's objects."
+    )
     alert_webhook_url: SecretStr | None = Field(
         default=None,
         description="Webhook (Slack-compatible) that dbops alerts install points failure alerts at.",

@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from models.archive import ARCHIVED_TABLES
 from models.errors import ConfigurationError
+from models.log_archive import ARCHIVED_TABLES
 from models.settings import load_settings
-from tasks.archive import archive_table, check_table
-from tasks.archive_import import import_archive
-from tasks.database import database_url
+from tasks.log_archive.archiving import archive_table, check_table
+from tasks.log_archive.reimport import import_archive
+from tasks.postgres.engine import database_url
 from tasks.storage import open_store
 
 

@@ -12,9 +12,10 @@ import typer
 
 from models.rehearsal import RehearsalRecord
 from models.settings import load_settings
-from tasks.backup import Progress, backup
-from tasks.backup_catalog import backup_keys, list_backups, prune, rehearsals
-from tasks.database import database_url
+from tasks.backup.catalog import backup_keys, list_backups, prune, rehearsals
+from tasks.backup.dump import Progress
+from tasks.backup.nightly import back_up
+from tasks.postgres.engine import database_url
 from tasks.storage import open_store
 
 
@@ -31,7 +32,8 @@ def backup_command(
     settings = load_settings()
     store = open_store(settings)
     on_progress = _progress_printer() if sys.stderr.isatty() else None
-    manifest = backup(database_url(settings), settings, store, on_progress=on_progress)
+    run = back_up(database_url(settings), settings, store, prune_after=not no_prune, on_progress=on_progress)
+    manifest = run.manifest
     if on_progress is not None:
         typer.echo("", err=True)
     typer.echo(
@@ -39,9 +41,8 @@ def backup_command(
         f"{manifest.stored_bytes / 1e6:,.1f} MB stored in {store.describe()} "
         f"in {manifest.duration_seconds:.1f} s"
     )
-    if not no_prune:
-        plan = prune(store, settings.retention_policy, settings.timezone)
-        typer.echo(f"retention: kept {len(plan.keep)}, removed {len(plan.remove)}")
+    if run.retention is not None:
+        typer.echo(f"retention: kept {len(run.retention.keep)}, removed {len(run.retention.remove)}")
 
 
 def prune_command(

@@ -1,7 +1,7 @@
 """``dbops demo``: the main job end to end on embedded defaults, with a summary of what each step did.
 
 Nothing needs configuring: with no DBOPS_DATABASE_URL an embedded PostgreSQL runs under
-DBOPS_HOME (``.dbops``), and backups and archives go to a directory beside it. A second run reuses
+DBOPS_HOME (``.dbops``), and backups and log archives go to a directory beside it. A second run reuses
 the server and the data (the synthetic load is skipped once there), so it is quick and changes
 nothing it should not.
 """
@@ -14,21 +14,21 @@ from dataclasses import dataclass
 
 import typer
 
-from models.archive import ARCHIVED_TABLES
 from models.errors import DbopsError
+from models.log_archive import ARCHIVED_TABLES
 from models.settings import Settings, load_settings
-from tasks.archive import archive_table
-from tasks.backup import backup
-from tasks.database import database_url
+from tasks.backup.nightly import back_up
 from tasks.index_review.runner import review_indexes
 from tasks.integrity.runner import integrity_error, validate_integrity
-from tasks.migrate import migrate
-from tasks.rehearsal import raise_for_failure, rehearse
-from tasks.seed import load_seed_document, seed, seed_file_path
-from tasks.seed_validation import raise_for_validation, validate_seed
+from tasks.log_archive.archiving import archive_table
+from tasks.postgres.engine import database_url
+from tasks.restore.rehearsal import raise_for_failure, rehearse
+from tasks.seed.deploy import migrate_and_seed
+from tasks.seed.synth import start_of_today, synth
+from tasks.seed.synth_rows import SynthPlan
+from tasks.seed.upsert import load_seed_document, seed_file_path
+from tasks.seed.validation import raise_for_validation
 from tasks.storage import open_store
-from tasks.synth import start_of_today, synth
-from tasks.synth_rows import SynthPlan
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,11 @@ def _steps(settings: Settings) -> list[tuple[str, Callable[[], str]]]:
     store = open_store(settings)
     document = load_seed_document(seed_file_path(settings))
 
-    def migrate_and_seed() -> str:
-        migration = migrate(url, settings)
-        seeded = seed(url, settings, document)
-        raise_for_validation(validate_seed(url, settings, document))
-        changed = sum(table.inserted + table.updated for table in seeded.tables)
-        return f"revision {migration.revision_after}, {changed} seed row(s) written, seed validated"
+    def deploy() -> str:
+        report = migrate_and_seed(url, settings, document)
+        raise_for_validation(report.validation)
+        changed = sum(table.inserted + table.updated for table in report.seed.tables)
+        return f"revision {report.migration.revision_after}, {changed} seed row(s) written, seed validated"
 
     def load_synthetic() -> str:
         plan = SynthPlan(
@@ -97,8 +96,8 @@ def _steps(settings: Settings) -> list[tuple[str, Callable[[], str]]]:
             raise error
         return f"{len(report.checks)} checks passed, {len(report.warnings)} warning(s)"
 
-    def back_up() -> str:
-        manifest = backup(url, settings, store)
+    def take_backup() -> str:
+        manifest = back_up(url, settings, store, prune_after=False).manifest
         return f"{manifest.backup_id}: {manifest.stored_bytes / 1e6:,.1f} MB stored"
 
     def rehearse_latest() -> str:
@@ -116,10 +115,10 @@ def _steps(settings: Settings) -> list[tuple[str, Callable[[], str]]]:
         return f"{len(firm)} finding(s), {len(report.findings) - len(firm)} tentative"
 
     return [
-        ("migrate and seed", migrate_and_seed),
+        ("migrate and seed", deploy),
         ("synthetic data", load_synthetic),
         ("integrity validation", validate),
-        ("backup", back_up),
+        ("backup", take_backup),
         ("restore rehearsal", rehearse_latest),
         ("log archiving", archive),
         ("index review", review),
@@ -134,7 +133,7 @@ def _print_summary(outcomes: list[StepOutcome], settings: Settings) -> None:
     typer.echo(f"{'total':<22} {'':<7} {sum(o.seconds for o in outcomes):>8.1f}")
     typer.echo("")
     typer.echo("Next:")
-    typer.echo(f"  backups and archives:  {settings.effective_backup_url}  (dbops backups)")
+    typer.echo(f"  backups and log archive:{settings.effective_backup_url}  (dbops backups)")
     typer.echo("  index advice with SQL: dbops review-indexes")
     typer.echo("  the Prefect UI:        make serve, then http://127.0.0.1:4200")
     typer.echo("  stop the database:     make demo-stop")

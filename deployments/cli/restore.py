@@ -9,8 +9,8 @@ import typer
 from models.errors import ConfigurationError
 from models.rehearsal import RehearsalRecord, RestoredCopy, RestoreMode
 from models.settings import load_settings
-from tasks.operator_restore import restore, rollback
-from tasks.rehearsal import raise_for_failure, rehearse
+from tasks.restore.operator import restore, rollback
+from tasks.restore.rehearsal import raise_for_failure, rehearse
 from tasks.storage import open_store
 
 
@@ -95,7 +95,7 @@ def _summary(record: RestoredCopy, title: str | None = None) -> list[str]:
     verdict = "passed" if record.passed else "FAILED"
     lines = [
         f"{title or f'rehearsal of backup {record.backup_id}'} on {record.server}: {verdict}",
-        f"  download and unpack  {timings.download:>8.2f} s  {record.archive_bytes / 1e6:,.1f} MB archive",
+        f"  download and unpack  {timings.download:>8.2f} s  {record.dump_bytes / 1e6:,.1f} MB dump",
         f"  pg_restore -j {record.jobs:<5}  {timings.restore:>8.2f} s  "
         f"{record.restored_database_bytes / 1e6:,.1f} MB database",
         f"  migrate              {timings.migrate:>8.2f} s  {record.backup_revision} -> {record.migrated_to}",

@@ -12,10 +12,10 @@ import typer
 
 from deployments.cli.options import DATABASE_URL_HELP, password_free_url
 from models.settings import load_settings
-from tasks.database import resolve_database_url
 from tasks.index_review.apply import apply_finding
 from tasks.index_review.render import report_text
 from tasks.index_review.runner import review_indexes
+from tasks.postgres.engine import resolve_database_url
 
 
 def register(app: typer.Typer) -> None:

@@ -9,12 +9,12 @@ import typer
 
 from models.database_url import masked
 from models.settings import load_settings
-from tasks.database import database_url
-from tasks.drift import detect_drift
-from tasks.embedded_server import stop
-from tasks.migrate import migrate
-from tasks.pg_binaries import resolve_bindir
-from tasks.schema_state import schema_state
+from tasks.postgres.binaries import resolve_bindir
+from tasks.postgres.embedded import stop
+from tasks.postgres.engine import database_url
+from tasks.schema.drift import detect_drift
+from tasks.schema.migrate import migrate
+from tasks.schema.state import schema_state
 
 
 def register(app: typer.Typer) -> None:

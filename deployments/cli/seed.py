@@ -9,12 +9,12 @@ import typer
 
 from models.results import SeedResult, SeedValidationReport
 from models.settings import load_settings
-from tasks.database import database_url
-from tasks.migrate import migrate
-from tasks.seed import load_seed_document, seed, seed_file_path
-from tasks.seed_validation import raise_for_validation, validate_seed
-from tasks.synth import start_of_today, synth
-from tasks.synth_rows import SynthPlan
+from tasks.postgres.engine import database_url
+from tasks.seed.deploy import migrate_and_seed
+from tasks.seed.synth import start_of_today, synth
+from tasks.seed.synth_rows import SynthPlan
+from tasks.seed.upsert import load_seed_document, seed, seed_file_path
+from tasks.seed.validation import raise_for_validation, validate_seed
 
 
 def register(app: typer.Typer) -> None:
@@ -49,14 +49,13 @@ def migrate_and_seed_command() -> None:
     settings = load_settings()
     url = database_url(settings)
     document = load_seed_document(seed_file_path(settings))
-    migration = migrate(url, settings)
+    report = migrate_and_seed(url, settings, document)
+    migration = report.migration
     typer.echo(
         f"{migration.database}: schema at {migration.revision_after} ({len(migration.steps)} step(s) applied)"
     )
-    result = seed(url, settings, document)
-    validation = validate_seed(url, settings, document)
-    _print_seed(result, validation)
-    raise_for_validation(validation)
+    _print_seed(report.seed, report.validation)
+    raise_for_validation(report.validation)
 
 
 def synth_command(

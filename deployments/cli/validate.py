@@ -10,9 +10,9 @@ import typer
 from deployments.cli.options import DATABASE_URL_HELP, password_free_url
 from models.integrity import IntegrityReport
 from models.settings import load_settings
-from tasks.database import resolve_database_url
 from tasks.integrity.runner import integrity_error, validate_integrity
-from tasks.seed import load_seed_document, seed_file_path
+from tasks.postgres.engine import resolve_database_url
+from tasks.seed.upsert import load_seed_document, seed_file_path
 
 
 def register(app: typer.Typer) -> None:

@@ -1,1 +1,5 @@
-"""The index review: statistics and catalogue reads, turned into findings with the SQL to act on them."""
+"""The index review: statistics and catalogue reads, turned into findings with the SQL to act on them.
+
+Entry points: ``runner.review_indexes`` (the findings) and ``apply.apply_finding`` (one finding's SQL,
+then a fresh review to prove it took); ``render`` turns a report into text, tables and markdown.
+"""

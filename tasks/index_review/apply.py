@@ -19,10 +19,10 @@ from models.database_url import describe
 from models.errors import FindingNotApplicableError, IndexApplyError
 from models.index_review import Finding, FindingKind
 from models.settings import Settings
-from tasks.database import make_engine, open_connection
 from tasks.index_review import statements
 from tasks.index_review.runner import review_indexes
-from tasks.migration_lock import migration_lock
+from tasks.postgres.engine import make_engine, open_connection
+from tasks.schema.lock import migration_lock
 
 _log = logging.getLogger(__name__)
 #: Findings whose SQL builds a new index: a failed concurrent build leaves an invalid one behind.

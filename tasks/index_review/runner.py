@@ -14,7 +14,6 @@ from models.database_url import describe
 from models.errors import IndexReviewError
 from models.index_review import IndexReviewReport
 from models.settings import Settings
-from tasks.database import check_connection, make_engine
 from tasks.index_review.bloat import bloat_findings, read_shapes
 from tasks.index_review.catalog import read_foreign_keys, read_indexes, read_statistics_since, read_tables
 from tasks.index_review.index_findings import (
@@ -30,6 +29,7 @@ from tasks.index_review.schema_findings import (
 )
 from tasks.index_review.slow_queries import read_slow_queries
 from tasks.index_review.table_findings import maintenance_findings, sequential_scan_findings
+from tasks.postgres.engine import check_connection, make_engine
 
 _log = logging.getLogger(__name__)
 _SECONDS_PER_DAY = 86_400

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, Index
 
 from models.settings import Settings
-from tasks.database import quote_identifier
+from tasks.postgres.engine import quote_identifier
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 quote = quote_identifier

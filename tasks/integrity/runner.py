@@ -20,13 +20,13 @@ from models.integrity import CheckResult, CheckStatus, IntegrityReport, Severity
 from models.schema import TABLES
 from models.seed import SeedDocument
 from models.settings import Settings
-from tasks.database import check_connection, make_engine
 from tasks.integrity.context import CheckContext
 from tasks.integrity.data_checks import relations, row_counts, uniqueness
 from tasks.integrity.outcome import Outcome
 from tasks.integrity.physical import amcheck
 from tasks.integrity.schema_checks import enums, indexes, migrations_at_head, schema_drift
 from tasks.integrity.seed_invariants import seed_invariants
+from tasks.postgres.engine import check_connection, make_engine
 
 _log = logging.getLogger(__name__)
 

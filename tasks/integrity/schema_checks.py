@@ -10,10 +10,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Enum, text
 
 from models.schema import Base
-from tasks.drift import describe_difference
 from tasks.integrity.context import CheckContext
 from tasks.integrity.outcome import Outcome, outcome_from
-from tasks.migrate import head_revision
+from tasks.schema.drift import describe_difference
+from tasks.schema.migrate import head_revision
 
 ENUM_LABELS = text("""
     SELECT t.typname, array_agg(e.enumlabel::text ORDER BY e.enumsortorder)

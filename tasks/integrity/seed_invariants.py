@@ -7,7 +7,7 @@ from sqlalchemy import select
 from models.schema import University
 from tasks.integrity.context import CheckContext
 from tasks.integrity.outcome import Outcome, outcome_from, skipped
-from tasks.seed_validation import run_seed_checks
+from tasks.seed.validation import run_seed_checks
 
 
 def seed_invariants(context: CheckContext) -> Outcome:

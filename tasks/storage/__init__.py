@@ -1,4 +1,6 @@
-"""Object stores for backups: one small interface, an S3-compatible and a local-directory implementation."""
+"""Object stores for backups and the log archive: one small interface, an S3-compatible and a
+local-directory implementation. Entry point: ``open_store`` (the configured store).
+"""
 
 from __future__ import annotations
 

@@ -16,7 +16,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -24,9 +26,10 @@ from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from models.settings import Settings, load_settings
-from tasks import driver
-from tasks.embedded_server import EmbeddedServer, create_database, ensure_running, free_port, stop
-from tasks.pg_binaries import resolve_bindir
+from tasks.postgres import driver
+from tasks.postgres.binaries import resolve_bindir
+from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, free_port, stop
+from tests.helpers import environment_without_dbops, synth_plan
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,15 +94,18 @@ def connect(url: URL) -> psycopg.Connection[tuple[object, ...]]:
     return driver.connect(url, purpose="test", autocommit=True)
 
 
-def spawn_cli(*arguments: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    """Start ``dbops`` without waiting, for tests of concurrent runs."""
+def spawn_cli(*arguments: str, env: dict[str, str], **options: Any) -> subprocess.Popen[str]:
+    """Start ``dbops`` without waiting, for tests of concurrent or killed runs.
+
+    Output is captured unless *options* say otherwise (``stdout=subprocess.DEVNULL``, say, for a run
+    nobody reads); ``start_new_session=True`` lets a test kill the run with its children.
+    """
     return subprocess.Popen(
         [sys.executable, "-m", "deployments.cli", *arguments],
         env=env,
         cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
         text=True,
+        **({"stdout": subprocess.PIPE, "stderr": subprocess.PIPE} | options),
     )
 
 
@@ -117,17 +123,15 @@ def settings(database_url: URL, tmp_path: Path) -> Settings:
 @pytest.fixture
 def cli_env(database_url: URL, tmp_path: Path) -> dict[str, str]:
     """Environment for running ``dbops`` as a subprocess against the test's database."""
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("DBOPS_")}
-    environment.update(
+    return environment_without_dbops(
         DBOPS_DATABASE_URL=url_string(database_url),
         DBOPS_HOME=str(tmp_path / "home"),
         PYTHONWARNINGS="ignore",
     )
-    return environment
 
 
 def run_cli(
-    *arguments: str, env: dict[str, str], cwd: Path | None = None
+    *arguments: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "deployments.cli", *arguments],
@@ -135,7 +139,7 @@ def run_cli(
         cwd=cwd or REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
 
 
@@ -182,7 +186,7 @@ def prefect_api() -> Iterator[None]:
 @pytest.fixture
 def migrated_url(database_url: URL, settings: Settings) -> URL:
     """A fresh database migrated to head."""
-    from tasks.migrate import migrate
+    from tasks.schema.migrate import migrate
 
     migrate(database_url, settings)
     return database_url
@@ -191,23 +195,14 @@ def migrated_url(database_url: URL, settings: Settings) -> URL:
 @pytest.fixture
 def seeded_url(migrated_url: URL, settings: Settings) -> URL:
     """A migrated database with the seed and a little synthetic data of every kind."""
-    from datetime import UTC, datetime
 
-    from tasks.seed import seed
-    from tasks.synth import synth
-    from tasks.synth_rows import SynthPlan
+    from tasks.seed.synth import synth
+    from tasks.seed.upsert import seed
 
     seed(migrated_url, settings.model_copy(update={"bcrypt_rounds": 4}))
-    plan = SynthPlan(
-        users=200,
-        applications=300,
-        audit_logs=1_000,
-        events=500,
-        days=30,
-        seed=3,
-        until=datetime(2026, 11, 1, tzinfo=UTC),
+    synth(
+        migrated_url, settings, synth_plan(users=200, applications=300, audit_logs=1_000, events=500, seed=3)
     )
-    synth(migrated_url, settings, plan)
     return migrated_url
 
 
@@ -261,3 +256,18 @@ def point_flows_at(monkeypatch: pytest.MonkeyPatch, url: URL, settings: Settings
         "DBOPS_BCRYPT_ROUNDS": str(settings.bcrypt_rounds),
     }.items():
         monkeypatch.setenv(name, value)
+
+
+def main_task_interval(flow_run_id: uuid.UUID) -> tuple[datetime, datetime]:
+    """When a flow run's main task (restore-database or backup-database) started and ended."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    main = next(run for run in task_runs if run.name.startswith(("restore-database", "backup-database")))
+    assert main.start_time is not None
+    assert main.end_time is not None
+    return main.start_time, main.end_time

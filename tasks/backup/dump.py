@@ -1,0 +1,291 @@
+"""Take a backup: pg_dump in an exported snapshot, streamed through compression and encryption to the store.
+
+The snapshot holder counts every table's rows inside the very snapshot pg_dump dumps, so the
+manifest describes exactly what the dump holds, whatever the application writes meanwhile. The
+dump's table of contents is read by ``pg_restore --list`` while it streams past, and the manifest is
+written last: a backup without one is incomplete and is never listed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import secrets
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL, Connection
+
+from models.backup import BackupManifest, dump_key, manifest_key, new_backup_id
+from models.database_url import describe
+from models.errors import BackupError, CommandError
+from models.settings import Settings
+from tasks.backup.catalog import remove_incomplete
+from tasks.backup.streams import CheckedSource, Hashing, compress, encrypt
+from tasks.postgres.binaries import Program, matching_program, search_path
+from tasks.postgres.command import PgProcess
+from tasks.postgres.engine import make_engine, open_connection, quote_identifier
+from tasks.postgres.pgpass import conninfo, password_environment
+from tasks.storage import ObjectStore
+
+if TYPE_CHECKING:
+    import psycopg
+
+_log = logging.getLogger(__name__)
+
+DATABASE_SIZE = text("SELECT pg_database_size(current_database())")
+TABLES_IN_SCHEMA = text("""
+    SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename
+""")
+
+
+@dataclass
+class Progress:
+    """Bytes of the dump so far, against the database size estimate; read by progress reporters."""
+
+    estimated_bytes: int
+    dump_bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def throughput(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.dump_bytes / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class DumpJob:
+    """Everything one dump needs, decided before pg_dump starts."""
+
+    url: URL
+    settings: Settings
+    store: ObjectStore
+    key: str
+    snapshot: str
+    pg_dump: Program
+    pg_restore: Program
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+
+def backup(
+    url: URL,
+    settings: Settings,
+    store: ObjectStore,
+    *,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> BackupManifest:
+    log = logger or _log
+    started_at = datetime.now(UTC)
+    remove_incomplete(store, older_than=settings.backup_incomplete_grace_hours, logger=log)
+    backup_id = new_backup_id(started_at, secrets.token_hex(3))
+    key = dump_key(backup_id, settings.backup_compression, encrypted=bool(settings.backup_age_recipients))
+    with open_connection(make_engine(url, settings, purpose="backup snapshot")) as snapshot_holder:
+        snapshot_holder.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+        snapshot = str(snapshot_holder.execute(text("SELECT pg_export_snapshot()")).scalar_one())
+        server_version, server_major = reported_server_version(snapshot_holder)
+        estimate = snapshot_holder.execute(DATABASE_SIZE).scalar_one()
+        places = search_path(settings.pg_bindir)
+        pg_dump = matching_program(
+            "pg_dump", server_major, places, f"the server (PostgreSQL {server_version})"
+        )
+        pg_restore = matching_program("pg_restore", pg_dump.major, places, pg_dump.version)
+        log.info("backup %s of %s with %s (%s)", backup_id, describe(url), pg_dump.path, pg_dump.version)
+        job = DumpJob(url, settings, store, key, snapshot, pg_dump, pg_restore, log)
+        progress = Progress(estimated_bytes=int(estimate))
+        uploaded, (row_counts, revision) = _dump_while_counting(job, progress, on_progress, snapshot_holder)
+        snapshot_holder.rollback()
+    finished_at = datetime.now(UTC)
+    manifest = BackupManifest(
+        backup_id=backup_id,
+        database=describe(url),
+        server_version=str(server_version),
+        pg_dump_version=pg_dump.number,
+        compression=settings.backup_compression,
+        compression_level=settings.backup_compression_level,
+        encrypted_for=[recipient_fingerprint(recipient) for recipient in settings.backup_age_recipients],
+        object_key=key,
+        stored_bytes=uploaded.bytes,
+        dump_bytes=progress.dump_bytes,
+        sha256=uploaded.sha256.hexdigest(),
+        started_at=started_at,
+        finished_at=finished_at,
+        duration_seconds=round((finished_at - started_at).total_seconds(), 3),
+        alembic_revision=revision,
+        row_counts=row_counts,
+    )
+    store.put_bytes(manifest_key(backup_id), manifest.model_dump_json(indent=2).encode())
+    log.info("backup %s complete: %d bytes stored, sha256 %s", backup_id, uploaded.bytes, manifest.sha256)
+    return manifest
+
+
+def _dump_while_counting(
+    job: DumpJob,
+    progress: Progress,
+    on_progress: Callable[[Progress], None] | None,
+    snapshot_holder: Connection,
+) -> tuple[Hashing, tuple[dict[str, int], str | None]]:
+    """Stream the dump and, on the snapshot holder's connection meanwhile, count every table's rows.
+
+    The counts run in the exported snapshot, so they are exactly the dump's rows, at no cost to the
+    backup's duration. They start once pg_dump has produced output, i.e. has imported the snapshot:
+    an error in the holder's transaction before that would invalidate it under pg_dump's feet.
+    """
+    dump_running, dump_failed = threading.Event(), threading.Event()
+
+    def count_in_snapshot() -> tuple[dict[str, int], str | None]:
+        dump_running.wait()
+        if dump_failed.is_set():
+            return {}, None
+        return count_rows(snapshot_holder), _alembic_revision(snapshot_holder)
+
+    def report(current: Progress) -> None:
+        dump_running.set()
+        if on_progress is not None:
+            on_progress(current)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-counts") as counter:
+        counted = counter.submit(count_in_snapshot)
+        try:
+            uploaded = _stream_dump(job, progress, report)
+        except BaseException:
+            dump_failed.set()
+            raise
+        finally:
+            dump_running.set()
+        return uploaded, counted.result()
+
+
+def _stream_dump(job: DumpJob, progress: Progress, on_progress: Callable[[Progress], None]) -> Hashing:
+    url, settings = job.url, job.settings
+    arguments = ["--format=custom", "--compress=0", f"--snapshot={job.snapshot}", "--dbname", conninfo(url)]
+    with (
+        password_environment(url) as environment,
+        PgProcess(job.pg_dump.path, arguments, environment=environment, logger=job.log) as dump,
+        DumpCheck(job.pg_restore, job.log) as dump_check,
+    ):
+
+        def seen(chunk: bytes) -> None:
+            progress.dump_bytes += len(chunk)
+            dump_check.feed(chunk)
+            on_progress(progress)
+
+        source = CheckedSource(dump.stdout, dump.finish, seen).buffered()
+        stream = compress(
+            source,
+            settings.backup_compression,
+            settings.backup_compression_level,
+            settings.backup_compression_threads,
+        )
+        if settings.backup_age_recipients:
+            stream = encrypt(stream, settings.backup_age_recipients)
+        hashed = Hashing(stream)
+        try:
+            job.store.put_stream(job.key, hashed.buffered(), expected_size=progress.estimated_bytes)
+        except CommandError as error:
+            raise BackupError(
+                f"pg_dump of {describe(url)} failed; nothing was stored",
+                detail=error.detail,
+                hint="see the pg_dump messages above; the next run retries from scratch",
+            ) from None
+        dump_check.verify()
+    if progress.dump_bytes == 0 or hashed.bytes == 0:
+        raise BackupError(f"the dump of {describe(url)} is empty", hint="check the pg_dump messages")
+    return hashed
+
+
+class DumpCheck:
+    """``pg_restore --list`` reading the dump as it streams past: proof that it is a readable dump.
+
+    pg_restore reads the header and table of contents, prints them and exits; chunks after that are
+    dropped. The listing must contain table data, or the dump is useless however it ended.
+    """
+
+    def __init__(
+        self, pg_restore: Program, log: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    ) -> None:
+        self._process = PgProcess(pg_restore.path, ["--list"], stdin=subprocess.PIPE, logger=log)
+        self._listing = bytearray()
+        self._reader = threading.Thread(target=self._collect, daemon=True)
+        self._reader.start()
+        self._open = True
+
+    def _collect(self) -> None:
+        for chunk in iter(lambda: self._process.stdout.read(65536), b""):
+            self._listing.extend(chunk)
+
+    def __enter__(self) -> DumpCheck:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._close_input()
+        self._process.__exit__(*exc_info)
+
+    def feed(self, chunk: bytes) -> None:
+        if not self._open:
+            return
+        try:
+            self._process.stdin.write(chunk)
+        except (BrokenPipeError, ValueError):
+            self._open = False  # it has read what it needs and exited
+
+    def _close_input(self) -> None:
+        if self._open:
+            self._open = False
+            with contextlib.suppress(BrokenPipeError):
+                self._process.stdin.close()
+
+    def verify(self) -> None:
+        self._close_input()
+        try:
+            self._process.finish(timeout_seconds=300)
+        except CommandError as error:
+            raise BackupError(
+                "pg_restore cannot read the dump", detail=error.detail, hint="nothing was kept"
+            ) from None
+        self._reader.join(timeout=30)
+        if b"TABLE DATA" not in self._listing and b"TABLE" not in self._listing:
+            raise BackupError(
+                "the dump's table of contents lists no tables", hint="check the database and pg_dump"
+            )
+
+
+def count_rows(connection: Connection) -> dict[str, int]:
+    tables = [str(name) for name in connection.execute(TABLES_IN_SCHEMA).scalars()]
+    if not tables:
+        return {}
+    union = " UNION ALL ".join(
+        f"SELECT {index} AS position, count(*) FROM {quote_identifier(name)}"
+        for index, name in enumerate(tables)
+    )
+    counted = {int(row[0]): int(row[1]) for row in connection.execute(text(union))}
+    return {name: int(counted[index]) for index, name in enumerate(tables)}
+
+
+def reported_server_version(connection: Connection) -> tuple[str, int]:
+    """The version the server announced when the session started, and its major number.
+
+    That announcement, not ``SHOW server_version``, is what libpq and so pg_dump compare themselves
+    with, so choosing pg_dump by it matches the check pg_dump is about to make.
+    """
+    info = cast("psycopg.Connection[Any]", connection.connection.driver_connection).info
+    return info.parameter_status("server_version") or str(info.server_version), info.server_version // 10000
+
+
+def _alembic_revision(connection: Connection) -> str | None:
+    exists = connection.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar_one()
+    if not exists:
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def recipient_fingerprint(recipient: str) -> str:
+    return "sha256:" + hashlib.sha256(recipient.encode()).hexdigest()[:16]

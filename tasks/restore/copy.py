@@ -1,0 +1,182 @@
+"""What a rehearsal and an operator restore share: choosing and vetting the backup, and turning an
+unpacked dump into a migrated, checked database.
+
+The order is fixed: restore, count (against the manifest, before anything changes the rows),
+optionally reseed, migrate, validate. Failures of the copy are recorded in it, not raised, so the
+caller decides what happens to the database (a rehearsal drops it, a swap never puts it in place).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic.script.revision import ResolutionError
+from alembic.util.exc import CommandError as AlembicCommandError
+from sqlalchemy.engine import URL
+
+from models.backup import BackupManifest, is_backup_id
+from models.errors import RestoreRefusedError
+from models.integrity import IntegrityReport
+from models.rehearsal import CountMismatch, RestoredCopy
+from models.settings import Settings
+from tasks.backup.catalog import backup_keys, complete_backup_ids, read_manifest
+from tasks.backup.dump import count_rows
+from tasks.integrity.runner import validate_integrity
+from tasks.postgres.binaries import Program, pg_restore_for
+from tasks.postgres.engine import make_engine, open_connection
+from tasks.restore.fetch import check_decryptable
+from tasks.restore.pg_restore import restore_dump
+from tasks.restore.target import database_size
+from tasks.schema.migrate import head_revision, migrate, script_directory
+from tasks.seed.upsert import load_seed_document, seed, seed_file_path
+from tasks.storage import ObjectStore
+
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+#: Runs the integrity checks on a restored database; a flow passes one that publishes artifacts.
+Validator = Callable[[URL], IntegrityReport]
+
+
+def choose_backup(store: ObjectStore, backup_id: str | None) -> BackupManifest:
+    """The backup named (a complete one), or the newest complete one for None or ``latest``."""
+    complete = complete_backup_ids(backup_keys(store))
+    if backup_id in (None, "latest"):
+        if not complete:
+            raise RestoreRefusedError(
+                f"there is no complete backup in {store.describe()}", hint="take one with dbops backup"
+            )
+        return read_manifest(store, complete[0])
+    assert backup_id is not None
+    if not is_backup_id(backup_id):
+        raise RestoreRefusedError(
+            f"{backup_id!r} is not a backup id",
+            hint="dbops backups lists them (e.g. 20261127T020000Z-3fa9c1), or pass latest",
+        )
+    if backup_id not in complete:
+        raise RestoreRefusedError(
+            f"backup {backup_id} has no manifest in {store.describe()}: it is incomplete or does not exist",
+            hint="dbops backups lists the complete backups",
+        )
+    return read_manifest(store, backup_id)
+
+
+def check_migratable(manifest: BackupManifest) -> None:
+    """Refuse a backup taken by newer code: this code cannot migrate a revision it does not know."""
+    if manifest.alembic_revision is None:
+        return
+    try:
+        script_directory().get_revision(manifest.alembic_revision)
+    except (AlembicCommandError, ResolutionError):
+        raise RestoreRefusedError(
+            f"backup {manifest.backup_id} is at revision {manifest.alembic_revision}, which this code "
+            f"does not know (its head is {head_revision()})",
+            detail="the backup was taken by newer code, so this code cannot migrate it",
+            hint="use the code version that took it, or an older backup",
+        ) from None
+
+
+def vet_backup(
+    store: ObjectStore, backup_id: str | None, settings: Settings
+) -> tuple[BackupManifest, Program]:
+    """The backup to restore, and a pg_restore that reads it, once every refusal that needs nothing but
+    the manifest has had its say: no such backup, a revision this code does not know, no key."""
+    manifest = choose_backup(store, backup_id)
+    check_migratable(manifest)
+    check_decryptable(manifest, settings)
+    return manifest, pg_restore_for(manifest.pg_dump_version, settings.pg_bindir)
+
+
+def copy_basis(
+    manifest: BackupManifest, server: URL, pg_restore: Program, settings: Settings
+) -> dict[str, Any]:
+    """The fields every :class:`RestoredCopy` starts from."""
+    return {
+        "backup_id": manifest.backup_id,
+        "server": f"{server.host}:{server.port}",
+        "backup_revision": manifest.alembic_revision,
+        "pg_restore_version": pg_restore.number,
+        "jobs": settings.restore_jobs,
+        "stored_bytes": manifest.stored_bytes,
+    }
+
+
+def count_mismatches(expected: dict[str, int], restored: dict[str, int]) -> list[CountMismatch]:
+    """Tables whose rows differ between the manifest and the restored copy (missing ones included)."""
+    return [
+        CountMismatch(table=table, manifest=expected.get(table), restored=restored.get(table))
+        for table in sorted(expected.keys() | restored.keys())
+        if expected.get(table) != restored.get(table)
+    ]
+
+
+def restore_and_check(
+    copy: RestoredCopy,
+    dump: Path,
+    url: URL,
+    manifest: BackupManifest,
+    settings: Settings,
+    pg_restore: Program,
+    *,
+    keep_ownership: bool,
+    validate: Validator | None,
+    log: Logger,
+    reseed: bool = False,
+) -> None:
+    """Restore *dump* into the empty database at *url* and check it, filling in *copy*."""
+    timings = copy.timings
+    timings.restore = restore_dump(
+        dump, url, pg_restore, jobs=settings.restore_jobs, keep_ownership=keep_ownership, logger=log
+    )
+    copy.count_mismatches = count_mismatches(manifest.row_counts, _count(url, settings))
+    copy.restored_database_bytes = database_size(url, settings)
+    phase = time.monotonic()
+    copy.migrated_to = migrate(url, settings, logger=log).revision_after
+    if reseed:
+        seed(url, settings, logger=log)
+    timings.migrate = round(time.monotonic() - phase, 3)
+    phase = time.monotonic()
+    report = (validate or default_validator(settings, log))(url)
+    timings.validation = round(time.monotonic() - phase, 3)
+    copy.validation_errors = [f"{check.name}: {check.detail}" for check in report.errors]
+    copy.failure = verdict(copy)
+    copy.passed = copy.failure is None
+
+
+def verdict(copy: RestoredCopy) -> str | None:
+    if copy.count_mismatches:
+        listed = ", ".join(
+            f"{m.table} {m.manifest} in the manifest, {m.restored} restored" for m in copy.count_mismatches
+        )
+        return f"row counts differ from the manifest in {len(copy.count_mismatches)} table(s): {listed}"
+    if copy.validation_errors:
+        failed = "; ".join(copy.validation_errors)
+        return f"{len(copy.validation_errors)} integrity check(s) failed: {failed}"
+    return None
+
+
+def default_validator(settings: Settings, log: Logger) -> Validator:
+    seed_document = load_seed_document(seed_file_path(settings))
+    return lambda url: validate_integrity(url, settings, seed_document=seed_document, logger=log)
+
+
+@contextmanager
+def work_directory(settings: Settings) -> Iterator[Path]:
+    """A private directory for the unpacked dump, removed with everything in it afterwards."""
+    parent = settings.effective_restore_work_dir
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="restore-", dir=parent) as directory:
+        yield Path(directory)
+
+
+def _count(url: URL, settings: Settings) -> dict[str, int]:
+    engine = make_engine(url, settings, purpose="restore")
+    try:
+        with open_connection(engine) as connection:
+            return count_rows(connection)
+    finally:
+        engine.dispose()

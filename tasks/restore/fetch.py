@@ -1,0 +1,145 @@
+"""Bring a backup's dump out of the store: sha256-checked, decrypted and decompressed, into a file.
+
+One pass: the stored bytes are hashed as they stream through decryption and decompression into the
+file ``pg_restore --jobs`` needs (parallel restore cannot read a pipe). The hash is compared with the
+manifest before anything else happens, so a corrupt object fails the run before any database is
+touched; the half-written file is removed with it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, cast
+
+import zstandard
+
+from models.backup import BackupManifest, Compression
+from models.errors import BackupCorruptError, RestoreError, RestoreRefusedError
+from models.settings import Settings
+from tasks.backup.dump import recipient_fingerprint
+from tasks.backup.streams import CHUNK, Hashing, Produced
+from tasks.storage import ObjectStore
+
+_log = logging.getLogger(__name__)
+DUMP_NAME = "dump.pgcustom"
+
+
+@dataclass(frozen=True)
+class FetchedDump:
+    path: Path
+    dump_bytes: int
+    stored_bytes: int
+    seconds: float
+
+
+def check_decryptable(manifest: BackupManifest, settings: Settings) -> list[object]:
+    """The age identities that open this backup (none for a plain one); refused before any download
+    when the backup is encrypted and no configured identity is among its recipients."""
+    if not manifest.encrypted_for:
+        return []
+    import pyrage
+
+    path = settings.backup_age_identity_file
+    if path is None:
+        raise RestoreRefusedError(
+            f"backup {manifest.backup_id} is encrypted and no age identity is configured",
+            hint="set DBOPS_BACKUP_AGE_IDENTITY_FILE to the file holding the AGE-SECRET-KEY-1... line",
+        )
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise RestoreRefusedError(
+            f"cannot read the age identity file {path}: {error.strerror}",
+            hint="check DBOPS_BACKUP_AGE_IDENTITY_FILE",
+        ) from None
+    identities = [
+        pyrage.x25519.Identity.from_str(line.strip())
+        for line in lines
+        if line.strip().startswith("AGE-SECRET-KEY-")
+    ]
+    matching = [
+        identity
+        for identity in identities
+        if recipient_fingerprint(str(identity.to_public())) in manifest.encrypted_for
+    ]
+    if not matching:
+        raise RestoreRefusedError(
+            f"no identity in {path} can decrypt backup {manifest.backup_id}",
+            detail=f"it was encrypted for {', '.join(manifest.encrypted_for)}",
+            hint="point DBOPS_BACKUP_AGE_IDENTITY_FILE at the key of one of those recipients",
+        )
+    return list(matching)
+
+
+def fetch_dump(
+    store: ObjectStore,
+    manifest: BackupManifest,
+    settings: Settings,
+    directory: Path,
+    *,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+) -> FetchedDump:
+    log = logger or _log
+    identities = check_decryptable(manifest, settings)
+    started = time.monotonic()
+    target = directory / DUMP_NAME
+    stored = Hashing(store.open_read(manifest.object_key))
+    failure: Exception | None = None
+    try:
+        with target.open("wb") as sink:
+            shutil.copyfileobj(_unpack(stored.buffered(), manifest, identities), sink, CHUNK)
+    except Exception as error:  # judged below, once the whole object has been hashed
+        failure = error
+    stored.drain()  # what decompression did not get to, so corruption is reported as such
+    actual = stored.sha256.hexdigest()
+    if stored.bytes != manifest.stored_bytes or actual != manifest.sha256:
+        target.unlink(missing_ok=True)
+        raise BackupCorruptError(
+            f"backup {manifest.backup_id} in {store.describe()} does not match its manifest",
+            detail=f"read {stored.bytes} bytes with sha256 {actual[:16]}..., the manifest says "
+            f"{manifest.stored_bytes} bytes with sha256 {manifest.sha256[:16]}...",
+            hint="this backup cannot be trusted: use another one, and find out what changed the stored "
+            "object",
+        )
+    if failure is not None:
+        target.unlink(missing_ok=True)
+        raise RestoreError(
+            f"backup {manifest.backup_id} could not be unpacked",
+            detail=f"{type(failure).__name__}: {failure}",
+            hint="the object matches its manifest, so check the age identity and the compression setting",
+        )
+    dump_bytes = target.stat().st_size
+    if dump_bytes != manifest.dump_bytes:
+        target.unlink(missing_ok=True)
+        raise BackupCorruptError(
+            f"backup {manifest.backup_id} unpacked to {dump_bytes} bytes, "
+            f"the manifest says {manifest.dump_bytes}",
+            hint="this backup cannot be trusted: use another one",
+        )
+    seconds = round(time.monotonic() - started, 3)
+    log.info(
+        "fetched backup %s: %d bytes stored, %d unpacked, in %.1f s",
+        manifest.backup_id,
+        stored.bytes,
+        dump_bytes,
+        seconds,
+    )
+    return FetchedDump(target, dump_bytes, stored.bytes, seconds)
+
+
+def _unpack(source: IO[bytes], manifest: BackupManifest, identities: list[object]) -> IO[bytes]:
+    if identities:
+        import pyrage
+
+        encrypted = source
+        source = Produced(lambda writer: pyrage.decrypt_io(encrypted, writer, identities)).buffered()
+    if manifest.compression is Compression.ZSTD:
+        return cast(IO[bytes], zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK))
+    if manifest.compression is Compression.GZIP:
+        return cast(IO[bytes], gzip.GzipFile(fileobj=source, mode="rb"))
+    return source

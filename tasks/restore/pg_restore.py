@@ -1,0 +1,37 @@
+"""Run pg_restore into a database: parallel, stopping at the first error, password via PGPASSFILE."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+from tasks.postgres.binaries import Program
+from tasks.postgres.command import run_pg_program
+from tasks.postgres.pgpass import conninfo, password_environment
+
+
+def restore_dump(
+    dump: Path,
+    target: URL,
+    pg_restore: Program,
+    *,
+    jobs: int,
+    keep_ownership: bool,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> float:
+    """Restore the custom-format *dump* into the (empty) database at *target*; seconds taken.
+
+    ``--exit-on-error`` makes any failed statement fail the restore instead of a warning at the end.
+    A rehearsal passes ``keep_ownership=False``: its server may lack the source's roles.
+    """
+    arguments = ["--dbname", conninfo(target), "--jobs", str(jobs), "--exit-on-error"]
+    if not keep_ownership:
+        arguments += ["--no-owner", "--no-privileges"]
+    arguments.append(str(dump))
+    started = time.monotonic()
+    with password_environment(target) as environment:
+        run_pg_program(pg_restore.path, arguments, environment=environment, logger=logger)
+    return round(time.monotonic() - started, 3)

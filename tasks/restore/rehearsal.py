@@ -1,0 +1,108 @@
+"""The restore rehearsal: prove a backup restores, by restoring it.
+
+Fetch the dump (sha256 checked before any database is touched), restore it into a scratch
+database with parallel pg_restore, compare every table's rows with the manifest, migrate it to the
+code's head and run the integrity checks on it. Every outcome is recorded beside the backup, and the
+scratch database is dropped in every outcome unless asked to keep it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from models.backup import rehearsal_key
+from models.database_url import describe
+from models.errors import DbopsError, RestoreError
+from models.rehearsal import RehearsalRecord
+from models.settings import Settings
+from tasks.restore.copy import (
+    Logger,
+    Validator,
+    copy_basis,
+    restore_and_check,
+    vet_backup,
+    work_directory,
+)
+from tasks.restore.fetch import fetch_dump
+from tasks.restore.target import (
+    CreatedDatabase,
+    create_database,
+    drop_created,
+    rehearsal_server,
+    timestamped_name,
+)
+from tasks.storage import ObjectStore
+
+_log = logging.getLogger(__name__)
+
+
+def rehearse(
+    settings: Settings,
+    store: ObjectStore,
+    *,
+    backup_id: str | None = None,
+    keep: bool = False,
+    validate: Validator | None = None,
+    logger: Logger | None = None,
+) -> RehearsalRecord:
+    """Rehearse the restore of one backup and record the outcome beside it.
+
+    Refusals (no such backup, a revision this code does not know, no key to decrypt it) raise before
+    anything is touched and record nothing. Every other outcome, passed or failed, is recorded and
+    returned; :func:`raise_for_failure` turns a failed one into an error.
+    """
+    log = logger or _log
+    manifest, pg_restore = vet_backup(store, backup_id, settings)
+    server = rehearsal_server(settings)
+    record = RehearsalRecord(
+        **copy_basis(manifest, server, pg_restore, settings), rehearsed_at=datetime.now(UTC)
+    )
+    timings = record.timings
+    started = time.monotonic()
+    created: CreatedDatabase | None = None
+    try:
+        with work_directory(settings) as directory:
+            fetched = fetch_dump(store, manifest, settings, directory, logger=log)
+            timings.download, record.dump_bytes = fetched.seconds, fetched.dump_bytes
+            created = create_database(server, settings, timestamped_name("rehearsal"))
+            record.scratch_database = created.name
+            restore_and_check(
+                record,
+                fetched.path,
+                created.url,
+                manifest,
+                settings,
+                pg_restore,
+                keep_ownership=False,
+                validate=validate,
+                log=log,
+            )
+    except DbopsError as error:
+        record.failure = error.one_line()
+    finally:
+        timings.total = round(time.monotonic() - started, 3)
+        if created is not None:
+            if keep:
+                record.scratch_kept = True
+                log.warning("kept the scratch database %s on %s", created.name, describe(server))
+            else:
+                drop_created(created, settings, logger=log)
+        store.put_bytes(rehearsal_key(manifest.backup_id), record.model_dump_json(indent=2).encode())
+    log.info(
+        "rehearsal of backup %s %s in %.1f s",
+        manifest.backup_id,
+        "passed" if record.passed else "FAILED",
+        timings.total,
+    )
+    return record
+
+
+def raise_for_failure(record: RehearsalRecord) -> None:
+    if not record.passed:
+        raise RestoreError(
+            f"the rehearsal of backup {record.backup_id} failed",
+            detail=record.failure,
+            hint="this backup is not proven restorable; see the rehearsal record beside it",
+        )

@@ -1,0 +1,36 @@
+"""``dbops demo`` on a fresh directory: the main job with nothing configured, then again."""
+
+from __future__ import annotations
+
+from tests.helpers import environment_without_dbops
+from tests.integration.conftest import run_cli, server_directory
+
+
+def test_the_demo_runs_on_nothing_and_a_second_run_reuses_everything() -> None:
+    with server_directory() as home:
+        environment = environment_without_dbops()
+        environment |= {"DBOPS_HOME": str(home), "DBOPS_BCRYPT_ROUNDS": "4", "PYTHONWARNINGS": "ignore"}
+        try:
+            first = run_cli("demo", env=environment)
+            second = run_cli("demo", env=environment)
+        finally:
+            run_cli("embedded-stop", env=environment)
+
+        assert first.returncode == 0, first.stderr[-2000:]
+        for step in (
+            "migrate and seed",
+            "synthetic data",
+            "integrity validation",
+            "backup",
+            "restore rehearsal",
+            "log archiving",
+            "index review",
+        ):
+            assert f"\n{step:<22} ok " in first.stdout, step
+        assert "107,000 rows at" in first.stdout
+        assert "analytics_events archived" in first.stdout
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert "synthetic data         ok" in second.stdout
+        assert "already loaded (seed 1)" in second.stdout
+        assert " 0 analytics_events archived" in second.stdout
+        assert len(list((home / "backups" / "backups").iterdir())) == 2

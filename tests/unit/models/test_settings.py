@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models.errors import ConfigurationError
+from models.settings import Environment, Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no developer .env leaks in
+    for name in (
+        "DBOPS_DATABASE_URL",
+        "DBOPS_ENVIRONMENT",
+        "DBOPS_TIMEZONE",
+        "DBOPS_HOME",
+        "DBOPS_BACKUP_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_use_the_embedded_server_and_a_local_backup_directory() -> None:
+    settings = load_settings()
+    assert settings.configured_database_url() is None
+    assert settings.embedded_server_dir == Path(".dbops/postgres")
+    assert settings.effective_backup_url == ".dbops/backups"
+    assert settings.environment is Environment.DEVELOPMENT
+    assert settings.migration_lock_timeout_seconds == 60
+
+
+def test_environment_variables_and_dotenv_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DBOPS_TIMEZONE=Europe/Berlin\nDBOPS_LOG_SQL=true\n")
+    monkeypatch.setenv("DBOPS_ENVIRONMENT", "production")
+    settings = load_settings()
+    assert settings.environment is Environment.PRODUCTION
+    assert settings.timezone == "Europe/Berlin"
+    assert settings.log_sql is True
+
+
+def test_a_non_postgresql_url_is_a_configuration_error_without_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DBOPS_DATABASE_URL", "mysql://app:s3cr3t-pw@db/app")
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert message.startswith("invalid configuration. DBOPS_DATABASE_URL uses 'mysql'")
+    assert "s3cr3t-pw" not in message
+    assert refused.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("DBOPS_TIMEZONE", "Mars/Olympus", "DBOPS_TIMEZONE: unknown time zone 'Mars/Olympus'"),
+        (
+            "DBOPS_ENVIRONMENT",
+            "prod",
+            "DBOPS_ENVIRONMENT: Input should be 'development', 'staging' or 'production'",
+        ),
+        (
+            "DBOPS_MIGRATION_LOCK_TIMEOUT_SECONDS",
+            "-1",
+            "DBOPS_MIGRATION_LOCK_TIMEOUT_SECONDS: Input should be greater than 0",
+        ),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=expected):
+        load_settings()
+
+
+def test_repr_and_dump_hide_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DBOPS_DATABASE_URL", "postgresql://app:s3cr3t-pw@db/app")
+    settings = Settings()
+    assert "s3cr3t-pw" not in repr(settings)
+    assert "s3cr3t-pw" not in str(settings.model_dump())
+    url = settings.configured_database_url()
+    assert url is not None
+    assert url.password == "s3cr3t-pw"
+
+
+def test_a_bad_database_url_parameter_is_a_configuration_error() -> None:
+    from pydantic import SecretStr
+
+    from tasks.postgres.engine import resolve_database_url
+
+    with pytest.raises(ConfigurationError, match="the database URL parameter uses 'mysql'") as refused:
+        resolve_database_url(load_settings(), SecretStr("mysql://app:s3cr3t-pw@db/app"))
+    assert "s3cr3t-pw" not in str(refused.value)
+    override = resolve_database_url(load_settings(), SecretStr("postgres://app:pw@db:5433/other"))
+    assert (override.host, override.port, override.database) == ("db", 5433, "other")
+
+
+def test_blank_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DBOPS_DATABASE_URL", "")
+    monkeypatch.setenv("DBOPS_BACKUP_URL", "   ")
+    settings = load_settings()
+    assert settings.configured_database_url() is None
+    assert settings.backup_url is None
