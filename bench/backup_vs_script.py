@@ -34,7 +34,7 @@ from models.settings import load_settings
 from tasks.postgres.binaries import embedded_bindir, find_program
 from tasks.postgres.command import run_pg_program
 from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, free_port, stop
-from tasks.postgres.pgpass import conninfo, password_environment
+from tasks.postgres.libpq import child_environment, conninfo
 from tasks.schema.migrate import migrate
 from tasks.seed.synth import synth
 from tasks.seed.synth_rows import SynthPlan
@@ -115,10 +115,10 @@ def prepare_synth(server: EmbeddedServer, home: Path) -> str:
 def prepare_pgbench(server: EmbeddedServer) -> str:
     create_database(server, "pgbench")
     url = server.url("pgbench")
-    with password_environment(url) as environment:
+    with child_environment(url) as environment:
         run_pg_program(
             find_program("pgbench", embedded_bindir()),
-            ["-i", "-s", "50", "-q", conninfo(url)],
+            ["-i", "-s", "50", "-q", conninfo(url, purpose="bench")],
             environment=environment,
         )
     return "pgbench"
@@ -166,7 +166,7 @@ def main() -> None:
             pg_dump = str(find_program("pg_dump", embedded_bindir()))
             for database in databases:
                 url = server.url(database)
-                with password_environment(url) as pgpass:
+                with child_environment(url) as pgpass:
                     env = {**os.environ, **pgpass}
                     dbops_env = {
                         **env,
@@ -180,7 +180,7 @@ def main() -> None:
                             sys.executable,
                             __file__,
                             "--baseline-child",
-                            conninfo(url),
+                            conninfo(url, purpose="bench"),
                             endpoint,
                             bucket,
                         ],
@@ -193,7 +193,7 @@ def main() -> None:
                             "-Fc",
                             "-Z0",
                             "--dbname",
-                            conninfo(url),
+                            conninfo(url, purpose="bench"),
                         ],
                         "dbops backup": [sys.executable, "-m", "deployments.cli", "backup", "--no-prune"],
                         "dbops backup, zstd level 3": [

@@ -33,7 +33,7 @@ from tasks.postgres.binaries import embedded_bindir, find_program
 from tasks.postgres.command import run_pg_program
 from tasks.postgres.driver import connect
 from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, stop
-from tasks.postgres.pgpass import conninfo, password_environment
+from tasks.postgres.libpq import child_environment, conninfo
 from tasks.restore.fetch import fetch_dump
 from tasks.restore.rehearsal import rehearse
 from tasks.schema.migrate import migrate
@@ -49,10 +49,10 @@ def prepare(server: EmbeddedServer, home: Path) -> None:
     seed(url, settings)
     with connect(url, purpose="bench", autocommit=True) as connection:
         connection.execute("CREATE SCHEMA bench")
-    with password_environment(url) as environment:
+    with child_environment(url) as environment:
         run_pg_program(
             find_program("pgbench", embedded_bindir()),
-            ["-i", "-s", "50", "-q", conninfo(url)],
+            ["-i", "-s", "50", "-q", conninfo(url, purpose="bench")],
             environment={**environment, "PGOPTIONS": "-c search_path=bench"},
         )
 
@@ -62,10 +62,10 @@ def raw_pg_restore(server: EmbeddedServer, dump: Path, database: str) -> float:
         connection.execute(f'CREATE DATABASE "{database}" TEMPLATE template0')
     url = server.url(database)
     started = time.perf_counter()
-    with password_environment(url) as environment:
+    with child_environment(url) as environment:
         run_pg_program(
             find_program("pg_restore", embedded_bindir()),
-            ["--jobs", "2", "--dbname", conninfo(url), str(dump)],
+            ["--jobs", "2", "--dbname", conninfo(url, purpose="bench"), str(dump)],
             environment=environment,
         )
     elapsed = time.perf_counter() - started

@@ -129,6 +129,11 @@ class StorageError(DbopsError):
     retryable = True
 
 
+class StorageFeatureMissingError(StorageError):
+    """The store does not offer an optional operation (some S3-compatible stores answer NotImplemented,
+    or the credentials do not allow it); what needed it is skipped, never the job itself."""
+
+
 class BackupError(DbopsError):
     """A backup could not be taken, verified or listed."""
 

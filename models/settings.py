@@ -56,6 +56,18 @@ class Settings(BaseSettings):
         default=None, description="Directory holding pg_dump, pg_restore, initdb and postgres."
     )
     connect_timeout_seconds: int = Field(default=10, ge=1)
+    lock_wait_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a backup waits for a table lock (pg_dump --lock-wait-timeout, and the row "
+        "counts' lock_timeout) before it fails, naming the session that holds it.",
+    )
+    command_timeout_seconds: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="Wall-clock bound on each pg_dump and pg_restore run (and the backup's snapshot "
+        "session): past it the program is stopped and the run fails instead of hanging.",
+    )
     migration_lock_timeout_seconds: float = Field(
         default=60.0, gt=0, description="How long a migration waits for another one to finish."
     )

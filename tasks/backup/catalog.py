@@ -16,7 +16,7 @@ from models.backup import (
     backup_time,
     rehearsal_key,
 )
-from models.errors import BackupError
+from models.errors import BackupError, StorageError
 from models.rehearsal import RehearsalRecord
 from models.retention import Dated, RetentionPlan, RetentionPolicy, plan_retention
 from tasks.storage import ObjectStore
@@ -96,7 +96,11 @@ def remove_incomplete(
             store.delete(keys)
             removed.append(backup_id)
             log.warning("removed incomplete backup %s (no manifest after %.1f h)", backup_id, older_than)
-    swept = store.sweep_incomplete_uploads(cutoff)
+    try:
+        swept = store.sweep_incomplete_uploads(cutoff)
+    except StorageError as error:  # housekeeping: it never fails the backup it tidies up before
+        log.warning("skipped sweeping interrupted uploads: %s", error.one_line())
+        return removed
     if swept:
         log.warning("aborted %d interrupted upload(s) in %s", swept, store.describe())
     return removed

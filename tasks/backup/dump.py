@@ -8,11 +8,9 @@ written last: a backup without one is incomplete and is never listed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import secrets
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import OperationalError
 
 from models.backup import BackupManifest, dump_key, manifest_key, new_backup_id
 from models.database_url import describe
@@ -30,16 +29,19 @@ from models.errors import BackupError, CommandError
 from models.settings import Settings
 from tasks.backup.catalog import remove_incomplete
 from tasks.backup.streams import CheckedSource, Hashing, compress, encrypt
+from tasks.backup.toc import DumpCheck
 from tasks.postgres.binaries import Program, matching_program, search_path
 from tasks.postgres.command import PgProcess
 from tasks.postgres.engine import make_engine, open_connection, quote_identifier
-from tasks.postgres.pgpass import conninfo, password_environment
+from tasks.postgres.libpq import child_environment, conninfo, needs_tls
+from tasks.postgres.locks import exclusive_holders
 from tasks.storage import ObjectStore
 
 if TYPE_CHECKING:
     import psycopg
 
 _log = logging.getLogger(__name__)
+_LOCK_NOT_AVAILABLE = "55P03"
 
 DATABASE_SIZE = text("SELECT pg_database_size(current_database())")
 TABLES_IN_SCHEMA = text("""
@@ -88,14 +90,16 @@ def backup(
     remove_incomplete(store, older_than=settings.backup_incomplete_grace_hours, logger=log)
     backup_id = new_backup_id(started_at, secrets.token_hex(3))
     key = dump_key(backup_id, settings.backup_compression, encrypted=bool(settings.backup_age_recipients))
-    with open_connection(make_engine(url, settings, purpose="backup snapshot")) as snapshot_holder:
+    with open_connection(
+        make_engine(url, settings, purpose="backup snapshot", server_settings=_snapshot_session(settings))
+    ) as snapshot_holder:
         snapshot_holder.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
         snapshot = str(snapshot_holder.execute(text("SELECT pg_export_snapshot()")).scalar_one())
         server_version, server_major = reported_server_version(snapshot_holder)
         estimate = snapshot_holder.execute(DATABASE_SIZE).scalar_one()
         places = search_path(settings.pg_bindir)
         pg_dump = matching_program(
-            "pg_dump", server_major, places, f"the server (PostgreSQL {server_version})"
+            "pg_dump", server_major, places, f"the server (PostgreSQL {server_version})", tls=needs_tls(url)
         )
         pg_restore = matching_program("pg_restore", pg_dump.major, places, pg_dump.version)
         log.info("backup %s of %s with %s (%s)", backup_id, describe(url), pg_dump.path, pg_dump.version)
@@ -127,6 +131,16 @@ def backup(
     return manifest
 
 
+def _snapshot_session(settings: Settings) -> dict[str, str]:
+    """The snapshot holder's session: bounded waits for locks and statements, and no idle timeout of the
+    server's own, since it sits idle in its transaction while pg_dump streams what it exported."""
+    return {
+        "lock_timeout": f"{int(settings.lock_wait_timeout_seconds * 1000)}ms",
+        "statement_timeout": f"{int(settings.command_timeout_seconds * 1000)}ms",
+        "idle_in_transaction_session_timeout": "0",
+    }
+
+
 def _dump_while_counting(
     job: DumpJob,
     progress: Progress,
@@ -145,7 +159,12 @@ def _dump_while_counting(
         dump_running.wait()
         if dump_failed.is_set():
             return {}, None
-        return count_rows(snapshot_holder), _alembic_revision(snapshot_holder)
+        try:
+            return count_rows(snapshot_holder), _alembic_revision(snapshot_holder)
+        except OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                raise
+            raise _lock_wait_error(job, "counting the rows of", None) from None
 
     def report(current: Progress) -> None:
         dump_running.set()
@@ -166,11 +185,24 @@ def _dump_while_counting(
 
 def _stream_dump(job: DumpJob, progress: Progress, on_progress: Callable[[Progress], None]) -> Hashing:
     url, settings = job.url, job.settings
-    arguments = ["--format=custom", "--compress=0", f"--snapshot={job.snapshot}", "--dbname", conninfo(url)]
+    arguments = [
+        "--format=custom",
+        "--compress=0",
+        f"--snapshot={job.snapshot}",
+        f"--lock-wait-timeout={int(settings.lock_wait_timeout_seconds * 1000)}",
+        "--dbname",
+        conninfo(url, purpose="backup dump"),
+    ]
     with (
-        password_environment(url) as environment,
-        PgProcess(job.pg_dump.path, arguments, environment=environment, logger=job.log) as dump,
-        DumpCheck(job.pg_restore, job.log) as dump_check,
+        child_environment(url) as environment,
+        PgProcess(
+            job.pg_dump.path,
+            arguments,
+            environment=environment,
+            timeout_seconds=settings.command_timeout_seconds,
+            logger=job.log,
+        ) as dump,
+        DumpCheck(job.pg_restore, job.log, settings.command_timeout_seconds) as dump_check,
     ):
 
         def seen(chunk: bytes) -> None:
@@ -191,6 +223,9 @@ def _stream_dump(job: DumpJob, progress: Progress, on_progress: Callable[[Progre
         try:
             job.store.put_stream(job.key, hashed.buffered(), expected_size=progress.estimated_bytes)
         except CommandError as error:
+            blocked = _blocked_tables(error.stderr_tail)
+            if blocked is not None:
+                raise _lock_wait_error(job, "pg_dump of", blocked) from None
             raise BackupError(
                 f"pg_dump of {describe(url)} failed; nothing was stored",
                 detail=error.detail,
@@ -202,60 +237,32 @@ def _stream_dump(job: DumpJob, progress: Progress, on_progress: Callable[[Progre
     return hashed
 
 
-class DumpCheck:
-    """``pg_restore --list`` reading the dump as it streams past: proof that it is a readable dump.
+def _blocked_tables(pg_dump_messages: str) -> list[str] | None:
+    """The tables pg_dump's lock wait gave up on, from its ``Query was: LOCK TABLE a, b IN ...`` line
+    (``--lock-wait-timeout`` works through statement_timeout); None if that is not what failed."""
+    if "LOCK TABLE " not in pg_dump_messages or "statement timeout" not in pg_dump_messages:
+        return None
+    listed = pg_dump_messages.split("LOCK TABLE ", 1)[1].split(" IN ", 1)[0]
+    return [name.strip() for name in listed.split(",")]
 
-    pg_restore reads the header and table of contents, prints them and exits; chunks after that are
-    dropped. The listing must contain table data, or the dump is useless however it ended.
-    """
 
-    def __init__(
-        self, pg_restore: Program, log: logging.Logger | logging.LoggerAdapter[logging.Logger]
-    ) -> None:
-        self._process = PgProcess(pg_restore.path, ["--list"], stdin=subprocess.PIPE, logger=log)
-        self._listing = bytearray()
-        self._reader = threading.Thread(target=self._collect, daemon=True)
-        self._reader.start()
-        self._open = True
-
-    def _collect(self) -> None:
-        for chunk in iter(lambda: self._process.stdout.read(65536), b""):
-            self._listing.extend(chunk)
-
-    def __enter__(self) -> DumpCheck:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._close_input()
-        self._process.__exit__(*exc_info)
-
-    def feed(self, chunk: bytes) -> None:
-        if not self._open:
-            return
-        try:
-            self._process.stdin.write(chunk)
-        except (BrokenPipeError, ValueError):
-            self._open = False  # it has read what it needs and exited
-
-    def _close_input(self) -> None:
-        if self._open:
-            self._open = False
-            with contextlib.suppress(BrokenPipeError):
-                self._process.stdin.close()
-
-    def verify(self) -> None:
-        self._close_input()
-        try:
-            self._process.finish(timeout_seconds=300)
-        except CommandError as error:
-            raise BackupError(
-                "pg_restore cannot read the dump", detail=error.detail, hint="nothing was kept"
-            ) from None
-        self._reader.join(timeout=30)
-        if b"TABLE DATA" not in self._listing and b"TABLE" not in self._listing:
-            raise BackupError(
-                "the dump's table of contents lists no tables", hint="check the database and pg_dump"
-            )
+def _lock_wait_error(job: DumpJob, doing: str, tables: list[str] | None) -> BackupError:
+    """The failed lock wait, naming the sessions that hold any of *tables* (every table when None)."""
+    settings = job.settings
+    with open_connection(make_engine(job.url, settings, purpose="backup lock report")) as connection:
+        candidates = tables or list(connection.execute(TABLES_IN_SCHEMA).scalars())
+        held = {name: exclusive_holders(connection, name) for name in candidates}
+    holders = {holder.pid: holder for found in held.values() for holder in found}
+    names = ", ".join(name for name, found in held.items() if found) or "a table"
+    return BackupError(
+        f"{doing} {describe(job.url)} waited more than {settings.lock_wait_timeout_seconds:g} s for a lock "
+        f"on {names}; nothing was stored",
+        detail="held by " + "; ".join(holder.describe() for holder in holders.values())
+        if holders
+        else "the lock has been released since",
+        hint="let that session finish (a migration?) and back up again, or end it with "
+        "pg_terminate_backend(pid); DBOPS_LOCK_WAIT_TIMEOUT_SECONDS sets how long a backup waits",
+    )
 
 
 def count_rows(connection: Connection) -> dict[str, int]:

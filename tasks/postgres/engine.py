@@ -7,8 +7,6 @@ left out, and ``DBOPS_LOG_SQL`` turns on statement logging with parameter values
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +23,7 @@ from models.settings import Settings
 from tasks.postgres.binaries import resolve_bindir
 from tasks.postgres.driver import unavailable_from_message
 from tasks.postgres.embedded import ensure_running
+from tasks.postgres.libpq import connection_parameters, ignore_caller_environment
 
 sql_log = logging.getLogger("dbops.sql")
 _PREPARER = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
@@ -64,19 +63,17 @@ def make_engine(
     server_settings: Mapping[str, str] | None = None,
     isolation_level: str | None = None,
 ) -> Engine:
-    """An engine for one job. *purpose* becomes the ``application_name`` seen in pg_stat_activity.
+    """An engine for one job. *purpose* becomes the ``application_name`` seen in pg_stat_activity,
+    and every parameter of *url* reaches each connection (:func:`tasks.postgres.libpq.connection_parameters`).
 
     *server_settings* are sent in the startup packet (``-c name=value``), so they hold for the whole
     session without a statement being run first; Alembic needs the connection untouched before it
     configures its context.
     """
-    options = " ".join(f"-c {name}={value}" for name, value in (server_settings or {}).items())
-    connect_args: dict[str, Any] = {
-        "application_name": f"dbops {purpose} ({socket.gethostname()}:{os.getpid()})"[:63],
-        "connect_timeout": settings.connect_timeout_seconds,
-    }
-    if options:
-        connect_args["options"] = options
+    ignore_caller_environment()
+    connect_args = connection_parameters(
+        url, purpose=purpose, connect_timeout=settings.connect_timeout_seconds, options=server_settings
+    )
     engine_options: dict[str, Any] = {"poolclass": NullPool, "connect_args": connect_args}
     if isolation_level is not None:
         engine_options["isolation_level"] = isolation_level

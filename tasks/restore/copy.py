@@ -30,6 +30,7 @@ from tasks.backup.dump import count_rows
 from tasks.integrity.runner import validate_integrity
 from tasks.postgres.binaries import Program, pg_restore_for
 from tasks.postgres.engine import make_engine, open_connection
+from tasks.postgres.libpq import needs_tls
 from tasks.restore.fetch import check_decryptable
 from tasks.restore.pg_restore import restore_dump
 from tasks.restore.target import database_size
@@ -81,14 +82,15 @@ def check_migratable(manifest: BackupManifest) -> None:
 
 
 def vet_backup(
-    store: ObjectStore, backup_id: str | None, settings: Settings
+    store: ObjectStore, backup_id: str | None, settings: Settings, server: URL
 ) -> tuple[BackupManifest, Program]:
-    """The backup to restore, and a pg_restore that reads it, once every refusal that needs nothing but
-    the manifest has had its say: no such backup, a revision this code does not know, no key."""
+    """The backup to restore, and a pg_restore that reads it into *server*, once every refusal that
+    needs nothing but the manifest has had its say: no such backup, a revision this code does not
+    know, no key, no pg_restore that fits."""
     manifest = choose_backup(store, backup_id)
     check_migratable(manifest)
     check_decryptable(manifest, settings)
-    return manifest, pg_restore_for(manifest.pg_dump_version, settings.pg_bindir)
+    return manifest, pg_restore_for(manifest.pg_dump_version, settings.pg_bindir, tls=needs_tls(server))
 
 
 def copy_basis(
@@ -130,7 +132,13 @@ def restore_and_check(
     """Restore *dump* into the empty database at *url* and check it, filling in *copy*."""
     timings = copy.timings
     timings.restore = restore_dump(
-        dump, url, pg_restore, jobs=settings.restore_jobs, keep_ownership=keep_ownership, logger=log
+        dump,
+        url,
+        pg_restore,
+        jobs=settings.restore_jobs,
+        keep_ownership=keep_ownership,
+        timeout_seconds=settings.command_timeout_seconds,
+        logger=log,
     )
     copy.count_mismatches = count_mismatches(manifest.row_counts, _count(url, settings))
     copy.restored_database_bytes = database_size(url, settings)

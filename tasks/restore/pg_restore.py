@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL
 
 from tasks.postgres.binaries import Program
 from tasks.postgres.command import run_pg_program
-from tasks.postgres.pgpass import conninfo, password_environment
+from tasks.postgres.libpq import child_environment, conninfo
 
 
 def restore_dump(
@@ -20,18 +20,26 @@ def restore_dump(
     *,
     jobs: int,
     keep_ownership: bool,
+    timeout_seconds: float,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
 ) -> float:
     """Restore the custom-format *dump* into the (empty) database at *target*; seconds taken.
 
     ``--exit-on-error`` makes any failed statement fail the restore instead of a warning at the end.
-    A rehearsal passes ``keep_ownership=False``: its server may lack the source's roles.
+    A rehearsal passes ``keep_ownership=False``: its server may lack the source's roles. Past
+    *timeout_seconds* pg_restore is stopped and the restore fails, rather than hold its slot forever.
     """
-    arguments = ["--dbname", conninfo(target), "--jobs", str(jobs), "--exit-on-error"]
+    arguments = ["--dbname", conninfo(target, purpose="pg_restore"), "--jobs", str(jobs), "--exit-on-error"]
     if not keep_ownership:
         arguments += ["--no-owner", "--no-privileges"]
     arguments.append(str(dump))
     started = time.monotonic()
-    with password_environment(target) as environment:
-        run_pg_program(pg_restore.path, arguments, environment=environment, logger=logger)
+    with child_environment(target) as environment:
+        run_pg_program(
+            pg_restore.path,
+            arguments,
+            environment=environment,
+            timeout_seconds=timeout_seconds,
+            logger=logger,
+        )
     return round(time.monotonic() - started, 3)

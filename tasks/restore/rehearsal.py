@@ -54,8 +54,8 @@ def rehearse(
     returned; :func:`raise_for_failure` turns a failed one into an error.
     """
     log = logger or _log
-    manifest, pg_restore = vet_backup(store, backup_id, settings)
     server = rehearsal_server(settings)
+    manifest, pg_restore = vet_backup(store, backup_id, settings, server)
     record = RehearsalRecord(
         **copy_basis(manifest, server, pg_restore, settings), rehearsed_at=datetime.now(UTC)
     )

@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -25,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 from models.database_url import describe
 from models.errors import MigrationLockTimeoutError
 from tasks.postgres.engine import open_connection
+from tasks.postgres.locks import LockHolder
 
 LOCK_NAME = "dbops.schema-migrations"
 
@@ -36,20 +35,6 @@ def lock_key(name: str = LOCK_NAME) -> int:
 
 MIGRATION_LOCK_KEY = lock_key()
 _LOCK_NOT_AVAILABLE = "55P03"
-
-
-@dataclass(frozen=True)
-class LockHolder:
-    pid: int
-    application_name: str
-    client: str
-    holding_since: datetime | None
-
-    def describe(self) -> str:
-        since = self.holding_since.isoformat(timespec="seconds") if self.holding_since else "unknown"
-        return (
-            f"pid {self.pid}, application_name '{self.application_name}', client {self.client}, since {since}"
-        )
 
 
 @contextmanager

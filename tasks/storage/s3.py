@@ -5,6 +5,12 @@ part size times concurrency. The part size grows with the expected size so that 
 stays under S3's 10,000-part limit. If reading the source raises (the dump failed), s3transfer aborts
 the multipart upload, so no partial object ever becomes visible; uploads orphaned by a killed process
 are swept by :meth:`S3Store.sweep_incomplete_uploads`.
+
+S3-compatible stores differ. Required: PutObject, the multipart upload calls, GetObject, HeadObject,
+ListObjectsV2 and DeleteObject. Used only where offered: ListMultipartUploads (sweeping interrupted
+uploads), DeleteObjects (batched deletes; one DeleteObject per key otherwise). Checksum headers are sent
+only where the API requires them, since some stores reject the newer ones; the sha256 in each manifest
+checks the data end to end anyway.
 """
 
 from __future__ import annotations
@@ -20,13 +26,23 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from models.backup import S3Location, backup_id_of
-from models.errors import StorageError
+from models.errors import StorageError, StorageFeatureMissingError
 from tasks.storage.base import StoredObject
 
 MIN_PART_BYTES = 16 * 1024 * 1024
 MAX_PARTS = 10_000
 #: Room for a dump that grows beyond the estimate before the part limit bites.
 SIZE_HEADROOM = 4
+#: How stores say they lack an operation, or that these credentials may not use it.
+_UNSUPPORTED_CODES = frozenset({"NotImplemented", "XNotImplemented", "MethodNotAllowed", "AccessDenied"})
+_UNSUPPORTED_STATUSES = frozenset({403, 405, 501})
+
+
+def unsupported(error: ClientError) -> bool:
+    """Whether *error* says the store (or the credentials) do not offer the operation at all."""
+    code = error.response.get("Error", {}).get("Code")
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in _UNSUPPORTED_CODES or status in _UNSUPPORTED_STATUSES
 
 
 def part_size(expected_size: int | None) -> int:
@@ -50,12 +66,17 @@ class S3Store:
         self.page_size = page_size
         self.endpoint_url = endpoint_url
         self.max_concurrency = max_concurrency
+        self._batch_delete = True  # until the store says it has no DeleteObjects
         # botocore's standard retry mode: exponential backoff with jitter on throttling and 5xx.
         self.client: Any = boto3.client(
             "s3",
             endpoint_url=endpoint_url,
             config=Config(
-                retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60
+                retries={"max_attempts": 5, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=60,
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
             ),
         )
 
@@ -135,15 +156,30 @@ class S3Store:
                 raise StorageError(f"refusing to delete {key}: not part of a backup under {self.location}")
         try:
             for start in range(0, len(keys), 1000):
-                batch = [{"Key": self._key(key)} for key in keys[start : start + 1000]]
-                response = self.client.delete_objects(Bucket=self.location.bucket, Delete={"Objects": batch})
+                self._delete_batch(keys[start : start + 1000])
+        except (BotoCoreError, ClientError) as error:
+            raise self._failed("delete from", error) from None
+
+    def _delete_batch(self, keys: list[str]) -> None:
+        """DeleteObjects where the store has it; one DeleteObject per key where it does not."""
+        if self._batch_delete:
+            try:
+                response = self.client.delete_objects(
+                    Bucket=self.location.bucket, Delete={"Objects": [{"Key": self._key(key)} for key in keys]}
+                )
+            except ClientError as error:
+                if not unsupported(error):
+                    raise
+                self._batch_delete = False
+            else:
                 if response.get("Errors"):
                     first = response["Errors"][0]
                     raise StorageError(
                         f"could not delete {first['Key']} from {self.describe()}", detail=first["Message"]
                     )
-        except (BotoCoreError, ClientError) as error:
-            raise self._failed("delete from", error) from None
+                return
+        for key in keys:
+            self.client.delete_object(Bucket=self.location.bucket, Key=self._key(key))
 
     def sweep_incomplete_uploads(self, older_than: datetime) -> int:
         paginator = self.client.get_paginator("list_multipart_uploads")
@@ -156,6 +192,15 @@ class S3Store:
                             Bucket=self.location.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                         )
                         swept += 1
-        except (BotoCoreError, ClientError) as error:
+        except ClientError as error:
+            if unsupported(error):
+                raise StorageFeatureMissingError(
+                    f"{self.describe()} does not allow listing multipart uploads (ListMultipartUploads)",
+                    detail=str(error).splitlines()[0],
+                    hint="interrupted uploads are not swept here; a lifecycle rule with "
+                    "AbortIncompleteMultipartUpload on the bucket does the same",
+                ) from None
+            raise self._failed("sweep incomplete uploads in", error) from None
+        except BotoCoreError as error:
             raise self._failed("sweep incomplete uploads in", error) from None
         return swept

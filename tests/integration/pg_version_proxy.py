@@ -3,8 +3,8 @@ rewrites the ``server_version`` announced when a session starts, and passes ever
 
 libpq reads that announcement (``PQserverVersion``), and pg_dump refuses a server newer than itself
 by it. So the proxy stands in for the day the database was upgraded before the machine running the
-backups. Clients must not ask for TLS or GSSAPI encryption (``PGSSLMODE=disable``,
-``PGGSSENCMODE=disable``), since the proxy reads the server's messages.
+backups. Clients must not ask for TLS or GSSAPI encryption (``?sslmode=disable&gssencmode=disable``
+in the URL), since the proxy reads the server's messages.
 """
 
 from __future__ import annotations

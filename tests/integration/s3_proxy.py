@@ -1,5 +1,6 @@
 """A misbehaving S3-compatible endpoint: an HTTP proxy in front of moto's server that corrupts, or
-holds back, its answers to GETs of archived objects, as a faulty store or network would.
+holds back, its answers to GETs of archived objects, as a faulty store or network would; or that
+answers ``NotImplemented`` to optional operations, as some S3-compatible stores do.
 
 Everything else passes through unchanged, so the code under test talks real S3 over real HTTP.
 """
@@ -14,14 +15,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import urlsplit
 
-Mode = Literal["corrupt", "hold"]
+Mode = Literal["corrupt", "hold", "lacking"]
 _DROPPED_HEADERS = {"content-length", "transfer-encoding", "connection"}
+#: Optional S3 operations by how they look on the wire (path-style requests).
+OPTIONAL_OPERATIONS = {
+    "ListMultipartUploads": ("GET", "uploads"),
+    "DeleteObjects": ("POST", "delete"),
+}
+_NOT_IMPLEMENTED = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code>'
+    b"<Message>A header you provided implies functionality that is not implemented</Message></Error>"
+)
 
 
 class FaultyS3Proxy:
-    def __init__(self, upstream: str, mode: Mode) -> None:
+    def __init__(self, upstream: str, mode: Mode, lacking: frozenset[str] = frozenset()) -> None:
         self.upstream = urlsplit(upstream)
         self.mode = mode
+        #: In "lacking" mode, the optional operations answered with NotImplemented (HTTP 501).
+        self.lacking = lacking
+        #: The lacking operations that were asked for, in order.
+        self.refused: list[str] = []
         #: Set when a GET of an archived object arrives (hold mode: it waits for ``release``).
         self.archive_read = threading.Event()
         self.release = threading.Event()
@@ -36,6 +50,14 @@ class FaultyS3Proxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if proxy.mode == "lacking" and (operation := proxy.operation(self.command, self.path)):
+                    proxy.refused.append(operation)
+                    self.send_response(501, "Not Implemented")
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(_NOT_IMPLEMENTED)))
+                    self.end_headers()
+                    self.wfile.write(_NOT_IMPLEMENTED)
+                    return
                 upstream = http.client.HTTPConnection(proxy.upstream.netloc, timeout=60)
                 headers = {key: value for key, value in self.headers.items() if key.lower() != "connection"}
                 upstream.request(self.command, self.path, body=body, headers=headers)
@@ -67,10 +89,20 @@ class FaultyS3Proxy:
         self.server.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
 
+    def operation(self, method: str, path: str) -> str | None:
+        """The lacking optional operation a request is, if it is one."""
+        query = {part.split("=", 1)[0] for part in urlsplit(path).query.split("&") if part}
+        for name, (verb, marker) in OPTIONAL_OPERATIONS.items():
+            if name in self.lacking and method == verb and marker in query and "uploadId" not in query:
+                return name
+        return None
+
 
 @contextmanager
-def faulty_s3_proxy(upstream: str, mode: Mode) -> Iterator[FaultyS3Proxy]:
-    proxy = FaultyS3Proxy(upstream, mode)
+def faulty_s3_proxy(
+    upstream: str, mode: Mode, lacking: frozenset[str] = frozenset()
+) -> Iterator[FaultyS3Proxy]:
+    proxy = FaultyS3Proxy(upstream, mode, lacking)
     serving = threading.Thread(target=proxy.server.serve_forever, daemon=True)
     serving.start()
     try:

@@ -29,7 +29,7 @@ from tasks.backup.dump import backup
 from tasks.postgres.binaries import find_program
 from tasks.postgres.command import run_pg_program
 from tasks.postgres.embedded import EmbeddedServer, create_database
-from tasks.postgres.pgpass import conninfo, password_environment
+from tasks.postgres.libpq import child_environment, conninfo
 from tasks.seed.synth import synth
 from tasks.storage import ObjectStore, open_store
 from tests.conftest import require_tool
@@ -74,10 +74,10 @@ def restore_and_count(dump: Path, server: EmbeddedServer, pg_bindir: Path) -> di
     name = f"restored_{uuid.uuid4().hex[:8]}"
     create_database(server, name)
     target = server.url(name)
-    with password_environment(target) as environment:
+    with child_environment(target) as environment:
         run_pg_program(
             find_program("pg_restore", pg_bindir),
-            ["--dbname", conninfo(target), str(dump)],
+            ["--dbname", conninfo(target, purpose="test"), str(dump)],
             environment=environment,
         )
     with connect(target) as connection:

@@ -78,11 +78,11 @@ def test_backup_of_a_server_newer_than_every_pg_dump_exits_2_and_stores_nothing(
     assert migrated_url.port is not None
     with ServerVersionProxy(migrated_url.host, migrated_url.port, announce="99.0") as proxy:
         environment = cli_env | {
-            "DBOPS_DATABASE_URL": url_string(migrated_url.set(port=proxy.port)),
+            "DBOPS_DATABASE_URL": url_string(
+                migrated_url.set(port=proxy.port, query={"sslmode": "disable", "gssencmode": "disable"})
+            ),
             "DBOPS_BACKUP_URL": str(store),
             "DBOPS_PG_BINDIR": str(old),
-            "PGSSLMODE": "disable",
-            "PGGSSENCMODE": "disable",
         }
         result = run_cli("backup", env=environment)
 

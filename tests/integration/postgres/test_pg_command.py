@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL
 from models.errors import BinaryNotFoundError, CommandError
 from tasks.postgres.binaries import find_program, major_version
 from tasks.postgres.command import run_pg_program
-from tasks.postgres.pgpass import conninfo, password_environment
+from tasks.postgres.libpq import child_environment, conninfo
 from tests.integration.conftest import connect
 
 
@@ -22,7 +22,9 @@ def test_without_a_password_the_program_fails_at_once_instead_of_prompting(
     psql = find_program("psql", pg_bindir)
     with pytest.raises(CommandError) as failure:
         run_pg_program(
-            psql, ["--dbname", conninfo(database_url), "--command", "SELECT 1"], timeout_seconds=30
+            psql,
+            ["--dbname", conninfo(database_url, purpose="test"), "--command", "SELECT 1"],
+            timeout_seconds=30,
         )
 
     assert failure.value.returncode == 2
@@ -47,10 +49,10 @@ def test_stdout_streams_into_the_callers_sink(database_url: URL, pg_bindir: Path
     with connect(database_url) as connection:
         connection.execute("CREATE TABLE streamed (note text)")
     sink = io.BytesIO()  # no file descriptor: fed through a pipe
-    with password_environment(database_url) as environment:
+    with child_environment(database_url) as environment:
         run_pg_program(
             find_program("pg_dump", pg_bindir),
-            ["--schema-only", "--dbname", conninfo(database_url)],
+            ["--schema-only", "--dbname", conninfo(database_url, purpose="test")],
             stdout=sink,
             environment=environment,
         )

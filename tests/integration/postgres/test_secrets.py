@@ -13,7 +13,7 @@ from models.settings import Settings
 from tasks.postgres.binaries import find_program
 from tasks.postgres.command import run_pg_program
 from tasks.postgres.engine import make_engine
-from tasks.postgres.pgpass import conninfo, password_environment
+from tasks.postgres.libpq import child_environment, conninfo
 from tasks.schema.drift import detect_drift
 from tasks.schema.lock import MIGRATION_LOCK_KEY
 from tasks.schema.migrate import migrate
@@ -69,10 +69,10 @@ def test_pg_programs_get_the_password_through_a_0600_pgpass_file(
     assert isinstance(pg_bindir, Path)
     psql = find_program("psql", pg_bindir)
     caplog.set_level(logging.DEBUG)
-    arguments = ["--dbname", conninfo(database_url), "--tuples-only", "--command", "SELECT 1"]
+    arguments = ["--dbname", conninfo(database_url, purpose="test"), "--tuples-only", "--command", "SELECT 1"]
 
     seen_modes: list[int] = []
-    with password_environment(database_url) as environment:
+    with child_environment(database_url) as environment:
         seen_modes.append(Path(environment["PGPASSFILE"]).stat().st_mode & 0o777)
         result = run_pg_program(psql, arguments, environment=environment)
     assert result.returncode == 0
