@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import os
 import re
 import warnings
@@ -20,6 +21,9 @@ from pathlib import Path
 from models.errors import BinaryNotFoundError, CommandError
 from tasks.postgres.command import run_pg_program
 
+# The probe's own failure is expected either way; its messages would only alarm an operator.
+_probe_log = logging.getLogger(f"{__name__}.probe")
+_probe_log.setLevel(logging.WARNING)
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
@@ -154,6 +158,7 @@ def tls_capable(bindir: Path) -> bool:
             ["--schema-only", "--dbname", "sslmode=require host=/nonexistent-dbops-probe dbname=probe"],
             stdout=output,
             timeout_seconds=30,
+            logger=_probe_log,
         )
     except CommandError as error:
         return "SSL support is not compiled in" not in (error.stderr_tail or "")
