@@ -10,8 +10,10 @@ def test_the_demo_runs_on_nothing_and_a_second_run_reuses_everything() -> None:
     with server_directory() as home:
         environment = environment_without_dbops()
         environment |= {"DBOPS_HOME": str(home), "DBOPS_BCRYPT_ROUNDS": "4", "PYTHONWARNINGS": "ignore"}
+        # A psql user's shell: none of it may redirect dbops or its pg_dump.
+        shell = {"PGPASSWORD": "wrong", "PGUSER": "nobody", "PGDATABASE": "nowhere"}
         try:
-            first = run_cli("demo", env=environment)
+            first = run_cli("demo", env=environment | shell)
             second = run_cli("demo", env=environment)
         finally:
             run_cli("embedded-stop", env=environment)

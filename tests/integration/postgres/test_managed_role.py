@@ -1,0 +1,112 @@
+"""As a managed database's role: what RDS, Cloud SQL and Azure give instead of a superuser.
+
+``LOGIN CREATEDB``, member of ``pg_monitor`` and ``pg_signal_backend``, owner of its databases. Every
+command either works as that role or fails with one line naming the privilege and the GRANT for it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL
+
+from tasks.postgres.embedded import EmbeddedServer
+from tests.helpers import environment_without_dbops
+from tests.integration.conftest import admin_connection, connect, run_cli, url_string
+
+
+@dataclass(frozen=True)
+class ManagedDatabase:
+    url: URL
+    role: str
+    env: dict[str, str]
+
+
+@pytest.fixture
+def managed(pg_server: EmbeddedServer, tmp_path: Path) -> Iterator[ManagedDatabase]:
+    role, password = f"managed_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    database = f"platform_{uuid.uuid4().hex[:8]}"
+    with admin_connection(pg_server) as connection:
+        connection.execute(f"CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{password}'")
+        connection.execute(f"GRANT pg_monitor, pg_signal_backend TO {role}")
+        connection.execute(f'CREATE DATABASE "{database}" OWNER {role}')
+    url = pg_server.url(database).set(username=role, password=password)
+    env = environment_without_dbops(
+        DBOPS_DATABASE_URL=url_string(url),
+        DBOPS_BACKUP_URL=str(tmp_path / "backups"),
+        DBOPS_HOME=str(tmp_path / "home"),
+        DBOPS_BCRYPT_ROUNDS="4",
+        PYTHONWARNINGS="ignore",
+    )
+    for command in (
+        ["migrate-and-seed"],
+        ["synth", "--users", "60", "--applications", "90", "--audit-logs", "800", "--events", "300"],
+    ):
+        result = run_cli(*command, env=env)
+        assert result.returncode == 0, (command, result.stderr)
+    yield ManagedDatabase(url, role, env)
+    with admin_connection(pg_server) as connection:
+        owned = connection.execute(
+            "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+            (role,),
+        ).fetchall()
+        for (name,) in owned:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f"DROP OWNED BY {role}")
+        connection.execute(f"DROP ROLE {role}")
+
+
+def test_backup_rehearsal_validation_archiving_and_review_work_without_superuser(
+    managed: ManagedDatabase,
+) -> None:
+    for command in (
+        ["backup"],
+        ["rehearse"],
+        ["validate"],
+        ["archive-logs", "--older-than-days", "1"],
+        ["review-indexes"],
+    ):
+        result = run_cli(*command, env=managed.env)
+        assert result.returncode == 0, (command, result.stderr)
+
+
+def test_amcheck_it_cannot_create_is_a_warning_naming_the_grant(managed: ManagedDatabase) -> None:
+    result = run_cli("validate", "--json", env=managed.env)
+
+    assert result.returncode == 0, result.stderr
+    assert '"amcheck"' in result.stdout
+    assert "CREATE EXTENSION amcheck" in result.stdout
+
+
+def test_swap_and_in_place_restore_and_rollback_work_as_the_databases_owner(
+    managed: ManagedDatabase,
+) -> None:
+    target = str(managed.url.database)
+    assert run_cli("backup", env=managed.env).returncode == 0
+    with connect(managed.url) as connection:
+        connection.execute("DELETE FROM applications")
+
+    swapped = run_cli("restore", "--target", target, "--confirm", target, env=managed.env)
+    assert swapped.returncode == 0, swapped.stderr
+    assert count(managed.url, "applications") == 90
+
+    rolled = run_cli("restore", "--rollback", target, env=managed.env)
+    assert rolled.returncode == 0, rolled.stderr
+    assert count(managed.url, "applications") == 0
+
+    in_place = run_cli(
+        "restore", "--target", target, "--confirm", target, "--mode", "in-place", env=managed.env
+    )
+    assert in_place.returncode == 0, in_place.stderr
+    assert count(managed.url, "applications") == 90
+
+
+def count(url: URL, table: str) -> int:
+    with connect(url) as connection:
+        row = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
+    assert row is not None
+    return int(str(row[0]))
