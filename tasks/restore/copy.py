@@ -29,11 +29,11 @@ from tasks.backup.catalog import backup_keys, complete_backup_ids, read_manifest
 from tasks.backup.dump import count_rows
 from tasks.integrity.runner import validate_integrity
 from tasks.postgres.binaries import Program, pg_restore_for
-from tasks.postgres.engine import check_connection, make_engine, open_connection
+from tasks.postgres.engine import make_engine, open_connection
 from tasks.postgres.libpq import needs_tls
 from tasks.restore.fetch import check_decryptable
 from tasks.restore.pg_restore import restore_dump
-from tasks.restore.target import database_size
+from tasks.restore.target import check_privileges, database_size
 from tasks.schema.migrate import head_revision, migrate, script_directory
 from tasks.seed.upsert import load_seed_document, seed, seed_file_path
 from tasks.storage import ObjectStore
@@ -82,17 +82,18 @@ def check_migratable(manifest: BackupManifest) -> None:
 
 
 def vet_backup(
-    store: ObjectStore, backup_id: str | None, settings: Settings, server: URL
+    store: ObjectStore, backup_id: str | None, settings: Settings, server: URL, target: str | None = None
 ) -> tuple[BackupManifest, Program]:
     """The backup to restore, and a pg_restore that reads it into *server*, once every refusal that
     needs nothing but the manifest has had its say (no such backup, a revision this code does not
-    know, no key, no pg_restore that fits) and *server* has answered. An unreachable server is the
+    know, no key, no pg_restore that fits) and *server* has answered, granting what the restore needs
+    (:func:`~tasks.restore.target.check_privileges`). An unreachable server or a missing grant is the
     environment's fault, not the backup's: it fails here, before any download, and records nothing."""
     manifest = choose_backup(store, backup_id)
     check_migratable(manifest)
     check_decryptable(manifest, settings)
     pg_restore = pg_restore_for(manifest.pg_dump_version, settings.pg_bindir, tls=needs_tls(server))
-    check_connection(make_engine(server, settings, purpose="restore"))
+    check_privileges(server, settings, target=target)
     return manifest, pg_restore
 
 

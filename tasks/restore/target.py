@@ -16,12 +16,45 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from models.database_url import describe
+from models.errors import RestoreRefusedError
 from models.settings import Settings
 from tasks.postgres.engine import database_url, make_engine, open_connection, quote_identifier
 
 _log = logging.getLogger(__name__)
 DATABASE_OID = text("SELECT oid::bigint FROM pg_database WHERE datname = :name")
 DATABASE_SIZE = text("SELECT pg_database_size(current_database())")
+
+
+_PRIVILEGES = text("""
+    SELECT current_user, r.rolsuper OR r.rolcreatedb,
+           (SELECT pg_has_role(current_user, d.datdba, 'MEMBER') FROM pg_database AS d
+            WHERE d.datname = :target)
+    FROM pg_roles AS r WHERE r.rolname = current_user
+""")
+
+
+def check_privileges(server: URL, settings: Settings, *, target: str | None = None) -> None:
+    """Refuse, before any download, a role that could not finish the restore.
+
+    Every restore creates a database (a scratch copy, a replacement, or the target again), and
+    replacing an existing *target* (renaming it aside, or dropping it) takes its owner. On a managed
+    database that is the norm, not a superuser, so this says which grant is missing. Connecting is
+    the first test: an unreachable server fails here too, with nothing recorded.
+    """
+    with open_connection(make_engine(server, settings, purpose="restore")) as connection:
+        role, can_create, owns = connection.execute(_PRIVILEGES, {"target": target or ""}).one()
+    if not can_create:
+        raise RestoreRefusedError(
+            f"role {role} may not create databases on {describe(server)}, which a restore needs; "
+            "nothing was done",
+            hint=f"ALTER ROLE {quote_identifier(role)} CREATEDB, as a superuser or the provider's admin role",
+        )
+    if target is not None and owns is False:
+        raise RestoreRefusedError(
+            f"role {role} does not own database {target}, which replacing it needs; nothing was done",
+            hint=f"ALTER DATABASE {quote_identifier(target)} OWNER TO {quote_identifier(role)}, "
+            "as its owner or a superuser",
+        )
 
 
 @dataclass(frozen=True)

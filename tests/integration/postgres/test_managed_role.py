@@ -51,8 +51,9 @@ def managed(pg_server: EmbeddedServer, tmp_path: Path) -> Iterator[ManagedDataba
     yield ManagedDatabase(url, role, env)
     with admin_connection(pg_server) as connection:
         owned = connection.execute(
-            "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)",
-            (role,),
+            "SELECT datname FROM pg_database WHERE datname LIKE %s "
+            "OR datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+            (database + "%", role),
         ).fetchall()
         for (name,) in owned:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -110,3 +111,38 @@ def count(url: URL, table: str) -> int:
         row = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
     assert row is not None
     return int(str(row[0]))
+
+
+def test_a_role_that_may_not_create_databases_is_told_the_grant_before_any_download(
+    managed: ManagedDatabase, pg_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    assert run_cli("backup", env=managed.env).returncode == 0
+    with admin_connection(pg_server) as connection:
+        connection.execute(f"ALTER ROLE {managed.role} NOCREATEDB")
+
+    result = run_cli("rehearse", env=managed.env)
+
+    assert result.returncode == 2, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"dbops: error: role {managed.role} may not create databases on ")
+    assert f"Hint: ALTER ROLE {managed.role} CREATEDB" in error
+    assert list((tmp_path / "backups").rglob("rehearsal.json")) == [], "the backup is not to blame"
+
+
+def test_a_role_that_does_not_own_the_target_is_told_the_grant_and_nothing_changes(
+    managed: ManagedDatabase, pg_server: EmbeddedServer
+) -> None:
+    target = str(managed.url.database)
+    assert run_cli("backup", env=managed.env).returncode == 0
+    with admin_connection(pg_server) as connection:
+        connection.execute(f'ALTER DATABASE "{target}" OWNER TO {pg_server.url().username}')
+
+    result = run_cli("restore", "--target", target, "--confirm", target, env=managed.env)
+
+    assert result.returncode == 2, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert f"role {managed.role} does not own database {target}" in error
+    assert f"Hint: ALTER DATABASE {target} OWNER TO {managed.role}" in error
+    with admin_connection(pg_server) as connection:
+        names = connection.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (target + "%",))
+        assert [row[0] for row in names] == [target]
