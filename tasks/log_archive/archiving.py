@@ -1,11 +1,15 @@
 """Archive old audit logs and analytics events to the object store, and delete them only once the
 store has proven it holds them.
 
-Each batch is one transaction: the rows are deleted with ``DELETE ... RETURNING`` and streamed out
-by COPY as JSON Lines, gzip-compressed, stored, and read back; the transaction commits only when the
-stored object's size and sha256 match what was written, so until then the delete is invisible and a
-failure anywhere rolls it back. Rows are taken in id order below a day-aligned cut-off, so rows the
-application inserts meanwhile are never touched.
+Each batch is one transaction of its own: the rows are deleted with ``DELETE ... RETURNING`` and
+streamed out by COPY as JSON Lines, gzip-compressed, stored, and read back; the transaction commits
+only when the stored object's size and sha256 match what was written, so until then the delete is
+invisible and a failure anywhere rolls back that batch alone. The connection is in autocommit mode,
+so each ``transaction()`` block really commits: on a connection with a transaction already open it
+would only be a savepoint, and every batch would commit together at the end of the run.
+
+Rows are taken in id order below a day-aligned cut-off, so rows the application inserts meanwhile
+are never touched.
 """
 
 from __future__ import annotations
@@ -96,12 +100,15 @@ def archive_table(
         log.info("dry run: %d rows of %s are older than %s", rows, table, line.isoformat())
         return _outcome(table, line, True, rows, [], started, size_before, size_before, None)
     runs: list[ArchiveRun] = []
+    batches: list[ArchiveBatch] = []  # this call's own; a resumed run's earlier batches were counted then
     unfinished = _unfinished_run(store, table)
     if unfinished is not None:
         log.warning(
             "resuming run %s of %s, cut off at %s", unfinished.run_id, table, unfinished.cutoff.isoformat()
         )
+        done_before = len(unfinished.batches)
         runs.append(_run_batches(url, settings, store, unfinished, column, log))
+        batches += unfinished.batches[done_before:]
     fresh = ArchiveRun(
         run_id=f"{table}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
         table=table,
@@ -111,9 +118,9 @@ def archive_table(
         started_at=datetime.now(UTC),
     )
     runs.append(_run_batches(url, settings, store, fresh, column, log))
+    batches += fresh.batches
     _vacuum(url, settings, table)
     size_after = _table_bytes(url, settings, table)
-    batches = [batch for run in runs for batch in run.batches]
     resumed = unfinished.run_id if unfinished is not None else None
     return _outcome(
         table,
@@ -134,8 +141,13 @@ def _run_batches(
 ) -> ArchiveRun:
     store.put_bytes(run_key(run.run_id), run.model_dump_json(indent=2).encode())
     after = max((batch.last_id for batch in run.batches), default=0)
-    with connect(url, purpose="archive", connect_timeout=settings.connect_timeout_seconds) as connection:
-        connection.execute("SET TIME ZONE 'UTC'")
+    with connect(
+        url,
+        purpose="archive",
+        autocommit=True,
+        connect_timeout=settings.connect_timeout_seconds,
+        options={"TimeZone": "UTC"},
+    ) as connection:
         while True:
             batch = _archive_batch(connection, store, settings, run, column, after)
             if batch is None:

@@ -6,6 +6,7 @@ password scrubbed from the driver's message.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -18,11 +19,21 @@ from tasks.postgres.libpq import connection_parameters, ignore_caller_environmen
 
 
 def connect(
-    url: URL, *, purpose: str, autocommit: bool = False, connect_timeout: int = 10
+    url: URL,
+    *,
+    purpose: str,
+    autocommit: bool = False,
+    connect_timeout: int = 10,
+    options: Mapping[str, str] | None = None,
 ) -> psycopg.Connection[tuple[Any, ...]]:
-    """A psycopg connection with every parameter *url* says (TLS included), and nothing else."""
+    """A psycopg connection with every parameter *url* says (TLS included), and nothing else.
+
+    *options* are server settings sent in the startup packet: they hold from the first statement
+    without one being run, which on a connection that is not in autocommit mode would open a
+    transaction every later ``transaction()`` block only nests inside.
+    """
     ignore_caller_environment()
-    parameters = connection_parameters(url, purpose=purpose, connect_timeout=connect_timeout)
+    parameters = connection_parameters(url, purpose=purpose, connect_timeout=connect_timeout, options=options)
     try:
         return psycopg.connect(make_conninfo("", **parameters), autocommit=autocommit)
     except psycopg.OperationalError as error:

@@ -8,6 +8,7 @@ Everything else passes through unchanged, so the code under test talks real S3 o
 from __future__ import annotations
 
 import http.client
+import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import urlsplit
 
-Mode = Literal["corrupt", "hold", "lacking"]
+Mode = Literal["corrupt", "hold", "step", "lacking"]
 _DROPPED_HEADERS = {"content-length", "transfer-encoding", "connection"}
 #: Optional S3 operations by how they look on the wire (path-style requests).
 OPTIONAL_OPERATIONS = {
@@ -39,6 +40,9 @@ class FaultyS3Proxy:
         #: Set when a GET of an archived object arrives (hold mode: it waits for ``release``).
         self.archive_read = threading.Event()
         self.release = threading.Event()
+        #: Step mode: each GET of an archived object is announced here and waits for one ``proceed``.
+        self.held: queue.Queue[str] = queue.Queue()
+        self.proceed = threading.Semaphore(0)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -71,6 +75,9 @@ class FaultyS3Proxy:
                     proxy.archive_read.set()
                     if proxy.mode == "corrupt" and payload:
                         payload = payload[:-1] + bytes([payload[-1] ^ 0xFF])
+                    elif proxy.mode == "step":
+                        proxy.held.put(self.path)
+                        proxy.proceed.acquire(timeout=60)
                     else:
                         proxy.release.wait(60)
                 self.send_response(response.status, response.reason)

@@ -21,51 +21,10 @@ from models.log_archive import ARCHIVE_FOLDER, ArchiveRun, run_key
 from models.settings import Settings
 from tasks.log_archive.archiving import archive_table
 from tasks.log_archive.reimport import import_archive
-from tasks.seed.synth import synth
-from tasks.storage import ObjectStore, open_store
-from tests.helpers import synth_plan
+from tasks.storage import open_store
 from tests.integration.conftest import connect, point_flows_at, run_cli, spawn_cli
+from tests.integration.log_archive.conftest import archived_ids, row_hashes
 from tests.integration.s3_proxy import faulty_s3_proxy
-
-OLD = datetime(2024, 6, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def archive_settings(settings: Settings, tmp_path: Path) -> Settings:
-    return settings.model_copy(
-        update={"backup_url": str(tmp_path / "store"), "archive_batch_size": 700, "bcrypt_rounds": 4}
-    )
-
-
-@pytest.fixture
-def logs_url(migrated_url: URL, archive_settings: Settings) -> URL:
-    """2,000 audit logs from May 2024 (old), and 50 written today (new)."""
-    synth(
-        migrated_url,
-        archive_settings,
-        synth_plan(users=20, audit_logs=2_000, events=300, seed=5, until=OLD),
-    )
-    with connect(migrated_url) as connection:
-        connection.execute(
-            "INSERT INTO audit_logs (action, entity_type, payload) "
-            "SELECT 'login', 'user', jsonb_build_object('n', g) FROM generate_series(1, 50) AS g"
-        )
-    return migrated_url
-
-
-def row_hashes(url: URL, table: str, where: str = "true") -> dict[int, str]:
-    """Each row's md5 of its canonical JSON (jsonb's own text form), by id."""
-    with connect(url) as connection:
-        rows = connection.execute(f"SELECT id, md5(to_jsonb(t)::text) FROM {table} AS t WHERE {where}")
-        return {int(str(row[0])): str(row[1]) for row in rows}
-
-
-def archived_ids(store: ObjectStore, table: str = "audit_logs") -> list[int]:
-    ids = []
-    for stored in store.list_objects(f"{ARCHIVE_FOLDER}/{table}"):
-        for line in gzip.decompress(store.read_bytes(stored.key)).splitlines():
-            ids.append(int(json.loads(line)["id"]))
-    return ids
 
 
 def test_round_trip_every_archived_row_comes_back_equal(logs_url: URL, archive_settings: Settings) -> None:

@@ -1,0 +1,58 @@
+"""The log archive's test data: old audit logs to archive, and how to compare rows with stored ones."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL
+
+from models.log_archive import ARCHIVE_FOLDER
+from models.settings import Settings
+from tasks.seed.synth import synth
+from tasks.storage import ObjectStore
+from tests.helpers import synth_plan
+from tests.integration.conftest import connect
+
+OLD = datetime(2024, 6, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def archive_settings(settings: Settings, tmp_path: Path) -> Settings:
+    return settings.model_copy(
+        update={"backup_url": str(tmp_path / "store"), "archive_batch_size": 700, "bcrypt_rounds": 4}
+    )
+
+
+@pytest.fixture
+def logs_url(migrated_url: URL, archive_settings: Settings) -> URL:
+    """2,000 audit logs from May 2024 (old), and 50 written today (new)."""
+    synth(
+        migrated_url,
+        archive_settings,
+        synth_plan(users=20, audit_logs=2_000, events=300, seed=5, until=OLD),
+    )
+    with connect(migrated_url) as connection:
+        connection.execute(
+            "INSERT INTO audit_logs (action, entity_type, payload) "
+            "SELECT 'login', 'user', jsonb_build_object('n', g) FROM generate_series(1, 50) AS g"
+        )
+    return migrated_url
+
+
+def row_hashes(url: URL, table: str, where: str = "true") -> dict[int, str]:
+    """Each row's md5 of its canonical JSON (jsonb's own text form), by id."""
+    with connect(url) as connection:
+        rows = connection.execute(f"SELECT id, md5(to_jsonb(t)::text) FROM {table} AS t WHERE {where}")
+        return {int(str(row[0])): str(row[1]) for row in rows}
+
+
+def archived_ids(store: ObjectStore, table: str = "audit_logs") -> list[int]:
+    ids = []
+    for stored in store.list_objects(f"{ARCHIVE_FOLDER}/{table}"):
+        for line in gzip.decompress(store.read_bytes(stored.key)).splitlines():
+            ids.append(int(json.loads(line)["id"]))
+    return ids
