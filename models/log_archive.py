@@ -7,7 +7,7 @@ same object again instead of a second copy.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
@@ -32,6 +32,20 @@ def batch_day(key: str) -> date | None:
         return date(int(parts[2]), int(parts[3]), int(parts[4]))
     except ValueError:
         return None
+
+
+def overlaps(
+    oldest: datetime | None, newest: datetime | None, folder_day: date, start: datetime, end: datetime
+) -> bool:
+    """Whether a batch may hold rows in ``[start, end)``.
+
+    A batch's time range comes from its run manifest or its metadata; where neither has one (a batch
+    of an early release whose run manifest is gone), only its folder day, the day of its oldest row,
+    is known, and the batch is read unless that day is past *end*.
+    """
+    if oldest is None or newest is None:
+        return datetime.combine(folder_day, time(0), tzinfo=UTC) < end
+    return oldest < end and newest >= start
 
 
 def run_key(run_id: str) -> str:

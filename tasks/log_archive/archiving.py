@@ -217,7 +217,16 @@ def _archive_batch(
         digest = hashlib.sha256(data).hexdigest()
         key = batch_key(run.table, oldest.astimezone(UTC), first, last)
         store.put_bytes(
-            key, data, {"sha256": digest, "rows": str(taken), "first-id": str(first), "last-id": str(last)}
+            key,
+            data,
+            {
+                "sha256": digest,
+                "rows": str(taken),
+                "first-id": str(first),
+                "last-id": str(last),
+                "oldest": oldest.astimezone(UTC).isoformat(),
+                "newest": newest.astimezone(UTC).isoformat(),
+            },
         )
         _verify(store, key, len(data), digest)
     return ArchiveBatch(

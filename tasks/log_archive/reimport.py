@@ -1,8 +1,12 @@
 """Bring archived rows back for an audit: into their table (ids already there are skipped) or into a
 staging table beside it.
 
-Each object's sha256 is checked against the one stored with it before a row is read, and each
-object is imported in one transaction, so an interrupted import can simply be run again.
+The request is a span of days, and what comes back is exactly the rows whose time lies in it. A
+batch is filed under the day of its oldest row but may span months (ids are not in time order), so
+batches are chosen by their recorded time range (run manifests, else object metadata) overlapping
+the span, and rows by their own time. Each object's sha256 is checked against the one stored with it
+before a row is read, and each object is imported in one transaction, so an interrupted import can
+simply be run again.
 """
 
 from __future__ import annotations
@@ -10,14 +14,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 
 from psycopg import sql
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import URL
 
 from models.errors import ArchiveError, ConfigurationError
-from models.log_archive import ARCHIVE_FOLDER, batch_day
+from models.log_archive import ARCHIVE_FOLDER, RUNS_FOLDER, ArchiveRun, batch_day, overlaps
 from models.settings import Settings
 from tasks.log_archive.archiving import JSON_LINES, check_table
 from tasks.postgres.driver import connect
@@ -30,7 +34,7 @@ class ImportOutcome(BaseModel):
     table: str
     into: str
     objects: int
-    rows_read: int
+    rows_read: int = Field(description="Rows of the requested days found in the objects read.")
     rows_inserted: int
 
     @property
@@ -49,16 +53,14 @@ def import_archive(
     into: str | None = None,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
 ) -> ImportOutcome:
-    """Import every batch of *table* dated *first_day* to *last_day* (inclusive, UTC)."""
+    """Import the archived rows of *table* dated *first_day* to *last_day* (inclusive, UTC)."""
     log = logger or _log
-    check_table(table)
+    column = check_table(table)
     if first_day > last_day:
         raise ConfigurationError(f"--from {first_day} is after --to {last_day}", hint="swap the two dates")
-    keys = sorted(
-        stored.key
-        for stored in store.list_objects(f"{ARCHIVE_FOLDER}/{table}")
-        if (day := batch_day(stored.key)) is not None and first_day <= day <= last_day
-    )
+    start = datetime.combine(first_day, time(0), tzinfo=UTC)
+    end = datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=UTC)
+    keys = _batches_overlapping(store, table, start, end)
     target = into or table
     rows_read = rows_inserted = 0
     with connect(
@@ -75,12 +77,20 @@ def import_archive(
             lines = _read_verified(store, key)
             with connection.transaction():
                 connection.execute("CREATE TEMPORARY TABLE incoming (document jsonb) ON COMMIT DROP")
-                with connection.cursor() as cursor:
-                    with cursor.copy(
-                        sql.SQL("COPY incoming FROM STDIN WITH ({})").format(JSON_LINES)
-                    ) as copy:
-                        copy.write(lines)
-                    read = cursor.rowcount
+                with (
+                    connection.cursor() as cursor,
+                    cursor.copy(sql.SQL("COPY incoming FROM STDIN WITH ({})").format(JSON_LINES)) as copy,
+                ):
+                    copy.write(lines)
+                connection.execute(
+                    sql.SQL(
+                        "DELETE FROM incoming WHERE NOT ((document->>{column})::timestamptz >= %(start)s "
+                        "AND (document->>{column})::timestamptz < %(end)s)"
+                    ).format(column=sql.Literal(column)),
+                    {"start": start, "end": end},
+                )
+                counted = connection.execute("SELECT count(*) FROM incoming").fetchone()
+                read = int(counted[0]) if counted else 0
                 inserted = connection.execute(
                     sql.SQL(
                         "INSERT INTO {target} SELECT (jsonb_populate_record(NULL::{target}, document)).* "
@@ -93,6 +103,36 @@ def import_archive(
     return ImportOutcome(
         table=table, into=target, objects=len(keys), rows_read=rows_read, rows_inserted=rows_inserted
     )
+
+
+def _batches_overlapping(store: ObjectStore, table: str, start: datetime, end: datetime) -> list[str]:
+    """The keys of *table*'s batches that may hold rows in ``[start, end)``, by their time range.
+
+    One read per run manifest gives the range of every batch a run recorded; a batch no manifest
+    lists (its run was killed between the commit and the manifest update) has the range in its
+    metadata, and a batch of an early release with neither is judged by its folder day.
+    """
+    ranges: dict[str, tuple[datetime, datetime]] = {}
+    for stored in store.list_objects(RUNS_FOLDER):
+        if stored.key.startswith(f"{RUNS_FOLDER}/{table}-"):
+            run = ArchiveRun.model_validate_json(store.read_bytes(stored.key))
+            ranges |= {batch.key: (batch.oldest, batch.newest) for batch in run.batches}
+    chosen = []
+    for stored in store.list_objects(f"{ARCHIVE_FOLDER}/{table}"):
+        day = batch_day(stored.key)
+        if day is None:
+            continue
+        oldest, newest = ranges.get(stored.key) or _metadata_range(store, stored.key)
+        if overlaps(oldest, newest, day, start, end):
+            chosen.append(stored.key)
+    return sorted(chosen)
+
+
+def _metadata_range(store: ObjectStore, key: str) -> tuple[datetime | None, datetime | None]:
+    metadata = store.read_metadata(key)
+    if "oldest" not in metadata or "newest" not in metadata:
+        return None, None
+    return datetime.fromisoformat(metadata["oldest"]), datetime.fromisoformat(metadata["newest"])
 
 
 def _read_verified(store: ObjectStore, key: str) -> bytes:
