@@ -26,18 +26,21 @@ migrate_and_seed_task = task(name="migrate-and-seed", cache_policy=NO_CACHE)(mig
 @flow(name="migrate-and-seed")
 def migrate_and_seed_flow(
     database_url_override: SecretStr | None = None,
+    reset_accounts: bool = False,
 ) -> MigrateAndSeedReport:
     """Migrate to head under the lock, seed the reference data, and prove it is there.
 
     Args:
         database_url_override: Work on this database instead of DBOPS_DATABASE_URL.
+        reset_accounts: Outside development too, bring seeded accounts back to the seed (initial
+            password, ACTIVE); normally staging and production only create missing accounts.
     """
     settings = load_settings()
     url = resolve_database_url(settings, database_url_override)
     logger = get_run_logger()
     document = load_seed_document(seed_file_path(settings))  # validated before anything is written
     with maintenance_slot(settings, "migrate-and-seed"):
-        report = migrate_and_seed_task(url, settings, document, logger=logger)
+        report = migrate_and_seed_task(url, settings, document, reset_accounts=reset_accounts, logger=logger)
     publish_migration_artifact(report.migration)
     create_table_artifact(
         key="seed-changes",
@@ -57,8 +60,9 @@ def validation_markdown(report: SeedValidationReport) -> str:
         "| check | result | detail |",
         "|---|---|---|",
     ]
-    lines += [
-        f"| {check.name} | {'ok' if check.passed else '**failed**'} | {check.detail} |"
-        for check in report.checks
-    ]
+    lines += [f"| {check.name} | {_marked(check.verdict)} | {check.detail} |" for check in report.checks]
     return "\n".join(lines)
+
+
+def _marked(verdict: str) -> str:
+    return verdict if verdict == "ok" else f"**{verdict}**"

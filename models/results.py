@@ -77,6 +77,12 @@ class ValidationCheck(BaseModel):
     name: str
     passed: bool
     detail: str
+    warning: bool = Field(default=False, description="Passed, but with something a person should look at.")
+
+    @property
+    def verdict(self) -> str:
+        """``ok``, ``warning`` or ``failed``."""
+        return "failed" if not self.passed else "warning" if self.warning else "ok"
 
 
 class SeedValidationReport(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from models.results import SeedResult, SeedValidationReport
+from models.results import SeedResult, SeedValidationReport, ValidationCheck
 from models.settings import load_settings
 from tasks.postgres.engine import database_url
 from tasks.seed.deploy import migrate_and_seed
@@ -24,12 +24,23 @@ def register(app: typer.Typer) -> None:
     app.command("synth")(synth_command)
 
 
-def seed_command() -> None:
-    """Upsert the reference data from the seed file, then validate it (exit 1 if validation fails)."""
+RESET_ACCOUNTS_HELP = (
+    "Outside development too, bring seeded accounts back to the seed: initial password, ACTIVE, role, "
+    "names, university."
+)
+
+
+def seed_command(
+    reset_accounts: Annotated[bool, typer.Option("--reset-accounts", help=RESET_ACCOUNTS_HELP)] = False,
+) -> None:
+    """Upsert the reference data from the seed file, then validate it (exit 1 if validation fails).
+
+    In staging and production, seeded accounts are created when missing and otherwise left alone.
+    """
     settings = load_settings()
     url = database_url(settings)
     document = load_seed_document(seed_file_path(settings))
-    result = seed(url, settings, document)
+    result = seed(url, settings, document, reset_accounts=reset_accounts)
     validation = validate_seed(url, settings, document)
     _print_seed(result, validation)
     raise_for_validation(validation)
@@ -40,16 +51,18 @@ def validate_seed_command() -> None:
     settings = load_settings()
     validation = validate_seed(database_url(settings), settings, load_seed_document(seed_file_path(settings)))
     for check in validation.checks:
-        typer.echo(f"  [{'ok' if check.passed else 'FAILED'}] {check.name}: {check.detail}")
+        typer.echo(f"  [{_shown(check)}] {check.name}: {check.detail}")
     raise_for_validation(validation)
 
 
-def migrate_and_seed_command() -> None:
+def migrate_and_seed_command(
+    reset_accounts: Annotated[bool, typer.Option("--reset-accounts", help=RESET_ACCOUNTS_HELP)] = False,
+) -> None:
     """Migrate to head under the lock, seed, and validate: the deploy pipeline's one command."""
     settings = load_settings()
     url = database_url(settings)
     document = load_seed_document(seed_file_path(settings))
-    report = migrate_and_seed(url, settings, document)
+    report = migrate_and_seed(url, settings, document, reset_accounts=reset_accounts)
     migration = report.migration
     typer.echo(
         f"{migration.database}: schema at {migration.revision_after} ({len(migration.steps)} step(s) applied)"
@@ -108,4 +121,8 @@ def _print_seed(result: SeedResult, validation: SeedValidationReport) -> None:
     for table in result.tables:
         typer.echo(f"  {table.table:<14} {table.inserted:>8} {table.updated:>8} {table.unchanged:>9}")
     for check in validation.checks:
-        typer.echo(f"  [{'ok' if check.passed else 'FAILED'}] {check.name}: {check.detail}")
+        typer.echo(f"  [{_shown(check)}] {check.name}: {check.detail}")
+
+
+def _shown(check: ValidationCheck) -> str:
+    return check.verdict if check.verdict == "ok" else check.verdict.upper()

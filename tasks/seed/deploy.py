@@ -23,13 +23,15 @@ def migrate_and_seed(
     settings: Settings,
     document: SeedDocument,
     *,
+    reset_accounts: bool = False,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
 ) -> MigrateAndSeedReport:
     """Migrate *url* to head, seed it from *document*, and validate the seed (read-only).
 
     The caller loads *document* first, so a broken seed file stops the deploy before the schema moves.
+    *reset_accounts* brings existing accounts back to the seed outside development too.
     """
     migration = migrate(url, settings, logger=logger)
-    seeded = seed(url, settings, document, logger=logger)
+    seeded = seed(url, settings, document, reset_accounts=reset_accounts, logger=logger)
     validation = validate_seed(url, settings, document)
     return MigrateAndSeedReport(migration=migration, seed=seeded, validation=validation)

@@ -1,5 +1,11 @@
 """Idempotent seeding of the reference data: the admin, verified universities, their courses and staff.
 
+Reference data (universities, courses) always converges to the seed file. Accounts (the admin and
+staff) converge only in development or when asked to (``reset_accounts``): migrate-and-seed runs on
+every deploy, and in staging and production it must neither hand back the shared initial password to
+someone who changed theirs nor reactivate an account an administrator suspended. There, accounts are
+created when missing and otherwise left alone.
+
 Every row is upserted on its natural key (slug, (university, code), email) with
 ``INSERT ... ON CONFLICT DO UPDATE ... WHERE (columns) IS DISTINCT FROM (new values)``, so a second
 run writes nothing, ``updated_at`` moves only on rows whose seed values changed, and the counts of
@@ -64,14 +70,23 @@ def check_seed_passwords(settings: Settings) -> None:
             check_password_policy(secret.get_secret_value(), setting=setting, production=production)
 
 
+def accounts_converge(settings: Settings, reset_accounts: bool = False) -> bool:
+    """Whether seeded accounts are brought back to the seed's view (password, status, role, names)."""
+    return reset_accounts or settings.environment is Environment.DEVELOPMENT
+
+
 def seed(
     url: URL,
     settings: Settings,
     document: SeedDocument | None = None,
     *,
+    reset_accounts: bool = False,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
 ) -> SeedResult:
-    """Upsert the seed file's rows into the database at *url*; return what changed per table."""
+    """Upsert the seed file's rows into the database at *url*; return what changed per table.
+
+    *reset_accounts* restores the seed's view of existing accounts outside development too.
+    """
     log = logger or _log
     path = seed_file_path(settings)
     document = document or load_seed_document(path)
@@ -80,7 +95,7 @@ def seed(
     try:
         with open_connection(engine) as connection, connection.begin():
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEED_LOCK_KEY})
-            changes = _seed_rows(connection, document, settings)
+            changes = _seed_rows(connection, document, settings, accounts_converge(settings, reset_accounts))
     except DBAPIError as error:
         message = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
         raise SeedError(
@@ -99,7 +114,9 @@ def seed(
     return SeedResult(database=describe(url), seed_file=str(path), tables=changes)
 
 
-def _seed_rows(connection: Connection, document: SeedDocument, settings: Settings) -> list[TableChanges]:
+def _seed_rows(
+    connection: Connection, document: SeedDocument, settings: Settings, converge_accounts: bool
+) -> list[TableChanges]:
     universities = [university.model_dump(exclude={"courses"}) for university in document.universities]
     university_changes = upsert(connection, University.__table__, universities, ["slug"])  # type: ignore[arg-type]
     university_ids = dict(
@@ -122,7 +139,7 @@ def _seed_rows(connection: Connection, document: SeedDocument, settings: Setting
     course_changes = upsert(connection, Course.__table__, courses, ["university_id", "code"])  # type: ignore[arg-type]
 
     users = _user_rows(connection, document, settings, university_ids)
-    user_changes = upsert(connection, User.__table__, users, ["email"])  # type: ignore[arg-type]
+    user_changes = upsert(connection, User.__table__, users, ["email"], update=converge_accounts)  # type: ignore[arg-type]
     return [university_changes, course_changes, user_changes]
 
 
@@ -163,23 +180,32 @@ def _user_rows(
 
 
 def upsert(
-    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], keys: list[str]
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    keys: list[str],
+    *,
+    update: bool = True,
 ) -> TableChanges:
-    """Insert *rows*, or update those whose non-key values differ; count what happened.
+    """Insert *rows*, or (with *update*) update those whose non-key values differ; count what happened.
 
-    ``xmax = 0`` holds exactly for rows this statement inserted; rows the WHERE clause skipped are
-    not returned at all, which is what makes them "unchanged".
+    ``xmax = 0`` holds exactly for rows this statement inserted; rows the WHERE clause skipped (or,
+    without *update*, every existing row) are not returned at all, which makes them "unchanged".
     """
     if not rows:
         return TableChanges(table=table.name)
     proposed = insert(table).values(list(rows))
     values = [column for column in rows[0] if column not in keys]
-    statement: Any = proposed.on_conflict_do_update(
-        index_elements=keys,
-        set_={**{column: proposed.excluded[column] for column in values}, "updated_at": func.now()},
-        where=tuple_(*(table.c[column] for column in values)).is_distinct_from(
-            tuple_(*(proposed.excluded[column] for column in values))
-        ),
+    statement: Any = (
+        proposed.on_conflict_do_update(
+            index_elements=keys,
+            set_={**{column: proposed.excluded[column] for column in values}, "updated_at": func.now()},
+            where=tuple_(*(table.c[column] for column in values)).is_distinct_from(
+                tuple_(*(proposed.excluded[column] for column in values))
+            ),
+        )
+        if update
+        else proposed.on_conflict_do_nothing(index_elements=keys)
     ).returning(literal_column("xmax = 0"))
     written = [bool(inserted) for (inserted,) in connection.execute(statement)]
     inserted = sum(written)
