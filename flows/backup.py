@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
 from flows.maintenance_slot import maintenance_slot
-from models.backup import BackupManifest, BackupRun, manifest_key
+from models.backup import BackupManifest, BackupRun, manifest_key, source_of
 from models.settings import load_settings
 from tasks.backup.catalog import list_backups
 from tasks.backup.dump import Progress
@@ -62,6 +62,7 @@ def backup_task(database_url: SecretStr | None) -> BackupRun:
         table=[
             {
                 "backup": recent.backup_id,
+                "source": source_of(recent).describe(),
                 "taken": recent.started_at.isoformat(timespec="seconds"),
                 "stored MB": round(recent.stored_bytes / 1e6, 1),
                 "seconds": recent.duration_seconds,

@@ -31,6 +31,7 @@ def restore_flow(
     backup_id: str = "latest",
     mode: Literal["swap", "in-place"] = "swap",
     reseed: bool = False,
+    from_database: str = "",
 ) -> RestoreResult:
     """Restore a backup over a database, after checking it; nothing happens unless confirm matches.
 
@@ -41,6 +42,8 @@ def restore_flow(
         mode: swap: build beside the target, then swap names (the old one is kept). in-place: drop
             and recreate the target.
         reseed: Development only: seed again after restoring.
+        from_database: Restore a backup of this database instead of the target's own (e.g. restore
+            platform's backup into platform_copy); empty means the target's name.
     """
     settings = load_settings()
     logger = get_run_logger()
@@ -55,6 +58,7 @@ def restore_flow(
             confirm=confirm,
             mode=RestoreMode(mode),
             reseed=reseed,
+            from_database=from_database or None,
             validate=validate,
             logger=logger,
         )

@@ -110,12 +110,28 @@ def backup_id_of(key: str) -> str | None:
     return None
 
 
+class BackupSource(BaseModel):
+    """The database a backup came from: its server's identity and its name.
+
+    ``system_identifier`` (from ``pg_control_system()``) tells two servers apart even when their
+    databases share a name, as staging's and production's ``platform`` do. Backups of releases that
+    did not record it have None there.
+    """
+
+    system_identifier: str | None = None
+    database: str
+
+    def describe(self) -> str:
+        return f"{self.database} (server {self.system_identifier or 'unrecorded'})"
+
+
 class BackupManifest(BaseModel):
     """Written last, beside the dump: a backup without one is incomplete and never restorable."""
 
     format_version: int = 1
     backup_id: str
-    database: str
+    database: str = Field(description="The source as it was reached: ``name on host:port``.")
+    source: BackupSource | None = Field(default=None, description="None in backups of early releases.")
     server_version: str
     pg_dump_version: str
     dump_format: str = "custom"
@@ -131,6 +147,35 @@ class BackupManifest(BaseModel):
     duration_seconds: float
     alembic_revision: str | None
     row_counts: dict[str, int]
+
+
+def source_of(manifest: BackupManifest) -> BackupSource:
+    """The backup's source; for a backup of an early release, the name in its ``database`` field."""
+    if manifest.source is not None:
+        return manifest.source
+    return BackupSource(database=manifest.database.split(" on ", 1)[0])
+
+
+def timelines(manifests: list[BackupManifest]) -> dict[str, list[BackupManifest]]:
+    """Backups grouped by the database they came from, each group in the order given.
+
+    A backup of an early release (no recorded server) joins the one recorded source of its name when
+    there is exactly one, so a database's history reads on across the upgrade; otherwise it keeps a
+    timeline of its own rather than be counted against some other server's database.
+    """
+    recorded: dict[str, set[str]] = {}
+    for manifest in manifests:
+        source = source_of(manifest)
+        if source.system_identifier is not None:
+            recorded.setdefault(source.database, set()).add(source.system_identifier)
+    groups: dict[str, list[BackupManifest]] = {}
+    for manifest in manifests:
+        source = source_of(manifest)
+        identifier = source.system_identifier
+        if identifier is None and len(recorded.get(source.database, ())) == 1:
+            identifier = next(iter(recorded[source.database]))
+        groups.setdefault(f"{identifier or 'unrecorded'}/{source.database}", []).append(manifest)
+    return groups
 
 
 class BackupRun(BaseModel):

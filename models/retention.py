@@ -30,8 +30,10 @@ class Dated:
 
 
 class RetentionPlan(BaseModel):
-    keep: dict[str, list[str]] = Field(description="Backup id -> the rules that keep it.")
-    remove: list[str]
+    keep: dict[str, list[str]] = Field(
+        default_factory=dict, description="Backup id -> the rules that keep it."
+    )
+    remove: list[str] = Field(default_factory=list)
 
 
 def plan_retention(backups: Sequence[Dated], policy: RetentionPolicy, timezone: str) -> RetentionPlan:

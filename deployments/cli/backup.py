@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from models.backup import source_of
 from models.rehearsal import RehearsalRecord
 from models.settings import load_settings
 from tasks.backup.catalog import backup_keys, list_backups, prune, rehearsals
@@ -80,10 +81,14 @@ def backups_command(
         ]
         typer.echo(json.dumps(listed, indent=2))
         return
-    typer.echo(f"{'backup':<24} {'taken (UTC)':<20} {'stored':>10} {'seconds':>8}  {'revision':<9} rehearsed")
+    typer.echo(
+        f"{'backup':<24} {'source':<32} {'taken (UTC)':<20} {'stored':>10} {'seconds':>8}  "
+        f"{'revision':<9} rehearsed"
+    )
     for manifest in manifests:
         typer.echo(
-            f"{manifest.backup_id:<24} {manifest.started_at:%Y-%m-%d %H:%M:%S} "
+            f"{manifest.backup_id:<24} {source_of(manifest).describe():<32} "
+            f"{manifest.started_at:%Y-%m-%d %H:%M:%S} "
             f"{manifest.stored_bytes / 1e6:>8,.1f}MB {manifest.duration_seconds:>8.1f}  "
             f"{manifest.alembic_revision or '-':<9} {_rehearsed(records.get(manifest.backup_id))}"
         )

@@ -54,6 +54,14 @@ def restore_command(
     reseed: Annotated[
         bool, typer.Option("--reseed", help="Development only: seed again afterwards.")
     ] = False,
+    from_database: Annotated[
+        str | None,
+        typer.Option(
+            "--from-database",
+            metavar="NAME",
+            help="Restore a backup of database NAME (default: the target's name) into the target.",
+        ),
+    ] = None,
     rollback_target: Annotated[
         str | None,
         typer.Option("--rollback", metavar="DB", help="Undo the last swap restore of DB instead."),
@@ -78,6 +86,7 @@ def restore_command(
         confirm=confirm,
         mode=mode,
         reseed=reseed,
+        from_database=from_database,
     )
     for line in _summary(
         result, f"restore of backup {result.backup_id} into {result.target} ({result.mode.value})"

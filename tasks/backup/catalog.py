@@ -15,6 +15,7 @@ from models.backup import (
     backup_id_of,
     backup_time,
     rehearsal_key,
+    timelines,
 )
 from models.errors import BackupError, StorageError
 from models.rehearsal import RehearsalRecord
@@ -114,16 +115,21 @@ def prune(
     dry_run: bool = False,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
 ) -> RetentionPlan:
-    """Apply the retention policy to the complete backups in *store*.
+    """Apply the retention policy to the complete backups in *store*, to each source database apart.
 
-    Each removed backup loses its manifest first, so an interrupted prune can leave a dump without a
-    manifest (incomplete, swept later) but never a manifest pointing at a deleted dump.
+    One store may hold the backups of several databases (staging's beside production's): each has
+    its own daily, weekly and monthly points, and one never thins out another's. Each removed backup
+    loses its manifest first, so an interrupted prune can leave a dump without a manifest
+    (incomplete, swept later) but never a manifest pointing at a deleted dump.
     """
     log = logger or _log
-    complete = list_backups(store)
-    plan = plan_retention(
-        [Dated(manifest.backup_id, manifest.started_at) for manifest in complete], policy, timezone
-    )
+    plan = RetentionPlan()
+    for timeline in timelines(list_backups(store)).values():
+        part = plan_retention(
+            [Dated(manifest.backup_id, manifest.started_at) for manifest in timeline], policy, timezone
+        )
+        plan.keep |= part.keep
+        plan.remove += part.remove
     if dry_run:
         return plan
     keys = backup_keys(store)

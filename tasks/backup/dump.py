@@ -23,9 +23,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import OperationalError
 
-from models.backup import BackupManifest, dump_key, manifest_key, new_backup_id
+from models.backup import BackupManifest, BackupSource, dump_key, manifest_key, new_backup_id
 from models.database_url import describe
-from models.errors import BackupError, CommandError
+from models.errors import BackupError, CommandError, DatabaseUnavailableError
 from models.settings import Settings
 from tasks.backup.catalog import remove_incomplete
 from tasks.backup.streams import CheckedSource, Hashing, compress, encrypt
@@ -96,6 +96,7 @@ def backup(
         snapshot_holder.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
         snapshot = str(snapshot_holder.execute(text("SELECT pg_export_snapshot()")).scalar_one())
         server_version, server_major = reported_server_version(snapshot_holder)
+        source = read_source(snapshot_holder)
         estimate = snapshot_holder.execute(DATABASE_SIZE).scalar_one()
         places = search_path(settings.pg_bindir)
         pg_dump = matching_program(
@@ -111,6 +112,7 @@ def backup(
     manifest = BackupManifest(
         backup_id=backup_id,
         database=describe(url),
+        source=source,
         server_version=str(server_version),
         pg_dump_version=pg_dump.number,
         compression=settings.backup_compression,
@@ -285,6 +287,24 @@ def reported_server_version(connection: Connection) -> tuple[str, int]:
     """
     info = cast("psycopg.Connection[Any]", connection.connection.driver_connection).info
     return info.parameter_status("server_version") or str(info.server_version), info.server_version // 10000
+
+
+def database_source(url: URL, settings: Settings) -> BackupSource:
+    """The source *url* would be as a backup's, or just its name where its server cannot be reached
+    (a rehearsal may well run while the production server is down)."""
+    try:
+        with open_connection(make_engine(url, settings, purpose="backup source")) as connection:
+            return read_source(connection)
+    except DatabaseUnavailableError:
+        return BackupSource(database=str(url.database))
+
+
+def read_source(connection: Connection) -> BackupSource:
+    """The database being backed up, identified by its server's system identifier and its name."""
+    row = connection.execute(
+        text("SELECT (SELECT system_identifier::text FROM pg_control_system()), current_database()")
+    ).one()
+    return BackupSource(system_identifier=row[0], database=row[1])
 
 
 def _alembic_revision(connection: Connection) -> str | None:

@@ -20,12 +20,12 @@ from alembic.script.revision import ResolutionError
 from alembic.util.exc import CommandError as AlembicCommandError
 from sqlalchemy.engine import URL
 
-from models.backup import BackupManifest, is_backup_id
+from models.backup import BackupManifest, BackupSource, is_backup_id, source_of, timelines
 from models.errors import RestoreRefusedError
 from models.integrity import IntegrityReport
 from models.rehearsal import CountMismatch, RestoredCopy
 from models.settings import Settings
-from tasks.backup.catalog import backup_keys, complete_backup_ids, read_manifest
+from tasks.backup.catalog import backup_keys, complete_backup_ids, list_backups, read_manifest
 from tasks.backup.dump import count_rows
 from tasks.integrity.runner import validate_integrity
 from tasks.postgres.binaries import Program, pg_restore_for
@@ -43,27 +43,67 @@ Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 Validator = Callable[[URL], IntegrityReport]
 
 
-def choose_backup(store: ObjectStore, backup_id: str | None) -> BackupManifest:
-    """The backup named (a complete one), or the newest complete one for None or ``latest``."""
-    complete = complete_backup_ids(backup_keys(store))
+def choose_backup(
+    store: ObjectStore, backup_id: str | None, wanted: BackupSource, *, same_name: bool
+) -> BackupManifest:
+    """The backup named (a complete one), or the newest of *wanted*'s timeline for None or ``latest``.
+
+    One store may hold several databases' backups, so ``latest`` means the newest backup of the
+    database wanted: by name, and among same-named databases of several servers, the one on
+    *wanted*'s server (a fresh disaster-recovery server has another identity, so a single other
+    source is taken too). With *same_name* (a restore), a backup named by id must come from a
+    database of *wanted*'s name, so a staging backup never lands on production by a slip.
+    """
     if backup_id in (None, "latest"):
-        if not complete:
-            raise RestoreRefusedError(
-                f"there is no complete backup in {store.describe()}", hint="take one with dbops backup"
-            )
-        return read_manifest(store, complete[0])
+        return _newest_of(store, wanted)
     assert backup_id is not None
     if not is_backup_id(backup_id):
         raise RestoreRefusedError(
             f"{backup_id!r} is not a backup id",
             hint="dbops backups lists them (e.g. 20261127T020000Z-3fa9c1), or pass latest",
         )
-    if backup_id not in complete:
+    if backup_id not in complete_backup_ids(backup_keys(store)):
         raise RestoreRefusedError(
             f"backup {backup_id} has no manifest in {store.describe()}: it is incomplete or does not exist",
             hint="dbops backups lists the complete backups",
         )
-    return read_manifest(store, backup_id)
+    manifest = read_manifest(store, backup_id)
+    source = source_of(manifest).database
+    if same_name and source != wanted.database:
+        raise RestoreRefusedError(
+            f"backup {backup_id} is of database {source}, not {wanted.database}; nothing was done",
+            hint=f"to restore {source}'s backup into {wanted.database} on purpose, "
+            f"pass --from-database {source}",
+        )
+    return manifest
+
+
+def _newest_of(store: ObjectStore, wanted: BackupSource) -> BackupManifest:
+    manifests = list_backups(store)
+    if not manifests:
+        raise RestoreRefusedError(
+            f"there is no complete backup in {store.describe()}", hint="take one with dbops backup"
+        )
+    named = [manifest for manifest in manifests if source_of(manifest).database == wanted.database]
+    if not named:
+        held = sorted({source_of(manifest).database for manifest in manifests})
+        raise RestoreRefusedError(
+            f"there is no complete backup of database {wanted.database} in {store.describe()}",
+            detail=f"it holds backups of {', '.join(held)}",
+            hint="pass --from-database NAME to restore another database's backup, or --backup ID",
+        )
+    groups = timelines(named)
+    own = [group for key, group in groups.items() if key.startswith(f"{wanted.system_identifier}/")]
+    if own or len(groups) == 1:
+        return (own or list(groups.values()))[0][0]
+    newest = "; ".join(
+        f"{group[0].backup_id} from server {key.split('/')[0]}" for key, group in groups.items()
+    )
+    raise RestoreRefusedError(
+        f"backups of database {wanted.database} come from {len(groups)} servers, none of them this one",
+        detail=f"newest of each: {newest}",
+        hint="pass --backup ID to say which",
+    )
 
 
 def check_migratable(manifest: BackupManifest) -> None:
@@ -82,14 +122,20 @@ def check_migratable(manifest: BackupManifest) -> None:
 
 
 def vet_backup(
-    store: ObjectStore, backup_id: str | None, settings: Settings, server: URL, target: str | None = None
+    store: ObjectStore,
+    backup_id: str | None,
+    settings: Settings,
+    server: URL,
+    *,
+    wanted: BackupSource,
+    target: str | None = None,
 ) -> tuple[BackupManifest, Program]:
     """The backup to restore, and a pg_restore that reads it into *server*, once every refusal that
     needs nothing but the manifest has had its say (no such backup, a revision this code does not
     know, no key, no pg_restore that fits) and *server* has answered, granting what the restore needs
     (:func:`~tasks.restore.target.check_privileges`). An unreachable server or a missing grant is the
     environment's fault, not the backup's: it fails here, before any download, and records nothing."""
-    manifest = choose_backup(store, backup_id)
+    manifest = choose_backup(store, backup_id, wanted, same_name=target is not None)
     check_migratable(manifest)
     check_decryptable(manifest, settings)
     pg_restore = pg_restore_for(manifest.pg_dump_version, settings.pg_bindir, tls=needs_tls(server))

@@ -17,10 +17,11 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from models.backup import BackupManifest
+from models.backup import BackupManifest, BackupSource
 from models.errors import RestoreError, RestoreRefusedError
 from models.rehearsal import RestoredCopy, RestoreMode, RestoreResult, RollbackResult
 from models.settings import Environment, Settings
+from tasks.backup.dump import database_source
 from tasks.postgres.binaries import Program
 from tasks.postgres.engine import database_url, make_engine, open_connection, quote_identifier
 from tasks.restore.copy import (
@@ -58,18 +59,23 @@ def restore(
     confirm: str | None,
     mode: RestoreMode = RestoreMode.SWAP,
     reseed: bool = False,
+    from_database: str | None = None,
     validate: Validator | None = None,
     logger: Logger | None = None,
 ) -> RestoreResult:
     """Restore *backup_id* (or ``latest``) over the database *target* on the configured server.
 
+    The backup must come from a database named *target*, or *from_database* when that is given:
+    ``latest`` is the newest backup of that database, and a backup of another one is refused.
     Everything that can refuse (confirmation, target, backup, revision, key, checksum) does so before
     the target is touched; raises on any failure, so a returned result is a restored, checked target.
     """
     log = logger or _log
     server = database_url(settings).set(database="postgres")
     _check_request(settings, server, target, confirm, mode, reseed)
-    manifest, pg_restore = vet_backup(store, backup_id, settings, server, target)
+    identity = database_source(server, settings).system_identifier
+    wanted = BackupSource(system_identifier=identity, database=from_database or target)
+    manifest, pg_restore = vet_backup(store, backup_id, settings, server, wanted=wanted, target=target)
     now = datetime.now(UTC)
     result = RestoreResult(
         **copy_basis(manifest, server, pg_restore, settings),

@@ -17,6 +17,8 @@ from models.database_url import describe
 from models.errors import DbopsError, RestoreError
 from models.rehearsal import RehearsalRecord
 from models.settings import Settings
+from tasks.backup.dump import database_source
+from tasks.postgres.engine import database_url
 from tasks.restore.copy import (
     Logger,
     Validator,
@@ -55,7 +57,8 @@ def rehearse(
     """
     log = logger or _log
     server = rehearsal_server(settings)
-    manifest, pg_restore = vet_backup(store, backup_id, settings, server)
+    wanted = database_source(database_url(settings), settings)
+    manifest, pg_restore = vet_backup(store, backup_id, settings, server, wanted=wanted)
     record = RehearsalRecord(
         **copy_basis(manifest, server, pg_restore, settings), rehearsed_at=datetime.now(UTC)
     )
