@@ -28,11 +28,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "check": Subcommand("schema", "Compare the models with the live database; exit 1 on drift."),
     "status": Subcommand("schema", "Show the schema's revision and each table's rows, indexes and size."),
     "db-url": Subcommand(
-        "schema",
+        "database",
         "Print the database URL dbops uses, password masked (starts the embedded server if needed).",
     ),
     "embedded-stop": Subcommand(
-        "schema", "Stop the embedded PostgreSQL server under DBOPS_HOME, if it is running."
+        "database", "Stop the embedded PostgreSQL server under DBOPS_HOME, if it is running."
     ),
     "seed": Subcommand(
         "seed", "Upsert the reference data from the seed file, then validate it (exit 1 if validation fails)."
