@@ -46,6 +46,7 @@ integration: install
 	$(BIN)/python -m pytest tests/integration
 
 bench: install
+	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/migrate_overhead.py
 	$(BIN)/python bench/synth_throughput.py
 

@@ -1,4 +1,4 @@
-"""``dbops migrate``, ``check``, ``status``, ``db-url`` and ``embedded``: the schema and its server."""
+"""``dbops migrate``, ``check`` and ``status``: the schema, through Alembic."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ from typing import Annotated
 
 import typer
 
-from models.database_url import masked
 from models.settings import load_settings
-from tasks.postgres.binaries import resolve_bindir
-from tasks.postgres.embedded import stop
 from tasks.postgres.engine import database_url
 from tasks.schema.drift import detect_drift
 from tasks.schema.migrate import migrate
@@ -21,8 +18,6 @@ def register(app: typer.Typer) -> None:
     app.command("migrate")(migrate_command)
     app.command("check")(check_command)
     app.command("status")(status_command)
-    app.command("db-url")(db_url_command)
-    app.command("embedded-stop")(embedded_stop_command)
 
 
 def migrate_command(
@@ -77,26 +72,6 @@ def status_command() -> None:
             typer.echo(
                 f"{table.name:<20} {table.rows:>12,} {table.indexes:>8} {_size(table.total_bytes):>10}"
             )
-
-
-def db_url_command() -> None:
-    """Print the database URL dbops uses, password masked (starts the embedded server if needed)."""
-    settings = load_settings()
-    url = database_url(settings)
-    source = (
-        "DBOPS_DATABASE_URL"
-        if settings.database_url
-        else f"embedded server in {settings.embedded_server_dir}"
-    )
-    typer.echo(masked(url))
-    typer.echo(f"(from {source})", err=True)
-
-
-def embedded_stop_command() -> None:
-    """Stop the embedded PostgreSQL server under DBOPS_HOME, if it is running."""
-    settings = load_settings()
-    stopped = stop(settings.embedded_server_dir, resolve_bindir(settings.pg_bindir))
-    typer.echo("embedded server stopped" if stopped else "embedded server was not running")
 
 
 def _size(total_bytes: int) -> str:

@@ -52,7 +52,7 @@ def applications(url: URL) -> int:
     with connect(url) as connection:
         row = connection.execute("SELECT count(*) FROM applications").fetchone()
     assert row is not None
-    return int(row[0])
+    return int(str(row[0]))
 
 
 def drop_set_aside(server: EmbeddedServer, *names: str) -> None:
