@@ -17,7 +17,8 @@ from flows.restore_rehearsal import rehearsal_rows
 from flows.validate_integrity import published_validator
 from models.rehearsal import RestoreMode, RestoreResult, RollbackResult
 from models.settings import load_settings
-from tasks.restore.operator import restore, rollback
+from tasks.restore.operator import restore
+from tasks.restore.rollback import rollback
 from tasks.storage import open_store
 
 restore_task = task(name="restore-database", cache_policy=NO_CACHE)(restore)
@@ -78,12 +79,15 @@ def restore_flow(
 @flow(name="restore-rollback")
 def restore_rollback_flow(
     target: str,
+    confirm: str = "",
 ) -> RollbackResult:
-    """Put back the database the last swap restore of *target* set aside.
+    """Put back the database the last swap restore of *target* set aside; nothing happens unless
+    confirm matches.
 
     Args:
         target: The database a swap restore replaced.
+        confirm: Type the target's name again; otherwise nothing happens.
     """
     settings = load_settings()
     with maintenance_slot(settings, "restore-rollback"):
-        return rollback_task(settings, target, logger=get_run_logger())
+        return rollback_task(settings, target, confirm=confirm, logger=get_run_logger())

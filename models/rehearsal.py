@@ -78,3 +78,6 @@ class RollbackResult(BaseModel):
     target: str
     restored_from: str = Field(description="The set-aside database that is the target again.")
     set_aside_as: str = Field(description="Where the database that was the target now lives.")
+    set_aside_at: datetime | None = Field(
+        default=None, description="When the swap set aside what is the target again: how old it is."
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -9,8 +10,9 @@ import typer
 from models.errors import ConfigurationError
 from models.rehearsal import RehearsalRecord, RestoredCopy, RestoreMode
 from models.settings import load_settings
-from tasks.restore.operator import restore, rollback
+from tasks.restore.operator import restore
 from tasks.restore.rehearsal import raise_for_failure, rehearse
+from tasks.restore.rollback import rollback
 from tasks.storage import open_store
 
 
@@ -70,9 +72,10 @@ def restore_command(
     """Restore a backup over a database (swap keeps the old one for --rollback), then migrate and check it."""
     settings = load_settings()
     if rollback_target is not None:
-        rolled = rollback(settings, rollback_target)
+        rolled = rollback(settings, rollback_target, confirm=confirm)
+        age = f" (set aside {_age(rolled.set_aside_at)} ago)" if rolled.set_aside_at else ""
         typer.echo(
-            f"{rolled.target} is {rolled.restored_from} again; "
+            f"{rolled.target} is {rolled.restored_from}{age} again; "
             f"the restored copy is kept as {rolled.set_aside_as}"
         )
         return
@@ -95,7 +98,7 @@ def restore_command(
     if result.previous_database:
         typer.echo(
             f"  the previous database is kept as {result.previous_database}; undo with "
-            f"dbops restore --rollback {result.target}"
+            f"dbops restore --rollback {result.target} --confirm {result.target}"
         )
 
 
@@ -114,3 +117,12 @@ def _summary(record: RestoredCopy, title: str | None = None) -> list[str]:
     if isinstance(record, RehearsalRecord) and record.scratch_kept:
         lines.append(f"  kept scratch database {record.scratch_database}")
     return lines
+
+
+def _age(since: datetime) -> str:
+    seconds = (datetime.now(UTC) - since).total_seconds()
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86_400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} days"

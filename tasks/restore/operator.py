@@ -14,12 +14,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 
 from models.backup import BackupManifest, BackupSource
-from models.errors import RestoreError, RestoreRefusedError
-from models.rehearsal import RestoredCopy, RestoreMode, RestoreResult, RollbackResult
+from models.errors import DbopsError, RestoreError, RestoreRefusedError
+from models.marks import DatabaseMark, MarkKind
+from models.rehearsal import RestoredCopy, RestoreMode, RestoreResult
 from models.settings import Environment, Settings
 from tasks.backup.dump import database_source
 from tasks.postgres.binaries import Program
@@ -33,21 +33,19 @@ from tasks.restore.copy import (
     work_directory,
 )
 from tasks.restore.fetch import fetch_dump
-from tasks.restore.swap import (
-    allow_connections,
-    database_exists,
-    rename_in_one_transaction,
-    swap_in,
-    take_offline,
+from tasks.restore.properties import (
+    DatabaseProperties,
+    comment_statement,
+    granting_statements,
+    read_properties,
 )
-from tasks.restore.target import CreatedDatabase, create_database, drop_created
+from tasks.restore.swap import database_exists, rename_in_one_transaction, replace, take_offline
+from tasks.restore.target import CreatedDatabase, create_database, derived_name, drop_created, run_id
 from tasks.storage import ObjectStore
 
 _log = logging.getLogger(__name__)
 _MAX_NAME = 63
 SET_ASIDE_MARK = "_pre_restore"
-_TIMESTAMP = "%Y%m%dt%H%M%S"
-_TIMESTAMP_EXAMPLE = "20261127t221500"
 
 
 def restore(
@@ -85,41 +83,43 @@ def restore(
         reseeded=reseed,
     )
     started = time.monotonic()
+    run = run_id()
+    properties = _properties(server, settings, target)
     with work_directory(settings) as directory:
         fetched = fetch_dump(store, manifest, settings, directory, logger=log)
         result.timings.download, result.dump_bytes = fetched.seconds, fetched.dump_bytes
         if mode is RestoreMode.SWAP:
-            replacement = create_database(server, settings, _derived_name(target, "_restoring", now))
-            _restore_or_drop(
-                result, replacement, fetched.path, manifest, settings, pg_restore, reseed, validate, log
-            )
-            result.previous_database = _derived_name(target, SET_ASIDE_MARK, now)
-            try:
-                swap_in(
-                    server,
-                    settings,
-                    target=target,
-                    replacement=replacement.name,
-                    set_aside_as=result.previous_database,
-                    logger=log,
-                )
-            except BaseException:
-                drop_created(replacement, settings, logger=log)  # the target kept its name and data
-                raise
-        else:
-            recreated = _recreate(server, settings, target, log)
-            _fill_and_check(
-                result,
-                fetched.path,
-                recreated.url,
-                manifest,
+            assert properties is not None  # a swap target exists (checked above)
+            result.previous_database = _swap(
+                server,
                 settings,
+                target,
+                properties,
+                manifest,
+                run,
+                now,
+                fetched.path,
+                result,
                 pg_restore,
                 reseed,
                 validate,
                 log,
-                what=f"database {target}, recreated,",
-                hint="the target now holds the copy that failed its checks: restore another backup",
+            )
+        else:
+            _in_place(
+                server,
+                settings,
+                target,
+                properties,
+                manifest,
+                run,
+                now,
+                fetched.path,
+                result,
+                pg_restore,
+                reseed,
+                validate,
+                log,
             )
     result.timings.total = round(time.monotonic() - started, 3)
     log.info(
@@ -130,40 +130,6 @@ def restore(
         result.timings.total,
     )
     return result
-
-
-def rollback(settings: Settings, target: str, *, logger: Logger | None = None) -> RollbackResult:
-    """Swap *target* back with the newest database a swap restore set aside for it."""
-    log = logger or _log
-    server = database_url(settings).set(database="postgres")
-    engine = make_engine(server, settings, purpose="restore rollback")
-    try:
-        with open_connection(engine, autocommit=True) as connection:
-            stem = _set_aside_prefix(target)
-            names = connection.execute(text("SELECT datname FROM pg_database")).scalars()
-            set_aside = max((str(name) for name in names if str(name).startswith(stem)), default=None)
-            if set_aside is None or not database_exists(connection, target):
-                raise RestoreRefusedError(
-                    f"there is nothing to roll back for {target}: "
-                    + (
-                        "no database was set aside by a restore" if set_aside is None else "it does not exist"
-                    ),
-                    hint="dbops restore --mode swap sets the previous database aside; list them with "
-                    f"SELECT datname FROM pg_database WHERE datname LIKE '{target}%'",
-                )
-            moved = _derived_name(target, "_rolled_back", datetime.now(UTC))
-            take_offline(connection, target, log)
-            try:
-                rename_in_one_transaction(engine, [(target, moved), (str(set_aside), target)])
-            except Exception:
-                allow_connections(connection, target, True)
-                raise
-            allow_connections(connection, target, True)
-            allow_connections(connection, moved, True)
-    finally:
-        engine.dispose()
-    log.info("rolled %s back to %s; the restored copy is kept as %s", target, set_aside, moved)
-    return RollbackResult(target=target, restored_from=str(set_aside), set_aside_as=moved)
 
 
 def _check_request(
@@ -194,37 +160,6 @@ def _check_request(
                 "so there is nothing to swap",
                 hint="check the name, or use --mode in-place to create it",
             )
-
-
-def _restore_or_drop(
-    result: RestoredCopy,
-    replacement: CreatedDatabase,
-    dump: Path,
-    manifest: BackupManifest,
-    settings: Settings,
-    pg_restore: Program,
-    reseed: bool,
-    validate: Validator | None,
-    log: Logger,
-) -> None:
-    """Fill the replacement and check it; a replacement that fails is dropped, the target untouched."""
-    try:
-        _fill_and_check(
-            result,
-            dump,
-            replacement.url,
-            manifest,
-            settings,
-            pg_restore,
-            reseed,
-            validate,
-            log,
-            what=f"the restored copy {replacement.name}",
-            hint="the target was not replaced; look at the backup with dbops rehearse --backup ID --keep",
-        )
-    except BaseException:
-        drop_created(replacement, settings, logger=log)
-        raise
 
 
 def _fill_and_check(
@@ -262,7 +197,97 @@ def _fill_and_check(
         )
 
 
-def _recreate(server: URL, settings: Settings, target: str, log: Logger) -> CreatedDatabase:
+def _properties(server: URL, settings: Settings, target: str) -> DatabaseProperties | None:
+    engine = make_engine(server, settings, purpose="restore")
+    try:
+        with open_connection(engine) as connection:
+            return read_properties(connection, target)
+    finally:
+        engine.dispose()
+
+
+def _swap(
+    server: URL,
+    settings: Settings,
+    target: str,
+    properties: DatabaseProperties,
+    manifest: BackupManifest,
+    run: str,
+    now: datetime,
+    dump: Path,
+    result: RestoredCopy,
+    pg_restore: Program,
+    reseed: bool,
+    validate: Validator | None,
+    log: Logger,
+) -> str:
+    """Build the copy beside *target*, check it, give it the target's properties, then swap names.
+
+    The replaced database is kept, marked as set aside for :func:`~tasks.restore.rollback.rollback`;
+    returns its name. A copy that fails is dropped and the target never touched.
+    """
+    mark = DatabaseMark(
+        kind=MarkKind.RESTORING, run=run, created=now, target=target, backup=manifest.backup_id
+    )
+    replacement = create_database(
+        server, settings, derived_name(target, "_restoring", now), mark=mark, like=properties
+    )
+    set_aside = derived_name(target, SET_ASIDE_MARK, now)
+    engine = make_engine(server, settings, purpose="restore swap")
+    try:
+        _fill_and_check(
+            result,
+            dump,
+            replacement.url,
+            manifest,
+            settings,
+            pg_restore,
+            reseed,
+            validate,
+            log,
+            what=f"the restored copy {replacement.name}",
+            hint="the target was not replaced; look at the backup with dbops rehearse --backup ID --keep",
+        )
+        _grant(engine, replacement.name, properties)
+        kept = mark.model_copy(update={"kind": MarkKind.SET_ASIDE, "comment": properties.comment})
+        replace(
+            engine,
+            target=target,
+            replacement=replacement.name,
+            moved_to=set_aside,
+            comments={target: properties.comment, set_aside: kept.render()},
+            log=log,
+        )
+    except BaseException:
+        drop_created(replacement, settings, logger=log)  # gone only while it is still the copy
+        raise
+    finally:
+        engine.dispose()
+    log.info("database %s is now the restored copy; the previous one is kept as %s", target, set_aside)
+    return set_aside
+
+
+def _in_place(
+    server: URL,
+    settings: Settings,
+    target: str,
+    properties: DatabaseProperties | None,
+    manifest: BackupManifest,
+    run: str,
+    now: datetime,
+    dump: Path,
+    result: RestoredCopy,
+    pg_restore: Program,
+    reseed: bool,
+    validate: Validator | None,
+    log: Logger,
+) -> None:
+    """Drop *target*, then build the copy under another name and give it the target's name only once
+    it is restored, migrated and checked: until then no application can connect to a half-filled
+    database. A copy that fails its checks is kept, marked, for a person to look at."""
+    mark = DatabaseMark(
+        kind=MarkKind.RESTORING, run=run, created=now, target=target, backup=manifest.backup_id
+    )
     engine = make_engine(server, settings, purpose="restore in place")
     try:
         with open_connection(engine, autocommit=True) as connection:
@@ -270,17 +295,49 @@ def _recreate(server: URL, settings: Settings, target: str, log: Logger) -> Crea
                 take_offline(connection, target, log)
                 connection.exec_driver_sql(f"DROP DATABASE {quote_identifier(target)} WITH (FORCE)")
                 log.warning("dropped database %s to restore it in place", target)
+        copy = create_database(
+            server, settings, derived_name(target, "_restoring", now), mark=mark, like=properties
+        )
+        try:
+            _fill_and_check(
+                result,
+                dump,
+                copy.url,
+                manifest,
+                settings,
+                pg_restore,
+                reseed,
+                validate,
+                log,
+                what=f"the restored copy {copy.name}",
+                hint="",
+            )
+        except DbopsError as error:
+            _keep_failed(engine, copy, mark)
+            raise RestoreError(
+                f"the in-place restore of {target} failed, so {target} does not exist now; the copy is "
+                f"kept as {copy.name}, closed to the application",
+                detail=error.message,
+                hint=f"restore another backup (dbops restore --mode in-place --target {target}), or inspect "
+                f"{copy.name} and, if it will do, rename it to {target} yourself",
+            ) from None
+        if properties is not None:
+            _grant(engine, copy.name, properties)
+        rename_in_one_transaction(
+            engine, [(copy.name, target)], {target: properties.comment if properties else None}
+        )
     finally:
         engine.dispose()
-    return create_database(server, settings, target)
 
 
-def _set_aside_prefix(target: str) -> str:
-    """What every name :func:`restore` sets *target* aside under starts with."""
-    return _derived_name(target, SET_ASIDE_MARK, datetime.now(UTC))[: -len(_TIMESTAMP_EXAMPLE)]
+def _grant(engine: Engine, name: str, properties: DatabaseProperties) -> None:
+    """Give *name* the replaced database's owner, ACL, settings and connection limit."""
+    with engine.begin() as connection:
+        for statement in granting_statements(name, properties):
+            connection.exec_driver_sql(statement)
 
 
-def _derived_name(target: str, mark: str, now: datetime) -> str:
-    """``<target><mark>_<timestamp>``, the target part shortened to fit PostgreSQL's 63 bytes."""
-    suffix = f"{mark}_{now:{_TIMESTAMP}}"
-    return target[: _MAX_NAME - len(suffix)] + suffix
+def _keep_failed(engine: Engine, copy: CreatedDatabase, mark: DatabaseMark) -> None:
+    failed = mark.model_copy(update={"kind": MarkKind.FAILED})
+    with open_connection(engine, autocommit=True) as connection:
+        connection.exec_driver_sql(comment_statement(copy.name, failed.render()))

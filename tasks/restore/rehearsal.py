@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from models.backup import rehearsal_key
 from models.database_url import describe
 from models.errors import DbopsError, RestoreError
+from models.marks import DatabaseMark, MarkKind
 from models.rehearsal import RehearsalRecord
 from models.settings import Settings
 from tasks.backup.dump import database_source
@@ -33,6 +34,7 @@ from tasks.restore.target import (
     create_database,
     drop_created,
     rehearsal_server,
+    run_id,
     timestamped_name,
 )
 from tasks.storage import ObjectStore
@@ -69,7 +71,10 @@ def rehearse(
         with work_directory(settings) as directory:
             fetched = fetch_dump(store, manifest, settings, directory, logger=log)
             timings.download, record.dump_bytes = fetched.seconds, fetched.dump_bytes
-            created = create_database(server, settings, timestamped_name("rehearsal"))
+            mark = DatabaseMark(
+                kind=MarkKind.SCRATCH, run=run_id(), created=datetime.now(UTC), backup=manifest.backup_id
+            )
+            created = create_database(server, settings, timestamped_name("rehearsal"), mark=mark)
             record.scratch_database = created.name
             restore_and_check(
                 record,

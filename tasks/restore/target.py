@@ -1,28 +1,35 @@
-"""Databases a restore creates, and drops only if they are still the ones it created.
+"""Databases a restore creates, marked as dbops's, and dropped only if they are still the ones it created.
 
 A database is remembered by name and OID when it is created; dropping checks that the name still
 belongs to that OID, so a restore can never drop a database some other hand created under the same
-name meanwhile.
+name meanwhile. Each carries a :class:`~models.marks.DatabaseMark` in its comment from the moment it
+exists, so whatever a killed run leaves behind can be told apart from everything else on the server.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
 from models.database_url import describe
-from models.errors import RestoreRefusedError
+from models.errors import RestoreError, RestoreRefusedError
+from models.marks import DatabaseMark
 from models.settings import Settings
 from tasks.postgres.engine import database_url, make_engine, open_connection, quote_identifier
+from tasks.restore.properties import DatabaseProperties, comment_statement, creation_options
 
 _log = logging.getLogger(__name__)
 DATABASE_OID = text("SELECT oid::bigint FROM pg_database WHERE datname = :name")
 DATABASE_SIZE = text("SELECT pg_database_size(current_database())")
+_MAX_NAME = 63
 
 
 _PRIVILEGES = text("""
@@ -79,13 +86,50 @@ def timestamped_name(prefix: str, now: datetime | None = None) -> str:
     return f"{prefix}_{moment:%Y%m%dt%H%M%S}_{secrets.token_hex(2)}"
 
 
-def create_database(server: URL, settings: Settings, name: str) -> CreatedDatabase:
-    """An empty database from ``template0``, as pg_restore wants it."""
+def run_id() -> str:
+    """Names the dbops run in the marks it leaves: host, process, and a token for this run."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def derived_name(target: str, mark: str, now: datetime) -> str:
+    """``<target><mark>_<timestamp>``, the target part shortened to fit PostgreSQL's 63 bytes."""
+    suffix = f"{mark}_{now.astimezone(UTC):%Y%m%dt%H%M%S}"
+    return target[: _MAX_NAME - len(suffix)] + suffix
+
+
+def create_database(
+    server: URL,
+    settings: Settings,
+    name: str,
+    *,
+    mark: DatabaseMark,
+    like: DatabaseProperties | None = None,
+) -> CreatedDatabase:
+    """An empty database from ``template0``, as pg_restore wants it, carrying *mark*.
+
+    With *like* (the database it will replace), it gets that one's encoding, locale and default
+    tablespace, which only CREATE DATABASE can set.
+    """
+    options = f" {creation_options(like)}" if like is not None else ""
     engine = make_engine(server, settings, purpose="restore")
     try:
         with open_connection(engine, autocommit=True) as connection:
-            connection.exec_driver_sql(f"CREATE DATABASE {quote_identifier(name)} TEMPLATE template0")
+            try:
+                connection.exec_driver_sql(
+                    f"CREATE DATABASE {quote_identifier(name)} TEMPLATE template0{options}"
+                )
+            except DBAPIError as error:
+                raise RestoreError(
+                    f"could not create database {name} on {describe(server)}",
+                    detail=str(error.orig).splitlines()[0] if error.orig is not None else None,
+                    hint="the role needs CREATEDB, and CREATE on the tablespace of the database replaced",
+                ) from None
             oid = int(connection.execute(DATABASE_OID, {"name": name}).scalar_one())
+            try:
+                connection.exec_driver_sql(comment_statement(name, mark.render()))
+            except BaseException:  # an unmarked copy would never be swept: better none at all
+                connection.exec_driver_sql(f"DROP DATABASE {quote_identifier(name)}")
+                raise
     finally:
         engine.dispose()
     _log.info("created database %s on %s", name, describe(server))

@@ -95,7 +95,7 @@ def test_swap_and_in_place_restore_and_rollback_work_as_the_databases_owner(
     assert swapped.returncode == 0, swapped.stderr
     assert count(managed.url, "applications") == 90
 
-    rolled = run_cli("restore", "--rollback", target, env=managed.env)
+    rolled = run_cli("restore", "--rollback", target, "--confirm", target, env=managed.env)
     assert rolled.returncode == 0, rolled.stderr
     assert count(managed.url, "applications") == 0
 

@@ -29,7 +29,8 @@ from models.settings import Environment, Settings
 from tasks.backup.dump import backup
 from tasks.postgres.embedded import EmbeddedServer
 from tasks.postgres.engine import make_engine
-from tasks.restore.operator import restore, rollback
+from tasks.restore.operator import restore
+from tasks.restore.rollback import rollback
 from tasks.restore.swap import rename_in_one_transaction
 from tasks.storage import ObjectStore, open_store
 from tests.integration.conftest import (
@@ -97,7 +98,7 @@ def test_swap_keeps_the_old_database_and_rollback_swaps_back(
     assert result.previous_database.startswith(f"{target}_pre_restore_")
     assert count(pg_server.url(result.previous_database), "applications") == 0
 
-    rolled = rollback(restore_settings, target)
+    rolled = rollback(restore_settings, target, confirm=target)
 
     assert rolled.restored_from == result.previous_database
     assert count(seeded_url, "applications") == 0

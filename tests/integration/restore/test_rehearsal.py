@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyrage
@@ -15,6 +16,7 @@ from sqlalchemy.engine import URL
 from flows.restore_rehearsal import restore_rehearsal_flow
 from models.backup import BackupManifest, manifest_key, rehearsal_key
 from models.errors import RestoreRefusedError
+from models.marks import DatabaseMark, MarkKind
 from models.rehearsal import RehearsalRecord
 from models.settings import Settings
 from tasks.backup.dump import backup
@@ -187,7 +189,10 @@ def test_keep_leaves_the_scratch_database_and_only_created_ones_are_dropped(
     with admin_connection(pg_server) as connection:
         connection.execute(f'DROP DATABASE "{record.scratch_database}" WITH (FORCE)')
 
-    created = create_database(pg_server.url("postgres"), rehearsal_settings, "rehearsal_guard_test")
+    mark = DatabaseMark(kind=MarkKind.SCRATCH, run="test", created=datetime.now(UTC))
+    created = create_database(
+        pg_server.url("postgres"), rehearsal_settings, "rehearsal_guard_test", mark=mark
+    )
     with admin_connection(pg_server) as connection:  # someone else's database under the same name
         connection.execute("DROP DATABASE rehearsal_guard_test")
         connection.execute("CREATE DATABASE rehearsal_guard_test")

@@ -1,0 +1,51 @@
+"""The mark dbops leaves on every database it creates: what it is, which run made it, and when.
+
+Written as the database's comment (``COMMENT ON DATABASE``), so it lives in the server's catalogue
+beside the database itself, survives the crash of the run that made it, and travels with renames. The
+crash sweep and the rollback rely on the mark, never on a name pattern alone: a database someone
+named like a scratch copy is not one unless dbops marked it.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field, ValidationError
+
+PREFIX = "dbops: "
+
+
+class MarkKind(StrEnum):
+    SCRATCH = "scratch"  # a rehearsal's copy, dropped when the rehearsal ends
+    RESTORING = "restoring"  # a restore's copy under construction, swapped in or dropped
+    SET_ASIDE = "set-aside"  # the database a swap replaced, kept for rollback
+    ROLLED_BACK = "rolled-back"  # the restored copy a rollback replaced
+    FAILED = "failed-in-place"  # an in-place restore's copy that failed its checks, kept for a person
+
+
+class DatabaseMark(BaseModel):
+    kind: MarkKind
+    run: str = Field(description="host:pid:token of the dbops run that made it")
+    created: datetime
+    target: str | None = Field(default=None, description="The database it stands in for, or stood in.")
+    backup: str | None = None
+    comment: str | None = Field(
+        default=None, description="The database's own comment, put back if it becomes the target again."
+    )
+
+    def render(self) -> str:
+        return PREFIX + self.model_dump_json(exclude_none=True)
+
+
+def parse_mark(comment: str | None) -> DatabaseMark | None:
+    """The mark in a database comment; None for a comment dbops did not write."""
+    if not comment or not comment.startswith(PREFIX):
+        return None
+    try:
+        return DatabaseMark.model_validate(json.loads(comment[len(PREFIX) :]))
+    except (ValueError, ValidationError):
+        return None
