@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -271,3 +272,45 @@ def main_task_interval(flow_run_id: uuid.UUID) -> tuple[datetime, datetime]:
     assert main.start_time is not None
     assert main.end_time is not None
     return main.start_time, main.end_time
+
+
+@dataclass(frozen=True)
+class ManagedDatabase:
+    url: URL
+    role: str
+    env: dict[str, str]
+
+
+@pytest.fixture
+def managed(pg_server: EmbeddedServer, tmp_path: Path) -> Iterator[ManagedDatabase]:
+    role, password = f"managed_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    database = f"platform_{uuid.uuid4().hex[:8]}"
+    with admin_connection(pg_server) as connection:
+        connection.execute(f"CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{password}'")
+        connection.execute(f"GRANT pg_monitor, pg_signal_backend TO {role}")
+        connection.execute(f'CREATE DATABASE "{database}" OWNER {role}')
+    url = pg_server.url(database).set(username=role, password=password)
+    env = environment_without_dbops(
+        DBOPS_DATABASE_URL=url_string(url),
+        DBOPS_BACKUP_URL=str(tmp_path / "backups"),
+        DBOPS_HOME=str(tmp_path / "home"),
+        DBOPS_BCRYPT_ROUNDS="4",
+        PYTHONWARNINGS="ignore",
+    )
+    for command in (
+        ["migrate-and-seed"],
+        ["synth", "--users", "60", "--applications", "90", "--audit-logs", "800", "--events", "300"],
+    ):
+        result = run_cli(*command, env=env)
+        assert result.returncode == 0, (command, result.stderr)
+    yield ManagedDatabase(url, role, env)
+    with admin_connection(pg_server) as connection:
+        owned = connection.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s "
+            "OR datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+            (database + "%", role),
+        ).fetchall()
+        for (name,) in owned:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f"DROP OWNED BY {role}")
+        connection.execute(f"DROP ROLE {role}")

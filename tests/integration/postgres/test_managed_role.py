@@ -6,59 +6,12 @@ command either works as that role or fails with one line naming the privilege an
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from sqlalchemy.engine import URL
 
 from tasks.postgres.embedded import EmbeddedServer
-from tests.helpers import environment_without_dbops
-from tests.integration.conftest import admin_connection, connect, run_cli, url_string
-
-
-@dataclass(frozen=True)
-class ManagedDatabase:
-    url: URL
-    role: str
-    env: dict[str, str]
-
-
-@pytest.fixture
-def managed(pg_server: EmbeddedServer, tmp_path: Path) -> Iterator[ManagedDatabase]:
-    role, password = f"managed_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    database = f"platform_{uuid.uuid4().hex[:8]}"
-    with admin_connection(pg_server) as connection:
-        connection.execute(f"CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{password}'")
-        connection.execute(f"GRANT pg_monitor, pg_signal_backend TO {role}")
-        connection.execute(f'CREATE DATABASE "{database}" OWNER {role}')
-    url = pg_server.url(database).set(username=role, password=password)
-    env = environment_without_dbops(
-        DBOPS_DATABASE_URL=url_string(url),
-        DBOPS_BACKUP_URL=str(tmp_path / "backups"),
-        DBOPS_HOME=str(tmp_path / "home"),
-        DBOPS_BCRYPT_ROUNDS="4",
-        PYTHONWARNINGS="ignore",
-    )
-    for command in (
-        ["migrate-and-seed"],
-        ["synth", "--users", "60", "--applications", "90", "--audit-logs", "800", "--events", "300"],
-    ):
-        result = run_cli(*command, env=env)
-        assert result.returncode == 0, (command, result.stderr)
-    yield ManagedDatabase(url, role, env)
-    with admin_connection(pg_server) as connection:
-        owned = connection.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s "
-            "OR datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)",
-            (database + "%", role),
-        ).fetchall()
-        for (name,) in owned:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f"DROP OWNED BY {role}")
-        connection.execute(f"DROP ROLE {role}")
+from tests.integration.conftest import ManagedDatabase, admin_connection, connect, run_cli
 
 
 def test_backup_rehearsal_validation_archiving_and_review_work_without_superuser(
