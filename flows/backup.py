@@ -17,13 +17,14 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
 from flows.maintenance_slot import maintenance_slot
+from flows.reporting import BestEffort
 from models.backup import BackupManifest, BackupRun, manifest_key, source_of
 from models.settings import load_settings
 from tasks.backup.catalog import list_backups
 from tasks.backup.dump import Progress
 from tasks.backup.nightly import back_up
 from tasks.postgres.engine import resolve_database_url
-from tasks.storage import open_store
+from tasks.storage import ObjectStore, open_store
 
 PROGRESS_INTERVAL_SECONDS = 2.0
 
@@ -33,45 +34,51 @@ def backup_task(database_url: SecretStr | None) -> BackupRun:
     settings = load_settings()
     url = resolve_database_url(settings, database_url)
     store = open_store(settings)
-    artifact_id = cast(
-        UUID, create_progress_artifact(progress=0.0, description="pg_dump bytes against the database size")
+    logger = get_run_logger()
+    publish = BestEffort(logger)
+    artifact_id = publish(
+        "progress",
+        lambda: create_progress_artifact(progress=0.0, description="pg_dump bytes against the database size"),
     )
     last = [0.0]
 
     def report(progress: Progress) -> None:
         now = time.monotonic()
-        if now - last[0] >= PROGRESS_INTERVAL_SECONDS and progress.estimated_bytes:
-            last[0] = now
-            share = min(100.0, 100.0 * progress.dump_bytes / progress.estimated_bytes)
-            update_progress_artifact(
-                artifact_id,
-                progress=share,
-                description=f"{progress.dump_bytes / 1e6:,.0f} MB at {progress.throughput / 1e6:,.1f} MB/s",
-            )
+        if artifact_id is None or now - last[0] < PROGRESS_INTERVAL_SECONDS or not progress.estimated_bytes:
+            return
+        last[0] = now
+        share = min(100.0, 100.0 * progress.dump_bytes / progress.estimated_bytes)
+        description = f"{progress.dump_bytes / 1e6:,.0f} MB at {progress.throughput / 1e6:,.1f} MB/s"
+        publish("progress", lambda: update_progress_artifact(cast(UUID, artifact_id), share, description))
 
-    run = back_up(url, settings, store, logger=get_run_logger(), on_progress=report)
+    run = back_up(url, settings, store, logger=logger, on_progress=report)
     manifest = run.manifest
-    update_progress_artifact(artifact_id, progress=100.0, description="complete")
-    create_link_artifact(
-        key="backup-manifest",
-        link=f"{store.describe()}/{manifest_key(manifest.backup_id)}",
-        link_text=f"manifest of backup {manifest.backup_id}",
+    if artifact_id is not None:
+        publish("progress", lambda: update_progress_artifact(cast(UUID, artifact_id), 100.0, "complete"))
+    publish(
+        "manifest link",
+        lambda: create_link_artifact(
+            key="backup-manifest",
+            link=f"{store.describe()}/{manifest_key(manifest.backup_id)}",
+            link_text=f"manifest of backup {manifest.backup_id}",
+        ),
     )
-    create_table_artifact(
-        key="recent-backups",
-        table=[
-            {
-                "backup": recent.backup_id,
-                "source": source_of(recent).describe(),
-                "taken": recent.started_at.isoformat(timespec="seconds"),
-                "stored MB": round(recent.stored_bytes / 1e6, 1),
-                "seconds": recent.duration_seconds,
-                "revision": recent.alembic_revision,
-            }
-            for recent in list_backups(store)[:14]
-        ],
-    )
+    publish("recent backups", lambda: create_table_artifact(key="recent-backups", table=recent_rows(store)))
     return run
+
+
+def recent_rows(store: ObjectStore) -> list[dict[str, object]]:
+    return [
+        {
+            "backup": recent.backup_id,
+            "source": source_of(recent).describe(),
+            "taken": recent.started_at.isoformat(timespec="seconds"),
+            "stored MB": round(recent.stored_bytes / 1e6, 1),
+            "seconds": recent.duration_seconds,
+            "revision": recent.alembic_revision,
+        }
+        for recent in list_backups(store)[:14]
+    ]
 
 
 @flow(name="backup")

@@ -20,19 +20,25 @@ from models.backup import (
 from models.errors import BackupError, StorageError
 from models.rehearsal import RehearsalRecord
 from models.retention import Dated, RetentionPlan, RetentionPolicy, plan_retention
-from tasks.storage import ObjectStore
+from tasks.storage import ObjectStore, StoredObject
 
 _log = logging.getLogger(__name__)
 
 
-def backup_keys(store: ObjectStore) -> dict[str, list[str]]:
-    """Every object of every backup, by backup id (one paginated listing)."""
-    keys: dict[str, list[str]] = defaultdict(list)
+def _objects_by_backup(store: ObjectStore) -> dict[str, list[StoredObject]]:
+    objects: dict[str, list[StoredObject]] = defaultdict(list)
     for stored in store.list_objects("backups"):
         backup_id = backup_id_of(stored.key)
         if backup_id is not None:
-            keys[backup_id].append(stored.key)
-    return dict(keys)
+            objects[backup_id].append(stored)
+    return dict(objects)
+
+
+def backup_keys(store: ObjectStore) -> dict[str, list[str]]:
+    """Every object of every backup, by backup id (one paginated listing)."""
+    return {
+        backup_id: [stored.key for stored in found] for backup_id, found in _objects_by_backup(store).items()
+    }
 
 
 def complete_backup_ids(keys: dict[str, list[str]]) -> list[str]:
@@ -91,9 +97,12 @@ def remove_incomplete(
     log = logger or _log
     cutoff = datetime.now(UTC) - timedelta(hours=older_than)
     removed = []
-    for backup_id, keys in backup_keys(store).items():
+    for backup_id, objects in _objects_by_backup(store).items():
+        keys = [stored.key for stored in objects]
         complete = f"{backup_folder(backup_id)}/{MANIFEST_NAME}" in keys
-        if not complete and backup_time(backup_id) < cutoff:
+        # Judged by its last write, not its start: a backup still writing is not debris.
+        last_activity = max([backup_time(backup_id), *(stored.modified for stored in objects)])
+        if not complete and last_activity < cutoff:
             store.delete(keys)
             removed.append(backup_id)
             log.warning("removed incomplete backup %s (no manifest after %.1f h)", backup_id, older_than)

@@ -68,7 +68,8 @@ class DumpCheck:
                 "pg_restore cannot read the dump", detail=error.detail, hint="nothing was kept"
             ) from None
         self._reader.join(timeout=30)
-        if b"TABLE DATA" not in self._listing and b"TABLE" not in self._listing:
+        if b" TABLE DATA " not in self._listing:
             raise BackupError(
-                "the dump's table of contents lists no tables", hint="check the database and pg_dump"
+                "the dump's table of contents lists no table data, so it would restore no rows",
+                hint="check the database (does it have tables?) and the pg_dump messages above",
             )

@@ -181,13 +181,29 @@ class S3Store:
         for key in keys:
             self.client.delete_object(Bucket=self.location.bucket, Key=self._key(key))
 
+    def _last_activity(self, upload: Mapping[str, Any]) -> datetime:
+        """When the upload last received a part: a backup writing for longer than the grace period is
+        still alive, and its start time alone would have it aborted under the writer's feet."""
+        newest: datetime = upload["Initiated"]
+        paginator = self.client.get_paginator("list_parts")
+        try:
+            for page in paginator.paginate(
+                Bucket=self.location.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            ):
+                for part in page.get("Parts", []):
+                    newest = max(newest, part["LastModified"])
+        except ClientError as error:
+            if not unsupported(error):
+                raise
+        return newest
+
     def sweep_incomplete_uploads(self, older_than: datetime) -> int:
         paginator = self.client.get_paginator("list_multipart_uploads")
         swept = 0
         try:
             for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self._key("")):
                 for upload in page.get("Uploads", []):
-                    if upload["Initiated"] < older_than:
+                    if upload["Initiated"] < older_than and self._last_activity(upload) < older_than:
                         self.client.abort_multipart_upload(
                             Bucket=self.location.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                         )

@@ -38,3 +38,25 @@ def test_backup_flow_publishes_progress_manifest_link_and_recent_backups(
     assert newest.backup_id in str(artifacts["recent-backups"])
     remaining = sorted(path.name for path in (tmp_path / "backups" / "backups").iterdir())
     assert remaining == [newest.backup_id], "keep-last 1 pruned the first backup after the second completed"
+
+
+def test_a_prefect_api_failing_to_take_progress_never_fails_the_backup(
+    seeded_url: URL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("DBOPS_BACKUP_URL", str(tmp_path / "backups"))
+    calls = []
+
+    def hiccup(*arguments: object, **keywords: object) -> None:
+        calls.append(arguments)
+        raise RuntimeError("503 Service Unavailable from the Prefect API")
+
+    # Prefect's own function, as this module calls it: the API is the fault, not dbops.
+    monkeypatch.setattr("flows.backup.update_progress_artifact", hiccup)
+
+    state = backup_flow(database_url=SecretStr(url_string(seeded_url)), return_state=True)
+
+    assert state.is_completed(), state.message
+    assert calls, "the progress update was attempted"
+    assert isinstance(state.result(), BackupManifest)
+    warnings = [r.getMessage() for r in caplog.records if "could not publish the progress" in r.getMessage()]
+    assert len(warnings) == 1, "warned once, however often it failed"
