@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 from flows.archive_logs import archive_logs_flow
 from flows.backup import backup_flow
 from flows.index_review import index_review_flow
+from flows.restore_copies import restore_copies_flow
 from flows.restore_rehearsal import restore_rehearsal_flow
 from flows.validate_integrity import validate_integrity_flow
 from models.errors import DbopsError
@@ -27,12 +28,14 @@ def nightly_backup_flow() -> RehearsalRecord:
 
 @flow(name="weekly-maintenance")
 def weekly_maintenance_flow() -> list[str]:
-    """Archive old logs, review the indexes, and validate integrity; report every step's outcome."""
+    """Archive old logs, review the indexes, validate integrity, and expire old restore copies; report
+    every step's outcome."""
     logger = get_run_logger()
     steps = {
         "archive-logs": archive_logs_flow,
         "index-review": index_review_flow,
         "validate-integrity": validate_integrity_flow,
+        "restore-copies": restore_copies_flow,
     }
     failed = []
     for name, step in steps.items():

@@ -41,6 +41,27 @@ class DatabaseMark(BaseModel):
         return PREFIX + self.model_dump_json(exclude_none=True)
 
 
+class DbopsDatabase(BaseModel):
+    """A database dbops made, as ``dbops status`` lists it and the sweep reports it."""
+
+    name: str
+    kind: MarkKind
+    target: str | None
+    backup: str | None
+    run: str
+    created: datetime
+    bytes: int
+    sessions: int
+
+
+class SweepReport(BaseModel):
+    """What a sweep of a killed run's leftovers did, and what it left for a person."""
+
+    dropped: list[DbopsDatabase] = Field(default_factory=list)
+    removed_directories: list[str] = Field(default_factory=list)
+    left: list[str] = Field(default_factory=list, description="What was not dropped, and why.")
+
+
 def parse_mark(comment: str | None) -> DatabaseMark | None:
     """The mark in a database comment; None for a comment dbops did not write."""
     if not comment or not comment.startswith(PREFIX):

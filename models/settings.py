@@ -122,6 +122,18 @@ class Settings(BaseSettings):
         "server, database postgres.",
     )
     restore_jobs: int = Field(default=2, ge=1, le=64, description="pg_restore --jobs for restores.")
+    stale_after_minutes: float = Field(
+        default=60.0,
+        ge=0,
+        description="A scratch or restoring copy with no session for this long belongs to a run that is "
+        "gone, and the next rehearsal or restore drops it.",
+    )
+    restore_keep_set_aside_days: float = Field(
+        default=7.0,
+        ge=0,
+        description="Databases a swap restore set aside (and rollbacks replaced) are dropped after this "
+        "many days, at the next restore and in the weekly maintenance.",
+    )
     restore_work_dir: Path | None = Field(
         default=None,
         description="Where a restore unpacks the dump (pg_restore --jobs needs a file); "

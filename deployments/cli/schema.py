@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -61,8 +62,11 @@ def check_command(
 
 def status_command() -> None:
     """Show the schema's revision and each table's rows, indexes and size."""
+    from tasks.restore.leftovers import dbops_databases  # only this command needs it
+
     settings = load_settings()
-    state = schema_state(database_url(settings), settings)
+    url = database_url(settings)
+    state = schema_state(url, settings)
     marker = "at head" if state.at_head else f"head is {state.head}: run dbops migrate"
     typer.echo(f"{state.database} (PostgreSQL {state.server_version})")
     typer.echo(f"revision {state.revision or 'none'} ({marker})")
@@ -72,6 +76,15 @@ def status_command() -> None:
             typer.echo(
                 f"{table.name:<20} {table.rows:>12,} {table.indexes:>8} {_size(table.total_bytes):>10}"
             )
+    made = dbops_databases(url.set(database="postgres"), settings)
+    typer.echo(f"databases dbops made on this server: {len(made)}, {_size(sum(d.bytes for d in made))}")
+    now = datetime.now(UTC)
+    for database in made:
+        age = (now - database.created).total_seconds() / 3600
+        typer.echo(
+            f"  {database.name:<48} {database.kind.value:<15} {_size(database.bytes):>10} "
+            f"{age:>7.1f} h old  sessions {database.sessions}"
+        )
 
 
 def _size(total_bytes: int) -> str:

@@ -4,7 +4,9 @@ After Barman's command wrapper: an argument list (never a shell), ``--no-passwor
 password fails at once instead of prompting, ``LANG=C`` so messages are parseable English, stderr
 streamed line by line to the logger, stdout streamed to a caller's sink where it carries data, and a
 typed :class:`~models.errors.CommandError` with the exit code and the tail of stderr on failure. The
-child runs in its own process group so a cancelled run takes the child's children down with it, and
+child runs in its own process group so a cancelled run takes the child's children down with it; it
+dies with dbops however dbops ends, SIGKILL included (the kernel's parent-death signal), so a killed
+worker never leaves a pg_restore finishing a restore nobody waits for; and it
 inherits none of the caller's libpq variables: only the connection string and the environment the
 caller passes (:func:`tasks.postgres.libpq.child_environment`) decide where it connects.
 """
@@ -12,10 +14,13 @@ caller passes (:func:`tasks.postgres.libpq.child_environment`) decide where it c
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -43,6 +48,10 @@ _TAKES_NO_PASSWORD = frozenset(
     }
 )
 _STDERR_TAIL_LINES = 20
+#: util-linux's setpriv sets the parent-death signal (PR_SET_PDEATHSIG) and then execs the program,
+#: so nothing of Python's runs between fork and exec; without it, a prctl call in the child does.
+_SETPRIV = shutil.which("setpriv")
+_PR_SET_PDEATHSIG = 1
 _CHUNK_BYTES = 1 << 20
 
 _log = logging.getLogger(__name__)
@@ -87,9 +96,10 @@ class PgProcess:
                 argv.append("--no-psqlrc")
         argv.extend(arguments)
         self._log.debug("running %s", " ".join(argv))
+        launcher = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
         try:
             self.process = subprocess.Popen(
-                argv,
+                [*launcher, *argv],
                 stdin=stdin,
                 stdout=stdout,
                 stderr=subprocess.PIPE,
@@ -102,6 +112,7 @@ class PgProcess:
                 },
                 user=run_as_user,
                 start_new_session=True,
+                preexec_fn=None if _SETPRIV else _die_with_parent,
             )
         except (OSError, ValueError) as error:
             raise CommandError(
@@ -267,6 +278,15 @@ def _has_file_descriptor(stream: IO[bytes]) -> bool:
     except (OSError, ValueError):  # io.UnsupportedOperation is both
         return False
     return True
+
+
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: receive SIGKILL when the thread that started it ends."""
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _kill_process_group(process: subprocess.Popen[bytes]) -> None:

@@ -32,6 +32,7 @@ from tasks.postgres.binaries import Program, pg_restore_for
 from tasks.postgres.engine import make_engine, open_connection
 from tasks.postgres.libpq import needs_tls
 from tasks.restore.fetch import check_decryptable
+from tasks.restore.leftovers import mark_work_directory
 from tasks.restore.pg_restore import restore_dump
 from tasks.restore.target import check_privileges, database_size
 from tasks.schema.migrate import head_revision, migrate, script_directory
@@ -223,11 +224,13 @@ def default_validator(settings: Settings, log: Logger) -> Validator:
 
 
 @contextmanager
-def work_directory(settings: Settings) -> Iterator[Path]:
-    """A private directory for the unpacked dump, removed with everything in it afterwards."""
+def work_directory(settings: Settings, run: str) -> Iterator[Path]:
+    """A private directory for the unpacked dump, removed with everything in it afterwards, and
+    marked with its owner so that a sweep removes it if this process is killed first."""
     parent = settings.effective_restore_work_dir
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="restore-", dir=parent) as directory:
+        mark_work_directory(Path(directory), run)
         yield Path(directory)
 
 

@@ -33,6 +33,7 @@ from tasks.restore.copy import (
     work_directory,
 )
 from tasks.restore.fetch import fetch_dump
+from tasks.restore.leftovers import sweep
 from tasks.restore.properties import (
     DatabaseProperties,
     comment_statement,
@@ -84,8 +85,9 @@ def restore(
     )
     started = time.monotonic()
     run = run_id()
+    sweep(server, settings, run=run, logger=log)
     properties = _properties(server, settings, target)
-    with work_directory(settings) as directory:
+    with work_directory(settings, run) as directory:
         fetched = fetch_dump(store, manifest, settings, directory, logger=log)
         result.timings.download, result.dump_bytes = fetched.seconds, fetched.dump_bytes
         if mode is RestoreMode.SWAP:

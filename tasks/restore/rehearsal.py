@@ -29,6 +29,7 @@ from tasks.restore.copy import (
     work_directory,
 )
 from tasks.restore.fetch import fetch_dump
+from tasks.restore.leftovers import sweep
 from tasks.restore.target import (
     CreatedDatabase,
     create_database,
@@ -61,6 +62,8 @@ def rehearse(
     server = rehearsal_server(settings)
     wanted = database_source(database_url(settings), settings)
     manifest, pg_restore = vet_backup(store, backup_id, settings, server, wanted=wanted)
+    run = run_id()
+    sweep(server, settings, run=run, set_aside=False, logger=log)
     record = RehearsalRecord(
         **copy_basis(manifest, server, pg_restore, settings), rehearsed_at=datetime.now(UTC)
     )
@@ -68,11 +71,11 @@ def rehearse(
     started = time.monotonic()
     created: CreatedDatabase | None = None
     try:
-        with work_directory(settings) as directory:
+        with work_directory(settings, run) as directory:
             fetched = fetch_dump(store, manifest, settings, directory, logger=log)
             timings.download, record.dump_bytes = fetched.seconds, fetched.dump_bytes
             mark = DatabaseMark(
-                kind=MarkKind.SCRATCH, run=run_id(), created=datetime.now(UTC), backup=manifest.backup_id
+                kind=MarkKind.SCRATCH, run=run, created=datetime.now(UTC), backup=manifest.backup_id
             )
             created = create_database(server, settings, timestamped_name("rehearsal"), mark=mark)
             record.scratch_database = created.name

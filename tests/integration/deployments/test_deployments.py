@@ -104,7 +104,7 @@ def test_the_weekly_chain_runs_every_step_and_fails_if_one_did(
     state = weekly_maintenance_flow(return_state=True)
 
     assert state.is_failed()
-    assert "1 of 3 weekly maintenance step(s) failed" in str(state.message)
+    assert "1 of 4 weekly maintenance step(s) failed" in str(state.message)
     assert "validate-integrity" in str(state.message)
     assert list((tmp_path / "store" / "archive" / "runs").iterdir())  # archiving ran before it
 
