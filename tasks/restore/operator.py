@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,39 +91,25 @@ def restore(
     with work_directory(settings, run) as directory:
         fetched = fetch_dump(store, manifest, settings, directory, logger=log)
         result.timings.download, result.dump_bytes = fetched.seconds, fetched.dump_bytes
+        job = _Job(
+            server,
+            settings,
+            target,
+            manifest,
+            run,
+            now,
+            fetched.path,
+            result,
+            pg_restore,
+            reseed,
+            validate,
+            log,
+        )
         if mode is RestoreMode.SWAP:
             assert properties is not None  # a swap target exists (checked above)
-            result.previous_database = _swap(
-                server,
-                settings,
-                target,
-                properties,
-                manifest,
-                run,
-                now,
-                fetched.path,
-                result,
-                pg_restore,
-                reseed,
-                validate,
-                log,
-            )
+            result.previous_database = _swap(job, properties)
         else:
-            _in_place(
-                server,
-                settings,
-                target,
-                properties,
-                manifest,
-                run,
-                now,
-                fetched.path,
-                result,
-                pg_restore,
-                reseed,
-                validate,
-                log,
-            )
+            _in_place(job, properties)
     result.timings.total = round(time.monotonic() - started, 3)
     log.info(
         "restored backup %s into %s (%s) in %.1f s",
@@ -164,37 +151,51 @@ def _check_request(
             )
 
 
-def _fill_and_check(
-    result: RestoredCopy,
-    dump: Path,
-    url: URL,
-    manifest: BackupManifest,
-    settings: Settings,
-    pg_restore: Program,
-    reseed: bool,
-    validate: Validator | None,
-    log: Logger,
-    *,
-    what: str,
-    hint: str,
-) -> None:
+@dataclass(frozen=True)
+class _Job:
+    """One restore, as its steps share it."""
+
+    server: URL
+    settings: Settings
+    target: str
+    manifest: BackupManifest
+    run: str
+    now: datetime
+    dump: Path
+    result: RestoredCopy
+    pg_restore: Program
+    reseed: bool
+    validate: Validator | None
+    log: Logger
+
+    def mark(self) -> DatabaseMark:
+        return DatabaseMark(
+            kind=MarkKind.RESTORING,
+            run=self.run,
+            created=self.now,
+            target=self.target,
+            backup=self.manifest.backup_id,
+        )
+
+
+def _fill_and_check(job: _Job, url: URL, *, what: str, hint: str) -> None:
     """Restore into the empty database at *url* (owners and grants kept: same server), then check it."""
     restore_and_check(
-        result,
-        dump,
+        job.result,
+        job.dump,
         url,
-        manifest,
-        settings,
-        pg_restore,
+        job.manifest,
+        job.settings,
+        job.pg_restore,
         keep_ownership=True,
-        validate=validate,
-        log=log,
-        reseed=reseed,
+        validate=job.validate,
+        log=job.log,
+        reseed=job.reseed,
     )
-    if not result.passed:
+    if not job.result.passed:
         raise RestoreError(
-            f"{what} failed its checks, so the restore of backup {result.backup_id} stopped",
-            detail=result.failure,
+            f"{what} failed its checks, so the restore of backup {job.result.backup_id} stopped",
+            detail=job.result.failure,
             hint=hint,
         )
 
@@ -208,45 +209,21 @@ def _properties(server: URL, settings: Settings, target: str) -> DatabasePropert
         engine.dispose()
 
 
-def _swap(
-    server: URL,
-    settings: Settings,
-    target: str,
-    properties: DatabaseProperties,
-    manifest: BackupManifest,
-    run: str,
-    now: datetime,
-    dump: Path,
-    result: RestoredCopy,
-    pg_restore: Program,
-    reseed: bool,
-    validate: Validator | None,
-    log: Logger,
-) -> str:
-    """Build the copy beside *target*, check it, give it the target's properties, then swap names.
+def _swap(job: _Job, properties: DatabaseProperties) -> str:
+    """Build the copy beside the target, check it, give it the target's properties, then swap names.
 
     The replaced database is kept, marked as set aside for :func:`~tasks.restore.rollback.rollback`;
     returns its name. A copy that fails is dropped and the target never touched.
     """
-    mark = DatabaseMark(
-        kind=MarkKind.RESTORING, run=run, created=now, target=target, backup=manifest.backup_id
-    )
-    replacement = create_database(
-        server, settings, derived_name(target, "_restoring", now), mark=mark, like=properties
-    )
-    set_aside = derived_name(target, SET_ASIDE_MARK, now)
-    engine = make_engine(server, settings, purpose="restore swap")
+    mark = job.mark()
+    name = derived_name(job.target, "_restoring", job.now)
+    replacement = create_database(job.server, job.settings, name, mark=mark, like=properties)
+    set_aside = derived_name(job.target, SET_ASIDE_MARK, job.now)
+    engine = make_engine(job.server, job.settings, purpose="restore swap")
     try:
         _fill_and_check(
-            result,
-            dump,
+            job,
             replacement.url,
-            manifest,
-            settings,
-            pg_restore,
-            reseed,
-            validate,
-            log,
             what=f"the restored copy {replacement.name}",
             hint="the target was not replaced; look at the backup with dbops rehearse --backup ID --keep",
         )
@@ -254,66 +231,39 @@ def _swap(
         kept = mark.model_copy(update={"kind": MarkKind.SET_ASIDE, "comment": properties.comment})
         replace(
             engine,
-            target=target,
+            target=job.target,
             replacement=replacement.name,
             moved_to=set_aside,
-            comments={target: properties.comment, set_aside: kept.render()},
-            log=log,
+            comments={job.target: properties.comment, set_aside: kept.render()},
+            log=job.log,
         )
     except BaseException:
-        drop_created(replacement, settings, logger=log)  # gone only while it is still the copy
+        drop_created(replacement, job.settings, logger=job.log)  # gone only while it is still the copy
         raise
     finally:
         engine.dispose()
-    log.info("database %s is now the restored copy; the previous one is kept as %s", target, set_aside)
+    job.log.info(
+        "database %s is now the restored copy; the previous one is kept as %s", job.target, set_aside
+    )
     return set_aside
 
 
-def _in_place(
-    server: URL,
-    settings: Settings,
-    target: str,
-    properties: DatabaseProperties | None,
-    manifest: BackupManifest,
-    run: str,
-    now: datetime,
-    dump: Path,
-    result: RestoredCopy,
-    pg_restore: Program,
-    reseed: bool,
-    validate: Validator | None,
-    log: Logger,
-) -> None:
-    """Drop *target*, then build the copy under another name and give it the target's name only once
-    it is restored, migrated and checked: until then no application can connect to a half-filled
-    database. A copy that fails its checks is kept, marked, for a person to look at."""
-    mark = DatabaseMark(
-        kind=MarkKind.RESTORING, run=run, created=now, target=target, backup=manifest.backup_id
-    )
-    engine = make_engine(server, settings, purpose="restore in place")
+def _in_place(job: _Job, properties: DatabaseProperties | None) -> None:
+    """Drop the target, then build the copy under another name and give it the target's name only
+    once it is restored, migrated and checked: until then no application can connect to a
+    half-filled database. A copy that fails its checks is kept, marked, for a person to look at."""
+    target, mark = job.target, job.mark()
+    engine = make_engine(job.server, job.settings, purpose="restore in place")
     try:
         with open_connection(engine, autocommit=True) as connection:
             if database_exists(connection, target):
-                take_offline(connection, target, log)
+                take_offline(connection, target, job.log)
                 connection.exec_driver_sql(f"DROP DATABASE {quote_identifier(target)} WITH (FORCE)")
-                log.warning("dropped database %s to restore it in place", target)
-        copy = create_database(
-            server, settings, derived_name(target, "_restoring", now), mark=mark, like=properties
-        )
+                job.log.warning("dropped database %s to restore it in place", target)
+        name = derived_name(target, "_restoring", job.now)
+        copy = create_database(job.server, job.settings, name, mark=mark, like=properties)
         try:
-            _fill_and_check(
-                result,
-                dump,
-                copy.url,
-                manifest,
-                settings,
-                pg_restore,
-                reseed,
-                validate,
-                log,
-                what=f"the restored copy {copy.name}",
-                hint="",
-            )
+            _fill_and_check(job, copy.url, what=f"the restored copy {copy.name}", hint="")
         except DbopsError as error:
             _keep_failed(engine, copy, mark)
             raise RestoreError(

@@ -90,6 +90,18 @@ def admin_connection(server: EmbeddedServer) -> psycopg.Connection[tuple[object,
     return connect(server.url("postgres"))
 
 
+def drop_databases_like(server: EmbeddedServer, *patterns: str, keep: str | None = None) -> None:
+    """Drop every database whose name matches one of the LIKE *patterns* (but *keep*): what a test's
+    restores left beside its database."""
+    with admin_connection(server) as connection:
+        for pattern in patterns:
+            for (name,) in connection.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,)
+            ).fetchall():
+                if name != keep:
+                    connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def connect(url: URL) -> psycopg.Connection[tuple[object, ...]]:
     """An autocommit connection for a test's own setup and assertions."""
     return driver.connect(url, purpose="test", autocommit=True)

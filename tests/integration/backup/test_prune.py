@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,10 +74,12 @@ def test_prune_removes_whole_backups_and_nothing_else(store: ObjectStore) -> Non
 
 
 def test_incomplete_backups_go_only_after_the_grace_period(store: ObjectStore) -> None:
-    recent = put_backup(store, NOW - timedelta(minutes=30), complete=False)
+    """Judged by their last write: both started hours ago, only one has been idle past the grace."""
     stale = put_backup(store, NOW - timedelta(hours=8), complete=False)
     complete = put_backup(store, NOW - timedelta(days=3))
+    time.sleep(2.5)  # the grace period below is 1.8 s
+    recent = put_backup(store, NOW - timedelta(hours=7), complete=False)
 
-    assert remove_incomplete(store, older_than=6) == [stale]
+    assert remove_incomplete(store, older_than=0.0005) == [stale]
     left = {stored.key.split("/")[1] for stored in store.list_objects()}
     assert left == {recent, complete}

@@ -21,7 +21,7 @@ from tasks.postgres.embedded import EmbeddedServer
 from tasks.restore.operator import restore
 from tasks.schema.migrate import migrate
 from tasks.storage import open_store
-from tests.integration.conftest import admin_connection, connect, run_cli
+from tests.integration.conftest import admin_connection, connect, drop_databases_like, run_cli
 
 
 @pytest.fixture
@@ -56,12 +56,7 @@ def applications(url: URL) -> int:
 
 
 def drop_set_aside(server: EmbeddedServer, *names: str) -> None:
-    with admin_connection(server) as connection:
-        for name in names:
-            for (found,) in connection.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{name}_%",)
-            ).fetchall():
-                connection.execute(f'DROP DATABASE IF EXISTS "{found}" WITH (FORCE)')
+    drop_databases_like(server, *(f"{name}\\_%" for name in names))
 
 
 def test_latest_and_retention_work_per_source_database(

@@ -25,6 +25,7 @@ from tests.helpers import synth_plan
 from tests.integration.conftest import (
     admin_connection,
     connect,
+    drop_databases_like,
     flow_run_artifacts,
     point_flows_at,
     run_cli,
@@ -54,12 +55,7 @@ def leftovers_env(cli_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def clean_server(pg_server: EmbeddedServer, seeded_url: URL) -> Iterator[None]:
     yield
-    with admin_connection(pg_server) as connection:
-        for (name,) in connection.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s OR datname LIKE %s",
-            ("rehearsal\\_%", f"{seeded_url.database}\\_%"),
-        ).fetchall():
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_databases_like(pg_server, "rehearsal\\_%", f"{seeded_url.database}\\_%")
 
 
 def restore_programs(under: Path) -> list[str]:

@@ -25,7 +25,14 @@ from tasks.postgres.embedded import SERVER_SYSTEM_USER, EmbeddedServer
 from tasks.restore.operator import restore
 from tasks.restore.rollback import rollback
 from tasks.storage import open_store
-from tests.integration.conftest import ManagedDatabase, admin_connection, connect, run_cli, url_string
+from tests.integration.conftest import (
+    ManagedDatabase,
+    admin_connection,
+    connect,
+    drop_databases_like,
+    run_cli,
+    url_string,
+)
 
 
 @pytest.fixture
@@ -37,11 +44,7 @@ def restore_settings(settings: Settings, tmp_path: Path) -> Settings:
 def target(seeded_url: URL, pg_server: EmbeddedServer) -> Iterator[str]:
     name = str(seeded_url.database)
     yield name
-    with admin_connection(pg_server) as connection:
-        for (extra,) in connection.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s AND datname <> %s", (name + "%", name)
-        ).fetchall():
-            connection.execute(f'DROP DATABASE IF EXISTS "{extra}" WITH (FORCE)')
+    drop_databases_like(pg_server, name + "%", keep=name)
 
 
 def allows_connections(server: EmbeddedServer, name: str) -> bool:
@@ -115,11 +118,8 @@ def test_the_replacement_keeps_owner_acl_settings_comment_and_tablespace(
         )
         assert properties(pg_server, target) == before
     finally:
+        drop_databases_like(pg_server, target + "%")
         with admin_connection(pg_server) as connection:
-            for (name,) in connection.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s", (target + "%",)
-            ).fetchall():
-                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             connection.execute(f"DROP TABLESPACE IF EXISTS {space}")
             connection.execute(f"DROP ROLE IF EXISTS {app}")
 
@@ -203,11 +203,7 @@ def test_rollback_never_confuses_two_long_names_that_share_a_prefix(
         rolled = rollback(env_settings, second, confirm=second)
         assert rolled.restored_from == f"{second}_aside"
     finally:
-        with admin_connection(pg_server) as connection:
-            for (found,) in connection.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s", (stem + "%",)
-            ).fetchall():
-                connection.execute(f'DROP DATABASE IF EXISTS "{found}" WITH (FORCE)')
+        drop_databases_like(pg_server, stem + "%")
 
 
 def test_in_place_keeps_the_target_closed_until_checked_and_closed_when_checks_fail(
