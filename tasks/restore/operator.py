@@ -69,7 +69,7 @@ def restore(
     log = logger or _log
     server = database_url(settings).set(database="postgres")
     _check_request(settings, server, target, confirm, mode, reseed)
-    manifest, pg_restore = vet_backup(store, backup_id, settings)
+    manifest, pg_restore = vet_backup(store, backup_id, settings, server)
     now = datetime.now(UTC)
     result = RestoreResult(
         **copy_basis(manifest, server, pg_restore, settings),

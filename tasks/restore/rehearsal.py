@@ -49,13 +49,14 @@ def rehearse(
 ) -> RehearsalRecord:
     """Rehearse the restore of one backup and record the outcome beside it.
 
-    Refusals (no such backup, a revision this code does not know, no key to decrypt it) raise before
-    anything is touched and record nothing. Every other outcome, passed or failed, is recorded and
-    returned; :func:`raise_for_failure` turns a failed one into an error.
+    Refusals (no such backup, a revision this code does not know, no key to decrypt it, a dump or
+    pg_restore newer than the rehearsal server) raise before anything is touched and record nothing.
+    Every other outcome, passed or failed, is recorded and returned; :func:`raise_for_failure` turns a
+    failed one into an error.
     """
     log = logger or _log
-    manifest, pg_restore = vet_backup(store, backup_id, settings)
     server = rehearsal_server(settings)
+    manifest, pg_restore = vet_backup(store, backup_id, settings, server)
     record = RehearsalRecord(
         **copy_basis(manifest, server, pg_restore, settings), rehearsed_at=datetime.now(UTC)
     )
