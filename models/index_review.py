@@ -78,6 +78,11 @@ class IndexReviewReport(BaseModel):
     )
     statistics_age_days: float | None
     slow_queries: SlowQueryStatistics
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What this server's catalogue could not tell the review (an older major lacks a "
+        "statistic), and so what the findings do not judge.",
+    )
     findings: list[Finding]
 
     def finding(self, finding_id: str) -> Finding | None:

@@ -2,7 +2,8 @@
 their usage statistics, each in one catalogue query.
 
 The rest of the review is plain functions over these rows, so its rules are tested without a server
-and every finding can show the numbers it rests on.
+and every finding can show the numbers it rests on. Columns some supported majors lack are picked by
+``server_version_num`` (see :mod:`tasks.index_review.server_versions`), and read as NULL where absent.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection
 
-INDEXES = text("""
+from tasks.index_review.server_versions import last_index_scan_column, last_sequential_scan_column
+
+# {last_scan} is filled in by indexes_query: the column exists from PostgreSQL 16 on.
+_INDEXES = """
     SELECT x.indexrelid::bigint AS oid, n.nspname AS schema, t.relname AS table, i.relname AS name,
            am.amname AS method, x.indisunique AS is_unique, x.indisprimary AS is_primary,
            x.indisvalid AS is_valid, x.indisready AS is_ready,
@@ -32,7 +36,7 @@ INDEXES = text("""
            coalesce(pg_get_expr(x.indpred, x.indrelid), '') AS predicate,
            pg_get_indexdef(x.indexrelid) AS definition,
            pg_relation_size(x.indexrelid) AS size_bytes,
-           coalesce(s.idx_scan, 0) AS scans, s.last_idx_scan AS last_scan
+           coalesce(s.idx_scan, 0) AS scans, {last_scan} AS last_scan
     FROM pg_index AS x
     JOIN pg_class AS i ON i.oid = x.indexrelid
     JOIN pg_class AS t ON t.oid = x.indrelid
@@ -43,9 +47,10 @@ INDEXES = text("""
     LEFT JOIN pg_stat_all_indexes AS s ON s.indexrelid = x.indexrelid
     WHERE n.nspname = current_schema() AND t.relkind IN ('r', 'p', 'm')
     ORDER BY t.relname, i.relname
-""")
+"""
 
-TABLES = text("""
+# {last_sequential_scan} is filled in by tables_query: the column exists from PostgreSQL 16 on.
+_TABLES = """
     SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name,
            greatest(c.reltuples, 0)::bigint AS estimated_rows, pg_table_size(c.oid) AS size_bytes,
            coalesce(s.n_live_tup, 0) AS live_rows, coalesce(s.n_dead_tup, 0) AS dead_rows,
@@ -54,13 +59,13 @@ TABLES = text("""
            coalesce(s.idx_scan, 0) AS index_scans,
            greatest(s.last_vacuum, s.last_autovacuum) AS last_vacuum,
            greatest(s.last_analyze, s.last_autoanalyze) AS last_analyze,
-           s.last_autoanalyze
+           s.last_autoanalyze, {last_sequential_scan} AS last_sequential_scan
     FROM pg_class AS c
     JOIN pg_namespace AS n ON n.oid = c.relnamespace
     LEFT JOIN pg_stat_all_tables AS s ON s.relid = c.oid
     WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')
     ORDER BY c.relname
-""")
+"""
 
 FOREIGN_KEYS = text("""
     SELECT c.conname AS name, t.relname AS table, r.relname AS referenced_table,
@@ -117,7 +122,7 @@ class IndexInfo:
     definition: str
     size_bytes: int
     scans: int
-    last_scan: datetime | None
+    last_scan: datetime | None  # always None before PostgreSQL 16
 
     @property
     def enforces_something(self) -> bool:
@@ -145,6 +150,7 @@ class TableInfo:
     last_vacuum: datetime | None
     last_analyze: datetime | None
     last_autoanalyze: datetime | None
+    last_sequential_scan: datetime | None  # always None before PostgreSQL 16
 
 
 @dataclass(frozen=True)
@@ -156,9 +162,22 @@ class ForeignKeyInfo:
     column_names: tuple[str, ...]
 
 
-def read_indexes(connection: Connection) -> list[IndexInfo]:
+def indexes_query(server_version_num: int) -> TextClause:
+    return text(_INDEXES.format(last_scan=last_index_scan_column(server_version_num)))
+
+
+def tables_query(server_version_num: int) -> TextClause:
+    return text(_TABLES.format(last_sequential_scan=last_sequential_scan_column(server_version_num)))
+
+
+def read_server_version_num(connection: Connection) -> int:
+    """The server's own version number (``150014``), which decides the catalogue columns to read."""
+    return int(connection.execute(text("SHOW server_version_num")).scalar_one())
+
+
+def read_indexes(connection: Connection, server_version_num: int) -> list[IndexInfo]:
     indexes = []
-    for row in connection.execute(INDEXES).mappings():
+    for row in connection.execute(indexes_query(server_version_num)).mappings():
         key_count = row["key_count"]
         attnums = list(row["attnums"])
         key_columns = tuple(
@@ -197,8 +216,8 @@ def read_indexes(connection: Connection) -> list[IndexInfo]:
     return indexes
 
 
-def read_tables(connection: Connection) -> list[TableInfo]:
-    return [TableInfo(**row) for row in connection.execute(TABLES).mappings()]
+def read_tables(connection: Connection, server_version_num: int) -> list[TableInfo]:
+    return [TableInfo(**row) for row in connection.execute(tables_query(server_version_num)).mappings()]
 
 
 def read_foreign_keys(connection: Connection) -> list[ForeignKeyInfo]:

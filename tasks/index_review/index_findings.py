@@ -14,7 +14,7 @@ from models.index_review import Finding, FindingKind
 from models.settings import Settings
 from tasks.index_review import statements
 from tasks.index_review.catalog import ForeignKeyInfo, IndexInfo
-from tasks.index_review.render import human_age
+from tasks.index_review.render import days_since, human_age
 
 
 def covers(covering: IndexInfo, covered: IndexInfo) -> bool:
@@ -70,7 +70,11 @@ def redundant_pairs(indexes: list[IndexInfo]) -> list[tuple[IndexInfo, IndexInfo
     return pairs
 
 
-def redundant_findings(pairs: Iterable[tuple[IndexInfo, IndexInfo]], settings: Settings) -> list[Finding]:
+def redundant_findings(
+    pairs: Iterable[tuple[IndexInfo, IndexInfo]], now: datetime, settings: Settings
+) -> list[Finding]:
+    """One drop recommendation per redundant index. How long ago it was last scanned (PostgreSQL 16
+    and later) tells whether the planner still picks it over the index that stays."""
     findings = []
     for index, covering in pairs:
         findings.append(
@@ -86,6 +90,7 @@ def redundant_findings(pairs: Iterable[tuple[IndexInfo, IndexInfo]], settings: S
                     "covered_by_unique": covering.enforces_something,
                     "size_bytes": index.size_bytes,
                     "scans": index.scans,
+                    "last_scan_age_days": days_since(index.last_scan, now),
                 },
                 recommendation=f"drop {index.name}: {covering.name} on ({', '.join(covering.column_names)}) "
                 "answers every query it answers, and each write maintains both",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from models.index_review import Finding, IndexReviewReport
+
+_SECONDS_PER_DAY = 86_400
 
 
 def human_bytes(size: int) -> str:
@@ -24,6 +27,11 @@ def human_age(days: float | None) -> str:
     if days < 1:
         return f"{days * 24:.1f} hours"
     return f"{days:.1f} days"
+
+
+def days_since(moment: datetime | None, now: datetime) -> float | None:
+    """Days from *moment* to *now*; None when the moment is unknown or never was."""
+    return None if moment is None else (now - moment).total_seconds() / _SECONDS_PER_DAY
 
 
 def evidence_line(finding: Finding) -> str:
@@ -69,6 +77,7 @@ def report_markdown(report: IndexReviewReport) -> str:
         "",
         f"**Slow queries:** {report.slow_queries.detail}",
         "",
+        *(line for warning in report.warnings for line in (f"**Warning:** {warning}", "")),
         "Nothing has been changed. Apply one finding with `dbops review-indexes --apply ID`.",
     ]
     if report.findings:
@@ -97,6 +106,7 @@ def report_text(report: IndexReviewReport) -> list[str]:
     lines = [
         f"{report.database} (PostgreSQL {report.server_version}), usage statistics over {age}",
         f"slow queries: {report.slow_queries.detail}",
+        *(f"warning: {warning}" for warning in report.warnings),
     ]
     for finding in report.findings:
         tentative = " (tentative)" if finding.tentative else ""

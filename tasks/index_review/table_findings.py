@@ -9,11 +9,12 @@ from models.index_review import Finding, FindingKind
 from models.settings import Settings
 from tasks.index_review import statements
 from tasks.index_review.catalog import TableInfo
+from tasks.index_review.render import days_since
 
-_SECONDS_PER_DAY = 86_400
 
-
-def sequential_scan_findings(tables: list[TableInfo], settings: Settings) -> list[Finding]:
+def sequential_scan_findings(tables: list[TableInfo], now: datetime, settings: Settings) -> list[Finding]:
+    """Large tables mostly read by sequential scans. How long ago the last one ran (PostgreSQL 16 and
+    later) tells whether the queries behind the counts still run."""
     findings = []
     for table in tables:
         scans = table.sequential_scans + table.index_scans
@@ -33,6 +34,7 @@ def sequential_scan_findings(tables: list[TableInfo], settings: Settings) -> lis
                     "index_scans": table.index_scans,
                     "index_use_percent": round(index_percent, 1),
                     "rows_read_sequentially": table.sequential_rows_read,
+                    "last_sequential_scan_age_days": days_since(table.last_sequential_scan, now),
                 },
                 recommendation=f"{table.name} ({table.live_rows:,} rows) is read by index only "
                 f"{index_percent:.1f}% of the time: find the queries that scan it (the slow queries below, "
@@ -49,9 +51,7 @@ def maintenance_findings(tables: list[TableInfo], now: datetime, settings: Setti
     for table in tables:
         qualified = f"{statements.quote(table.schema)}.{statements.quote(table.name)}"
         dead_percent = 100.0 * table.dead_rows / max(table.live_rows, 1)
-        analyze_age_days = (
-            (now - table.last_analyze).total_seconds() / _SECONDS_PER_DAY if table.last_analyze else None
-        )
+        analyze_age_days = days_since(table.last_analyze, now)
         evidence = {
             "live_rows": table.live_rows,
             "dead_rows": table.dead_rows,

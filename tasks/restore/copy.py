@@ -34,7 +34,7 @@ from tasks.postgres.libpq import needs_tls
 from tasks.restore.fetch import check_decryptable
 from tasks.restore.leftovers import mark_work_directory
 from tasks.restore.pg_restore import restore_dump
-from tasks.restore.target import check_privileges, database_size
+from tasks.restore.target import check_privileges, database_size, server_version_num
 from tasks.schema.migrate import head_revision, migrate, script_directory
 from tasks.seed.upsert import load_seed_document, seed, seed_file_path
 from tasks.storage import ObjectStore
@@ -122,6 +122,43 @@ def check_migratable(manifest: BackupManifest) -> None:
         ) from None
 
 
+def check_dump_loadable(manifest: BackupManifest, server_major: int, server: str) -> None:
+    """Refuse a dump written by a pg_dump newer than the server it would load into.
+
+    pg_dump's output loads only into a server of at least pg_dump's own major, even when the dump was
+    taken from an older server: a PostgreSQL 15 server dumped by pg_dump 18 cannot be restored into
+    15, since every pg_restore that reads the dump sets parameters 15 rejects (transaction_timeout).
+    """
+    dump_major = int(manifest.pg_dump_version.split(".", 1)[0])
+    if server_major >= dump_major:
+        return
+    source = f"the backup is of a PostgreSQL {manifest.server_version} server"
+    if server_major >= int(manifest.server_version.split(".", 1)[0]):
+        source += ", dumped by a newer pg_dump because none of its own major was found where it ran"
+    raise RestoreRefusedError(
+        f"backup {manifest.backup_id} was written by pg_dump {manifest.pg_dump_version}, and its dump "
+        f"loads only into PostgreSQL {dump_major} or later; {server} is PostgreSQL {server_major}",
+        detail=source,
+        hint=f"restore it into a server of PostgreSQL {dump_major} or later (for rehearsals, "
+        f"DBOPS_REHEARSAL_DATABASE_URL); so that later backups restore into PostgreSQL {server_major}, "
+        f"install its client programs (e.g. postgresql-client-{server_major}) where backups run",
+    )
+
+
+def check_pg_restore_fits(pg_restore: Program, server_major: int, server: str) -> None:
+    """Refuse to run a pg_restore newer than the server it loads into: its session settings need not
+    exist there (pg_restore 17 and later set transaction_timeout, which 15 and 16 reject)."""
+    if pg_restore.major <= server_major:
+        return
+    raise RestoreRefusedError(
+        f"the pg_restore that reads this dump is {pg_restore.number} ({pg_restore.path}), newer than "
+        f"{server}, which is PostgreSQL {server_major}",
+        detail="pg_restore's output is loadable only into a server of at least its own major",
+        hint=f"install the PostgreSQL {server_major} client programs (e.g. postgresql-client-{server_major}) "
+        "or set DBOPS_PG_BINDIR to their bin directory",
+    )
+
+
 def vet_backup(
     store: ObjectStore,
     backup_id: str | None,
@@ -132,15 +169,20 @@ def vet_backup(
     target: str | None = None,
 ) -> tuple[BackupManifest, Program]:
     """The backup to restore, and a pg_restore that reads it into *server*, once every refusal that
-    needs nothing but the manifest has had its say (no such backup, a revision this code does not
-    know, no key, no pg_restore that fits) and *server* has answered, granting what the restore needs
-    (:func:`~tasks.restore.target.check_privileges`). An unreachable server or a missing grant is the
-    environment's fault, not the backup's: it fails here, before any download, and records nothing."""
+    needs nothing but the manifest and the server has had its say: no such backup, a revision this
+    code does not know, no key, a role without the grants a restore needs
+    (:func:`~tasks.restore.target.check_privileges`), a dump or a pg_restore newer than the server, no
+    pg_restore that fits. An unreachable server or a missing grant is the environment's fault, not the
+    backup's: it fails here, before any download, and records nothing."""
     manifest = choose_backup(store, backup_id, wanted, same_name=target is not None)
     check_migratable(manifest)
     check_decryptable(manifest, settings)
-    pg_restore = pg_restore_for(manifest.pg_dump_version, settings.pg_bindir, tls=needs_tls(server))
     check_privileges(server, settings, target=target)
+    server_major = server_version_num(server, settings) // 10000
+    where = f"the server at {server.host}:{server.port}"
+    check_dump_loadable(manifest, server_major, where)
+    pg_restore = pg_restore_for(manifest.pg_dump_version, settings.pg_bindir, tls=needs_tls(server))
+    check_pg_restore_fits(pg_restore, server_major, where)
     return manifest, pg_restore
 
 

@@ -54,9 +54,10 @@ def rehearse(
 ) -> RehearsalRecord:
     """Rehearse the restore of one backup and record the outcome beside it.
 
-    Refusals (no such backup, a revision this code does not know, no key to decrypt it) raise before
-    anything is touched and record nothing. Every other outcome, passed or failed, is recorded and
-    returned; :func:`raise_for_failure` turns a failed one into an error.
+    Refusals (no such backup, a revision this code does not know, no key to decrypt it, a dump or
+    pg_restore newer than the rehearsal server) raise before anything is touched and record nothing.
+    Every other outcome, passed or failed, is recorded and returned; :func:`raise_for_failure` turns a
+    failed one into an error.
     """
     log = logger or _log
     server = rehearsal_server(settings)

@@ -64,6 +64,9 @@ def check_privileges(server: URL, settings: Settings, *, target: str | None = No
         )
 
 
+SERVER_VERSION_NUM = text("SHOW server_version_num")
+
+
 @dataclass(frozen=True)
 class CreatedDatabase:
     server: URL  # the maintenance database the CREATE ran in
@@ -78,6 +81,16 @@ class CreatedDatabase:
 def rehearsal_server(settings: Settings) -> URL:
     """DBOPS_REHEARSAL_DATABASE_URL, else the ``postgres`` database of the source's server."""
     return settings.configured_rehearsal_url() or database_url(settings).set(database="postgres")
+
+
+def server_version_num(server: URL, settings: Settings) -> int:
+    """The version of the server a restore loads into, as it reports it (``150014``)."""
+    engine = make_engine(server, settings, purpose="restore")
+    try:
+        with open_connection(engine) as connection:
+            return int(connection.execute(SERVER_VERSION_NUM).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def timestamped_name(prefix: str, now: datetime | None = None) -> str:

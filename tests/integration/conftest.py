@@ -39,6 +39,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.path):
             item.add_marker(pytest.mark.integration)
+            # The server's major reaches a test only through pg_bindir (pg_server and every database
+            # fixture depend on it); a test without it runs the same on every major.
+            if "pg_bindir" not in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.any_major)
 
 
 @pytest.fixture(scope="session")

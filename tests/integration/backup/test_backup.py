@@ -234,6 +234,7 @@ def test_a_stopped_s3_endpoint_fails_cleanly(seeded_url: URL, settings: Settings
     assert time.monotonic() - started < 120
 
 
+@pytest.mark.any_major  # the store's cleanup after a killed run: the same on every major
 def test_killed_mid_upload_leaves_nothing_listed_and_the_next_run_cleans_up(
     seeded_url: URL, settings: Settings, s3_endpoint: str, bucket: str, cli_env: dict[str, str]
 ) -> None:
@@ -268,6 +269,7 @@ def test_killed_mid_upload_leaves_nothing_listed_and_the_next_run_cleans_up(
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+@pytest.mark.any_major  # a failing store and a stopped child process: the same on every major
 def test_an_endpoint_that_dies_mid_upload_fails_cleanly_and_stops_pg_dump(
     seeded_url: URL, settings: Settings, s3_endpoint: str
 ) -> None:

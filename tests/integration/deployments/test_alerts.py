@@ -24,7 +24,9 @@ from models.errors import ConfigurationError
 from models.settings import Settings
 from tests.integration.conftest import point_flows_at
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
+# Prefect automations and a webhook: the same whatever major the failing flow reached, so make test's
+# second pass leaves them out.
+pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.any_major]
 
 
 def read(name: str) -> Automation:

@@ -28,7 +28,9 @@ from tasks.storage import open_store
 from tests.helpers import environment_without_dbops
 from tests.integration.conftest import REPO_ROOT, main_task_interval, url_string
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
+# What this proves (Prefect workers taking turns in the maintenance slot) is the same whatever major
+# the flows reach, so make test's second pass leaves it out.
+pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.any_major]
 WORKER_START_SECONDS = 60
 
 

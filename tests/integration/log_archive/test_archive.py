@@ -27,6 +27,24 @@ from tests.integration.log_archive.conftest import archived_ids, row_hashes
 from tests.integration.s3_proxy import faulty_s3_proxy
 
 
+def vacuumed_size(url: URL, table: str) -> int:
+    """The table's size on disk, once a VACUUM has made the archived rows' space reusable.
+
+    Whether the size falls depends on where those rows were: VACUUM gives back only the empty pages at
+    the end of a table. Rows written after the archived ones keep the last page, so on PostgreSQL 15 it
+    does not fall. On 16 and later it did only because COPY extends a table by many pages at once and
+    VACUUM cuts off the pages that were never used. What holds on every major is that the table was
+    vacuumed and that the size reported is its own.
+    """
+    with connect(url) as connection:
+        (row,) = connection.execute(
+            "SELECT vacuum_count, pg_total_relation_size(relid) FROM pg_stat_user_tables WHERE relname = %s",
+            (table,),
+        ).fetchall()
+    assert int(str(row[0])) >= 1, f"{table} was not vacuumed"
+    return int(str(row[1]))
+
+
 def test_round_trip_every_archived_row_comes_back_equal(logs_url: URL, archive_settings: Settings) -> None:
     old = row_hashes(logs_url, "audit_logs", "created_at < now() - interval '365 days'")
     new = row_hashes(logs_url, "audit_logs", "created_at >= now() - interval '1 day'")
@@ -36,7 +54,7 @@ def test_round_trip_every_archived_row_comes_back_equal(logs_url: URL, archive_s
 
     assert (outcome.rows_archived, outcome.batches) == (2_000, 3)
     assert row_hashes(logs_url, "audit_logs") == new
-    assert outcome.table_bytes_after < outcome.table_bytes_before
+    assert vacuumed_size(logs_url, "audit_logs") == outcome.table_bytes_after
     imported = import_archive(
         logs_url,
         archive_settings,

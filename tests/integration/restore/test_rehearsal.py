@@ -141,6 +141,34 @@ def test_a_backup_ahead_of_the_code_is_refused_and_nothing_recorded(
     assert rehearsal_key(manifest.backup_id) not in {stored.key for stored in store.list_objects("backups")}
 
 
+def test_a_dump_newer_than_the_rehearsal_server_is_refused_and_nothing_touched(
+    migrated_url: URL,
+    rehearsal_settings: Settings,
+    cli_env: dict[str, str],
+    tmp_path: Path,
+    pg_server: EmbeddedServer,
+) -> None:
+    """As when a PostgreSQL 15 server was dumped by pg_dump 18 for want of pg_dump 15: no pg_restore
+    can load that dump into 15, so the rehearsal says what to install instead of failing inside
+    pg_restore."""
+    store = open_store(rehearsal_settings)
+    manifest = backup(migrated_url, rehearsal_settings, store)
+    server_major = int(manifest.server_version.split(".", 1)[0])
+    edit_manifest(store, manifest, pg_dump_version=f"{server_major + 1}.0")
+    databases_before = scratch_databases(pg_server)
+
+    with pytest.raises(RestoreRefusedError) as refused:
+        rehearse(rehearsal_settings, store)
+    cli = run_cli("rehearse", env=cli_env | {"DBOPS_BACKUP_URL": str(tmp_path / "backups")})
+
+    assert f"its dump loads only into PostgreSQL {server_major + 1} or later" in str(refused.value)
+    assert f"postgresql-client-{server_major}" in str(refused.value)
+    assert cli.returncode == 2
+    assert cli.stderr.strip().splitlines()[-1] == f"dbops: error: {refused.value}"
+    assert rehearsal_key(manifest.backup_id) not in {stored.key for stored in store.list_objects("backups")}
+    assert scratch_databases(pg_server) == databases_before
+
+
 @pytest.mark.usefixtures("no_scratch_left")
 def test_an_older_backup_is_migrated_forward_and_passes(
     database_url: URL, rehearsal_settings: Settings

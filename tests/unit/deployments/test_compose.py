@@ -222,7 +222,7 @@ def test_the_worker_registers_the_deployments_and_polls_their_pool(services: dic
     assert environment(worker)["DBOPS_TIMEZONE"]  # the schedules' time zone, templated into the YAML
 
 
-def test_the_worker_image_has_the_project_and_a_pg_dump_for_postgresql_18() -> None:
+def test_the_worker_image_has_the_project_and_the_client_programs_of_every_supported_major() -> None:
     dockerfile = (REPO_ROOT / "deployments" / "Dockerfile").read_text()
     pull = yaml.safe_load((REPO_ROOT / "deployments" / "prefect.yaml").read_text())["pull"][0]
     workdir = pull["prefect.deployments.steps.set_working_directory"]["directory"]
@@ -230,7 +230,8 @@ def test_the_worker_image_has_the_project_and_a_pg_dump_for_postgresql_18() -> N
     base = re.search(r"^FROM (\S+)", dockerfile, re.MULTILINE)
     assert base is not None
     assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base.group(1))
-    assert "postgresql-client-18" in dockerfile
+    for major in range(15, 19):  # so each server's dumps restore into a server of its own major
+        assert f"postgresql-client-{major}" in dockerfile
     assert "ENV DBOPS_PG_BINDIR=/usr/lib/postgresql/18/bin" in dockerfile
     assert "pip install --no-cache-dir -c constraints.txt ." in dockerfile
     assert f"WORKDIR {workdir}" in dockerfile

@@ -125,6 +125,7 @@ def table(**changes: object) -> TableInfo:
         last_vacuum=None,
         last_analyze=NOW - timedelta(hours=1),
         last_autoanalyze=None,
+        last_sequential_scan=None,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -134,7 +135,7 @@ def test_sequential_scans_are_reported_below_the_index_share_on_large_tables(set
     fine = table(name="fine", sequential_scans=5, index_scans=95)
     small = table(name="small", live_rows=9_999, sequential_scans=100)
 
-    findings = sequential_scan_findings([heavy, fine, small, table(name="idle")], settings)
+    findings = sequential_scan_findings([heavy, fine, small, table(name="idle")], NOW, settings)
 
     assert [finding.id for finding in findings] == ["seq-scans:heavy"]
     assert findings[0].evidence["index_use_percent"] == 94.0
