@@ -32,9 +32,12 @@ serve: install
 test: install lint typecheck
 	$(BIN)/python -m pytest
 
+# ruff, then squawk on every migration revision's offline SQL (migrations/lint.py): a revision that,
+# say, validates a constraint in the transaction that added it fails here, before any database sees it.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m migrations.lint
 
 typecheck: install
 	$(BIN)/mypy
