@@ -38,9 +38,12 @@ test: install lint typecheck
 	DBOPS_PG_BINDIR= $(BIN)/python -m pytest
 	$(BIN)/python -m tests.second_major -m "$(SECOND_PASS)"
 
+# ruff, then squawk on every migration revision's offline SQL (migrations/lint.py): a revision that,
+# say, validates a constraint in the transaction that added it fails here, before any database sees it.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m migrations.lint
 
 typecheck: install
 	$(BIN)/mypy

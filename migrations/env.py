@@ -41,11 +41,24 @@ def run_from_alembic_command_line() -> None:
         run_migrations(connection)
 
 
-if context.is_offline_mode():
-    # `alembic upgrade head --sql`: render the DDL for review without connecting.
+def render_sql() -> None:
+    """``alembic upgrade A:B --sql``: print the DDL for review (and for ``make lint``) without connecting.
+
+    It opens with the session timeouts that ``dbops migrate`` connects with, so the script behaves
+    the same when run by hand, and a linter sees every statement run under them.
+    """
+    from models.settings import load_settings
+    from tasks.schema.migrate import ddl_timeouts
+
     context.configure(url="postgresql+psycopg://", target_metadata=target_metadata, literal_binds=True)
+    for name, value in ddl_timeouts(load_settings()).items():
+        context.execute(f"SET {name} = '{value}'")
     with context.begin_transaction():
         context.run_migrations()
+
+
+if context.is_offline_mode():
+    render_sql()
 else:
     connectable = config.attributes.get("connection")
     if connectable is None:

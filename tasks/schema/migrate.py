@@ -108,17 +108,21 @@ def current_revision(observer: Connection) -> str | None:
     return MigrationContext.configure(observer).get_current_revision()
 
 
+def ddl_timeouts(settings: Settings) -> dict[str, str]:
+    """The session settings every migration runs under, so its DDL never queues forever.
+
+    They apply to the whole session, not to a transaction, so they still hold inside Alembic's
+    ``autocommit_block()``. The offline SQL (``alembic upgrade --sql``) starts with them too.
+    """
+    return {
+        "lock_timeout": f"{int(settings.ddl_lock_timeout_seconds * 1000)}ms",
+        "statement_timeout": f"{int(settings.ddl_statement_timeout_seconds * 1000)}ms",
+    }
+
+
 def migration_engine(url: URL, settings: Settings) -> Engine:
     """An engine whose sessions carry the DDL timeouts from their first statement on."""
-    return make_engine(
-        url,
-        settings,
-        purpose="migrate",
-        server_settings={
-            "lock_timeout": f"{int(settings.ddl_lock_timeout_seconds * 1000)}ms",
-            "statement_timeout": f"{int(settings.ddl_statement_timeout_seconds * 1000)}ms",
-        },
-    )
+    return make_engine(url, settings, purpose="migrate", server_settings=ddl_timeouts(settings))
 
 
 @contextmanager
