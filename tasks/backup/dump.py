@@ -102,6 +102,16 @@ def backup(
         pg_dump = matching_program(
             "pg_dump", server_major, places, f"the server (PostgreSQL {server_version})", tls=needs_tls(url)
         )
+        if pg_dump.major > server_major:
+            log.warning(
+                "no pg_dump %d was found, so pg_dump %s dumps this PostgreSQL %s server: the dump will "
+                "restore only into PostgreSQL %d or later; install postgresql-client-%d where backups run",
+                server_major,
+                pg_dump.number,
+                server_version,
+                pg_dump.major,
+                server_major,
+            )
         pg_restore = matching_program("pg_restore", pg_dump.major, places, pg_dump.version)
         log.info("backup %s of %s with %s (%s)", backup_id, describe(url), pg_dump.path, pg_dump.version)
         job = DumpJob(url, settings, store, key, snapshot, pg_dump, pg_restore, log)
