@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from models.settings import Settings
 from tasks.seed.synth import synth
 from tasks.storage import ObjectStore
 from tests.helpers import synth_plan
-from tests.integration.conftest import connect
+from tests.integration.conftest import connect, spawn_cli
 
 OLD = datetime(2024, 6, 1, tzinfo=UTC)
 
@@ -56,3 +57,18 @@ def archived_ids(store: ObjectStore, table: str = "audit_logs") -> list[int]:
         for line in gzip.decompress(store.read_bytes(stored.key)).splitlines():
             ids.append(int(json.loads(line)["id"]))
     return ids
+
+
+def spawn_archiver(cli_env: dict[str, str], bucket: str, endpoint: str) -> subprocess.Popen[str]:
+    """``dbops archive-logs`` of the audit logs, in batches of 700, into *bucket* through *endpoint*."""
+    return spawn_cli(
+        "archive-logs",
+        "--table",
+        "audit_logs",
+        env=cli_env
+        | {
+            "DBOPS_BACKUP_URL": f"s3://{bucket}/logs",
+            "DBOPS_S3_ENDPOINT_URL": endpoint,
+            "DBOPS_ARCHIVE_BATCH_SIZE": "700",
+        },
+    )

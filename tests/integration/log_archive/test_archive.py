@@ -22,8 +22,8 @@ from models.settings import Settings
 from tasks.log_archive.archiving import archive_table
 from tasks.log_archive.reimport import import_archive
 from tasks.storage import open_store
-from tests.integration.conftest import connect, point_flows_at, run_cli, spawn_cli
-from tests.integration.log_archive.conftest import archived_ids, row_hashes
+from tests.integration.conftest import connect, point_flows_at, run_cli
+from tests.integration.log_archive.conftest import archived_ids, row_hashes, spawn_archiver
 from tests.integration.s3_proxy import faulty_s3_proxy
 
 
@@ -117,17 +117,7 @@ def test_a_crash_between_upload_and_delete_loses_and_duplicates_nothing(
     )
     store = open_store(direct)
     with faulty_s3_proxy(s3_endpoint, "hold") as proxy:
-        archiver = spawn_cli(
-            "archive-logs",
-            "--table",
-            "audit_logs",
-            env=cli_env
-            | {
-                "DBOPS_BACKUP_URL": f"s3://{bucket}/logs",
-                "DBOPS_S3_ENDPOINT_URL": proxy.endpoint,
-                "DBOPS_ARCHIVE_BATCH_SIZE": "700",
-            },
-        )
+        archiver = spawn_archiver(cli_env, bucket, proxy.endpoint)
         assert proxy.archive_read.wait(60), archiver.communicate()
         os.kill(archiver.pid, signal.SIGKILL)  # uploaded, verifying, not yet deleted
         archiver.wait(30)

@@ -12,8 +12,7 @@ from sqlalchemy.engine import URL
 from models.settings import Settings
 from tasks.log_archive.archiving import archive_table
 from tasks.storage import open_store
-from tests.integration.conftest import spawn_cli
-from tests.integration.log_archive.conftest import archived_ids, row_hashes
+from tests.integration.log_archive.conftest import archived_ids, row_hashes, spawn_archiver
 from tests.integration.s3_proxy import faulty_s3_proxy
 
 OLD_ROWS = "created_at < now() - interval '365 days'"
@@ -29,17 +28,7 @@ def test_batches_commit_one_by_one_and_a_killed_run_keeps_what_it_committed(
     store = open_store(direct)
     left_while_verifying = []
     with faulty_s3_proxy(s3_endpoint, "step") as proxy:
-        archiver = spawn_cli(
-            "archive-logs",
-            "--table",
-            "audit_logs",
-            env=cli_env
-            | {
-                "DBOPS_BACKUP_URL": f"s3://{bucket}/logs",
-                "DBOPS_S3_ENDPOINT_URL": proxy.endpoint,
-                "DBOPS_ARCHIVE_BATCH_SIZE": "700",
-            },
-        )
+        archiver = spawn_archiver(cli_env, bucket, proxy.endpoint)
         for _ in range(3):  # each batch's read-back: its own rows are still there, the earlier ones gone
             proxy.held.get(timeout=60)
             left_while_verifying.append(len(row_hashes(logs_url, "audit_logs", OLD_ROWS)))
