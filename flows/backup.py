@@ -20,7 +20,7 @@ from flows.maintenance_slot import maintenance_slot
 from flows.reporting import BestEffort
 from models.backup import BackupManifest, BackupRun, manifest_key, source_of
 from models.settings import load_settings
-from tasks.backup.catalog import list_backups
+from tasks.backup.catalog import list_backups, pins
 from tasks.backup.dump import Progress
 from tasks.backup.nightly import back_up
 from tasks.postgres.engine import resolve_database_url
@@ -68,6 +68,7 @@ def backup_task(database_url: SecretStr | None) -> BackupRun:
 
 
 def recent_rows(store: ObjectStore) -> list[dict[str, object]]:
+    pinned = pins(store)
     return [
         {
             "backup": recent.backup_id,
@@ -76,6 +77,7 @@ def recent_rows(store: ObjectStore) -> list[dict[str, object]]:
             "stored MB": round(recent.stored_bytes / 1e6, 1),
             "seconds": recent.duration_seconds,
             "revision": recent.alembic_revision,
+            "pinned": pinned[recent.backup_id].reason if recent.backup_id in pinned else "",
         }
         for recent in list_backups(store)[:14]
     ]

@@ -19,6 +19,7 @@ from models.retention import RetentionPlan
 BACKUPS_FOLDER = "backups"
 MANIFEST_NAME = "manifest.json"
 REHEARSAL_NAME = "rehearsal.json"
+PIN_NAME = "pin.json"
 _BACKUP_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 
 
@@ -102,6 +103,11 @@ def rehearsal_key(backup_id: str) -> str:
     return f"{backup_folder(backup_id)}/{REHEARSAL_NAME}"
 
 
+def pin_key(backup_id: str) -> str:
+    """Where an operator's pin of the backup lives: beside it, rewritten or removed at will."""
+    return f"{backup_folder(backup_id)}/{PIN_NAME}"
+
+
 def backup_id_of(key: str) -> str | None:
     """The backup a key belongs to, or None for keys outside the backups layout."""
     parts = key.split("/")
@@ -123,6 +129,13 @@ class BackupSource(BaseModel):
 
     def describe(self) -> str:
         return f"{self.database} (server {self.system_identifier or 'unrecorded'})"
+
+
+class BackupPin(BaseModel):
+    """An operator's word that a backup must never be pruned, and why."""
+
+    reason: str
+    pinned_at: datetime
 
 
 class BackupManifest(BaseModel):

@@ -60,6 +60,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "prune": Subcommand(
         "backup", "Apply the retention policy (DBOPS_BACKUP_KEEP_*) to the complete backups."
     ),
+    "pin": Subcommand("backup", "Keep a backup from every prune until it is unpinned, with the reason why."),
+    "unpin": Subcommand("backup", "Let the retention policy judge a pinned backup again."),
     "review-indexes": Subcommand(
         "review",
         "Review indexes: unused, redundant, invalid, missing, bloated; sequential scans; slow queries.",

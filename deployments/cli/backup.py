@@ -13,7 +13,7 @@ import typer
 from models.backup import source_of
 from models.rehearsal import RehearsalRecord
 from models.settings import load_settings
-from tasks.backup.catalog import backup_keys, list_backups, prune, rehearsals
+from tasks.backup.catalog import backup_keys, list_backups, pin, pins, prune, rehearsals, unpin
 from tasks.backup.dump import Progress
 from tasks.backup.nightly import back_up
 from tasks.postgres.engine import database_url
@@ -24,6 +24,25 @@ def register(app: typer.Typer) -> None:
     app.command("backup")(backup_command)
     app.command("backups")(backups_command)
     app.command("prune")(prune_command)
+    app.command("pin")(pin_command)
+    app.command("unpin")(unpin_command)
+
+
+def pin_command(
+    backup_id: Annotated[str, typer.Argument(metavar="ID", help="The backup to keep (see dbops backups).")],
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why it must stay.")],
+) -> None:
+    """Keep a backup from every prune until it is unpinned, with the reason why."""
+    pinned = pin(open_store(load_settings()), backup_id, reason)
+    typer.echo(f"backup {backup_id} is pinned: {pinned.reason}")
+
+
+def unpin_command(
+    backup_id: Annotated[str, typer.Argument(metavar="ID", help="The pinned backup.")],
+) -> None:
+    """Let the retention policy judge a pinned backup again."""
+    released = unpin(open_store(load_settings()), backup_id)
+    typer.echo(f"backup {backup_id} is {'no longer pinned' if released else 'not pinned; nothing to do'}")
 
 
 def backup_command(
@@ -69,13 +88,17 @@ def backups_command(
     keys = backup_keys(store)  # one listing for both
     manifests = list_backups(store, keys)
     records = rehearsals(store, keys)
+    pinned = pins(store, keys)
     if as_json:
         listed = [
             manifest.model_dump(mode="json")
             | {
                 "rehearsal": records[manifest.backup_id].model_dump(mode="json")
                 if manifest.backup_id in records
-                else None
+                else None,
+                "pin": pinned[manifest.backup_id].model_dump(mode="json")
+                if manifest.backup_id in pinned
+                else None,
             }
             for manifest in manifests
         ]
@@ -91,6 +114,7 @@ def backups_command(
             f"{manifest.started_at:%Y-%m-%d %H:%M:%S} "
             f"{manifest.stored_bytes / 1e6:>8,.1f}MB {manifest.duration_seconds:>8.1f}  "
             f"{manifest.alembic_revision or '-':<9} {_rehearsed(records.get(manifest.backup_id))}"
+            + (f"  pinned: {pinned[manifest.backup_id].reason}" if manifest.backup_id in pinned else "")
         )
 
 

@@ -11,13 +11,15 @@ from pydantic import ValidationError
 from models.backup import (
     MANIFEST_NAME,
     BackupManifest,
+    BackupPin,
     backup_folder,
     backup_id_of,
     backup_time,
+    pin_key,
     rehearsal_key,
     timelines,
 )
-from models.errors import BackupError, StorageError
+from models.errors import BackupError, ConfigurationError, StorageError
 from models.rehearsal import RehearsalRecord
 from models.retention import Dated, RetentionPlan, RetentionPolicy, plan_retention
 from tasks.storage import ObjectStore, StoredObject
@@ -70,6 +72,51 @@ def rehearsals(store: ObjectStore, keys: dict[str, list[str]] | None = None) -> 
             except ValidationError:
                 _log.warning("the rehearsal record of backup %s is unreadable", backup_id)
     return records
+
+
+def pins(store: ObjectStore, keys: dict[str, list[str]] | None = None) -> dict[str, BackupPin]:
+    """The pin of each pinned backup (an unreadable pin still pins: it is read as "unreadable pin")."""
+    found = {}
+    for backup_id, objects in (keys or backup_keys(store)).items():
+        if pin_key(backup_id) in objects:
+            try:
+                found[backup_id] = BackupPin.model_validate_json(store.read_bytes(pin_key(backup_id)))
+            except ValidationError:
+                found[backup_id] = BackupPin(reason="unreadable pin", pinned_at=backup_time(backup_id))
+    return found
+
+
+def pin(store: ObjectStore, backup_id: str, reason: str) -> BackupPin:
+    """Keep *backup_id* from every prune until it is unpinned."""
+    if not reason.strip():
+        raise ConfigurationError("a pin needs a reason", hint="pass --reason TEXT: why this backup must stay")
+    _complete(store, backup_id)
+    pinned = BackupPin(reason=reason.strip(), pinned_at=datetime.now(UTC))
+    store.put_bytes(pin_key(backup_id), pinned.model_dump_json().encode())
+    return pinned
+
+
+def unpin(store: ObjectStore, backup_id: str) -> bool:
+    """Let retention judge *backup_id* again; False when it was not pinned."""
+    keys = _complete(store, backup_id)
+    if pin_key(backup_id) not in keys:
+        return False
+    store.delete([pin_key(backup_id)])
+    return True
+
+
+def _complete(store: ObjectStore, backup_id: str) -> list[str]:
+    keys = backup_keys(store).get(backup_id, [])
+    if f"{backup_folder(backup_id)}/{MANIFEST_NAME}" not in keys:
+        raise ConfigurationError(
+            f"there is no complete backup {backup_id} in {store.describe()}",
+            hint="dbops backups lists the complete backups",
+        )
+    return keys
+
+
+def _passed(record: RehearsalRecord | None) -> bool:
+    return record is not None and record.passed
 
 
 def read_manifest(store: ObjectStore, backup_id: str) -> BackupManifest:
@@ -132,16 +179,25 @@ def prune(
     (incomplete, swept later) but never a manifest pointing at a deleted dump.
     """
     log = logger or _log
+    keys = backup_keys(store)
+    pinned, records = pins(store, keys), rehearsals(store, keys)
     plan = RetentionPlan()
-    for timeline in timelines(list_backups(store)).values():
+    for timeline in timelines(list_backups(store, keys)).values():
         part = plan_retention(
             [Dated(manifest.backup_id, manifest.started_at) for manifest in timeline], policy, timezone
         )
-        plan.keep |= part.keep
-        plan.remove += part.remove
+        proven = [manifest.backup_id for manifest in timeline if _passed(records.get(manifest.backup_id))]
+        kept_anyway = {
+            backup_id: f"pinned: {pinned[backup_id].reason}"
+            for backup_id in part.remove
+            if backup_id in pinned
+        }
+        if proven and proven[0] in part.remove:  # the newest one a rehearsal proved restorable
+            kept_anyway.setdefault(proven[0], "newest rehearsed")
+        plan.keep |= part.keep | {backup_id: [rule] for backup_id, rule in kept_anyway.items()}
+        plan.remove += [backup_id for backup_id in part.remove if backup_id not in kept_anyway]
     if dry_run:
         return plan
-    keys = backup_keys(store)
     for backup_id in plan.remove:
         manifest = f"{backup_folder(backup_id)}/{MANIFEST_NAME}"
         store.delete([manifest])
