@@ -107,6 +107,7 @@ def test_a_killed_rehearsal_takes_pg_restore_with_it_and_the_next_one_sweeps_up(
     stale = scratch_databases(pg_server, "rehearsal\\_%")
     assert len(stale) == 1
     assert len(list((tmp_path / "work").glob("restore-*"))) == 1
+    wait_until_unused(pg_server, stale[0])
 
     again = run_cli("rehearse", env=leftovers_env, timeout=300)
 
@@ -138,14 +139,22 @@ def test_a_killed_swap_leaves_the_target_and_the_next_restore_sweeps_its_copy(
     copies = scratch_databases(pg_server, f"{target}\\_restoring\\_%")
     assert len(copies) == 1
 
-    deadline = time.monotonic() + 10  # the killed pg_restore's sessions end with it
-    while time.monotonic() < deadline and sessions(pg_server, copies[0]):
-        time.sleep(0.1)
+    wait_until_unused(pg_server, copies[0])
     again = run_cli("restore", "--target", target, "--confirm", target, env=leftovers_env, timeout=300)
 
     assert again.returncode == 0, again.stderr
     assert f"dropped restoring {copies[0]}: " in again.stderr
     assert copies[0] not in scratch_databases(pg_server, f"{target}\\_restoring\\_%")
+
+
+def wait_until_unused(server: EmbeddedServer, name: str) -> None:
+    """Until the server has ended the killed pg_restore's sessions: a backend in the middle of a
+    statement (an index build, say) notices its client is gone only when the statement ends, and the
+    sweep rightly keeps a database with a session connected."""
+    deadline = time.monotonic() + 180
+    while sessions(server, name):
+        assert time.monotonic() < deadline, f"the sessions of {name} never ended"
+        time.sleep(0.2)
 
 
 def sessions(server: EmbeddedServer, name: str) -> int:
