@@ -139,6 +139,12 @@ class Settings(BaseSettings):
         description="Where a restore unpacks the dump (pg_restore --jobs needs a file); "
         "unset: DBOPS_HOME/restore.",
     )
+    restore_approval_timeout_seconds: int = Field(
+        default=3600,
+        ge=1,
+        description="How long a restore built and checked in a flow waits for an operator's approval before "
+        "it drops the copy and leaves the target untouched.",
+    )
     maintenance_wait_timeout_seconds: float = Field(
         default=3600.0,
         gt=0,
