@@ -210,7 +210,7 @@ def prune(
         plan.remove += [backup_id for backup_id in part.remove if backup_id not in kept_anyway]
     now = datetime.now(UTC)
     for backup_id in plan.remove:
-        until = locked_until(store, keys.get(backup_id, []), now)
+        until = backup_locked_until(store, keys.get(backup_id, []), now)
         if until is not None:
             plan.locked[backup_id] = until
     plan.remove = [backup_id for backup_id in plan.remove if backup_id not in plan.locked]
@@ -226,7 +226,7 @@ def prune(
     return plan
 
 
-def locked_until(store: ObjectStore, keys: list[str], now: datetime) -> datetime | None:
+def backup_locked_until(store: ObjectStore, keys: list[str], now: datetime) -> datetime | None:
     """When the last object lock among *keys* ends, if that is after *now*; None when none holds."""
     ends = [until for until in map(store.locked_until, keys) if until is not None and until > now]
     return max(ends, default=None)

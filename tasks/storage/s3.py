@@ -167,11 +167,12 @@ class S3Store:
             raise self._no_object_lock("its ObjectLockEnabled is not Enabled")
         default = configuration.get("Rule", {}).get("DefaultRetention")
         if default:
+            period = f"{default['Days']} days" if default.get("Days") else f"{default.get('Years')} years"
             return (
-                f"bucket {self.location.bucket} has a default retention ({default}): it also locks the "
-                "pins and rehearsal records dbops rewrites, whose every older version then stays until "
-                "it expires, and it makes the store demand a checksum on every write; dbops locks each "
-                "backup itself, so remove the rule"
+                f"bucket {self.location.bucket} has a default retention ({default.get('Mode')}, {period}): "
+                "it also locks the pins and rehearsal records dbops rewrites, whose every older version "
+                "then stays until it expires, and makes the store demand a checksum on every write; dbops "
+                "locks each backup itself, so remove the rule"
             )
         return None
 

@@ -242,3 +242,21 @@ def test_a_local_directory_store_refuses_object_lock(cli_env: dict[str, str], tm
         "DBOPS_BACKUP_OBJECT_LOCK."
     )
     assert not (tmp_path / "backups").exists()
+
+
+def test_a_default_retention_on_the_bucket_is_warned_about(s3_endpoint: str, locked_bucket: str) -> None:
+    store = S3Store(S3Location(locked_bucket, "nightly"), endpoint_url=s3_endpoint)
+    assert store.check_object_lock() is None
+    s3(s3_endpoint).put_object_lock_configuration(
+        Bucket=locked_bucket,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 30}},
+        },
+    )
+
+    warning = store.check_object_lock()
+
+    assert warning is not None
+    assert warning.startswith(f"bucket {locked_bucket} has a default retention (GOVERNANCE, 30 days): ")
+    assert warning.endswith("dbops locks each backup itself, so remove the rule")

@@ -19,6 +19,7 @@ from models.retention import (
     object_lock_until,
     plan_retention,
 )
+from tests.unit.backup.test_retention import policies
 
 DEFAULT = RetentionPolicy()  # 7 last, 7 daily, 4 weekly, 12 monthly
 BERLIN = "Europe/Berlin"
@@ -88,13 +89,6 @@ def test_a_lock_is_never_written_with_a_date_that_has_passed() -> None:
 
 moments = st.integers(min_value=0, max_value=4 * 365 * 24 * 60).map(
     lambda minutes: datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes)
-)
-policies = st.builds(
-    RetentionPolicy,
-    keep_last=st.integers(0, 10),
-    keep_daily=st.integers(0, 10),
-    keep_weekly=st.integers(0, 8),
-    keep_monthly=st.integers(0, 14),
 )
 zones = st.sampled_from(["UTC", BERLIN, "America/Los_Angeles", "Asia/Kolkata", "Australia/Lord_Howe"])
 
