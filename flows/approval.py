@@ -1,8 +1,8 @@
 """An operator's approval in the Prefect UI, before a restore touches a live database.
 
 The flow pauses in place (``pause_flow_run``): the process and the copy it built stay, and the run's
-page shows a markdown summary above a form with one choice, approve or reject. The choice defaults
-to reject, so resuming without reading changes nothing. No answer within
+page shows a markdown summary above a form with one switch, approve, which is off: resuming without
+turning it on rejects the copy and changes nothing. No answer within
 ``DBOPS_RESTORE_APPROVAL_TIMEOUT_SECONDS`` counts as a rejection.
 
 The caller releases the maintenance slot before asking and takes it again after an approval: a
@@ -12,7 +12,6 @@ restore waiting for a person must not stop the nightly backup.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
@@ -28,10 +27,10 @@ from pydantic import Field
 class Approval(RunInput):
     """The form under the summary on a paused restore's page."""
 
-    decision: Literal["reject", "approve"] = Field(
-        default="reject",
-        description="approve: replace the live database with the copy summarised above. "
-        "reject: drop the copy; the live database stays as it is.",
+    approve: bool = Field(
+        default=False,
+        description="On: carry out what the summary above describes. "
+        "Off: stop here; the live database stays as it is.",
     )
     note: str = Field(default="", description="Why, for the run's log and the event feed (optional).")
 
@@ -75,6 +74,6 @@ def ask_operator(summary: str, timeout_seconds: int) -> Decision:
         )
     except FlowPauseTimeout:
         return Decision(False, f"no operator answered within {timeout_seconds} s", timed_out=True)
-    approved = answer.decision == "approve"
+    approved = answer.approve
     verdict = "approved by the operator" if approved else "rejected by the operator"
     return Decision(approved, verdict + (f" ({answer.note})" if answer.note else ""), answer.note)

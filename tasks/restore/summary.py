@@ -12,12 +12,15 @@ from datetime import datetime
 
 from models.rehearsal import RestoreMode, RestoreSummary, TableComparison
 
+#: Bookkeeping the summary's revision line already covers.
+_NOT_DATA = frozenset({"alembic_version"})
+
 
 def compare_tables(copy: Mapping[str, int], live: Mapping[str, int]) -> list[TableComparison]:
-    """Every table of either side, by name."""
+    """Every data table of either side, by name."""
     return [
         TableComparison(table=table, copy_rows=copy.get(table), live_rows=live.get(table))
-        for table in sorted(copy.keys() | live.keys())
+        for table in sorted((copy.keys() | live.keys()) - _NOT_DATA)
     ]
 
 
@@ -60,25 +63,22 @@ def _facts(summary: RestoreSummary, now: datetime) -> list[tuple[str, str]]:
         what = f"swap: {summary.copy_database} takes the name {summary.target}; the live one is set aside"
     else:
         what = f"in place: {summary.target} is dropped, then rebuilt from the backup"
+    taken = summary.taken_at.isoformat(timespec="seconds")
     return [
         ("Target", f"{summary.target} on {summary.server}"),
         ("Mode", what),
-        ("Backup", summary.backup_id),
-        ("Taken", f"{summary.taken_at.isoformat(timespec='seconds')} ({age(summary.taken_at, now)} ago)"),
-        ("Source", summary.source),
-        ("Revision", summary.revision or "none"),
+        ("Backup", f"{summary.backup_id}, taken {taken} ({age(summary.taken_at, now)} ago)"),
+        ("Source", f"{summary.source}, revision {summary.revision or 'none'}"),
         ("Rehearsal", rehearsal_line(summary, now)),
-        ("Copy size", _megabytes(summary.copy_bytes)),
-        ("Live size", _megabytes(summary.live_bytes)),
+        ("Size", f"copy {_megabytes(summary.copy_bytes)}, live {_megabytes(summary.live_bytes)}"),
     ]
 
 
 def markdown(summary: RestoreSummary, now: datetime) -> str:
-    """The paused run's description in the Prefect UI."""
+    """The paused run's description in the Prefect UI: the rows first, where a wrong choice shows."""
     lines = [f"## Restore {summary.target} from backup {summary.backup_id}?", ""]
-    lines += ["| | |", "|---|---|"]
-    lines += [f"| **{name}** | {value} |" for name, value in _facts(summary, now)]
-    lines += ["", f"### Rows per table (copy counted in {summary.counted_in})", ""]
+    lines += [f"- **{name}:** {value}" for name, value in _facts(summary, now)]
+    lines += ["", f"**Rows per table** (copy counted in {summary.counted_in})", ""]
     lines += ["| Table | Copy | Live | Difference |", "|---|---:|---:|---:|"]
     lines += [
         f"| {t.table} | {_rows(t.copy_rows)} | {_rows(t.live_rows)} | {_signed(t.difference)} |"
@@ -86,7 +86,7 @@ def markdown(summary: RestoreSummary, now: datetime) -> str:
     ]
     lines += [
         "",
-        "Choose **approve** to replace the live database, or **reject** to drop the copy and leave "
+        "Turn **approve** on to replace the live database; leave it off to drop the copy and leave "
         f"{summary.target} untouched.",
     ]
     return "\n".join(lines)

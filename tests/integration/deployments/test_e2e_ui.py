@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import URL
@@ -203,3 +204,86 @@ def test_the_deploy_pipeline_reads_the_exit_code_of_migrate_and_seed(seeded_url:
 
     assert failing.returncode == 1, failing.stdout[-2000:] + failing.stderr[-2000:]
     assert "Failed" in failing.stdout + failing.stderr
+
+
+
+def _start_restore(page: Any, stack: Stack, target: str) -> None:
+    """The operator's form: target and its confirmation; backup latest, swap and approval as given."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{stack.ui}/deployments")
+    page.get_by_text("restore", exact=True).first.click()
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text("Custom run").click()
+    expect(page.get_by_text("Type the target's name again; otherwise nothing happens.")).to_be_visible()
+    fields = page.locator("textarea")
+    fields.nth(0).fill(target)
+    fields.nth(1).fill(target)
+    run_name = page.locator("input").first.input_value()
+    page.get_by_role("button", name="Submit").click()
+    page.wait_for_url("**?tab=Runs", timeout=30_000)
+    page.get_by_role("link", name=run_name, exact=True).first.click()
+    page.wait_for_url("**/runs/flow-run/**", timeout=30_000)
+
+
+def _answer(page: Any, decision: str, screenshot: Path | None) -> None:
+    """On the paused run's page: read the summary, choose, and resume."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(".state-badge").first).to_have_text("Paused", timeout=240_000)
+    page.get_by_role("button", name="Resume").first.click()
+    expect(page.get_by_text("Rows per table").first).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("cell", name="applications", exact=True)).to_be_visible()
+    if decision == "approve":
+        page.get_by_role("switch").last.click()
+    expect(page.get_by_role("switch").last).to_be_checked(checked=decision == "approve")
+    page.locator("textarea").last.fill(f"{decision}d in the browser test")
+    if screenshot is not None:
+        page.screenshot(path=str(screenshot), full_page=True)
+    page.get_by_role("button", name="Submit").last.click()
+
+
+def test_an_operator_approves_one_restore_and_rejects_another_in_the_ui(
+    seeded_url: URL, settings: Settings, tmp_path: Path, stack: Stack
+) -> None:
+    chromium = require_tool("chromium", "the UI test drives Debian's Chromium through Playwright")
+    from playwright.sync_api import expect, sync_playwright
+
+    local = settings.model_copy(update={"backup_url": str(tmp_path / "backups")})
+    manifest = backup(seeded_url, local, open_store(local))
+    target = str(seeded_url.database)
+    with connect(seeded_url) as connection:  # the accident: one university's applications deleted
+        connection.execute(
+            "DELETE FROM applications WHERE course_id IN "
+            "(SELECT id FROM courses WHERE university_id = (SELECT id FROM universities ORDER BY id LIMIT 1))"
+        )
+    _wait_for_deployments(stack)
+    SCREENSHOTS.mkdir(exist_ok=True)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            _start_restore(page, stack, target)
+            _answer(page, "approve", SCREENSHOTS / "restore-approval.png")
+            expect(page.locator(".state-badge").first).to_have_text("Completed", timeout=240_000)
+            with connect(seeded_url) as connection:
+                restored = connection.execute("SELECT count(*) FROM applications").fetchone()
+            assert restored == (manifest.row_counts["applications"],)
+
+            with connect(seeded_url) as connection:  # a second accident, and a restore rejected
+                connection.execute("DELETE FROM applications")
+            _start_restore(page, stack, target)
+            _answer(page, "reject", None)
+            expect(page.locator(".state-badge").first).to_have_text("Cancelled", timeout=120_000)
+        finally:
+            browser.close()
+
+    with connect(seeded_url) as connection:
+        assert connection.execute("SELECT count(*) FROM applications").fetchone() == (0,)
+        copies = connection.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE %s", (f"{target}\\_restoring\\_%",)
+        ).fetchone()
+    assert copies == (0,)
+    # docs/restore-approval.png in the README is a copy of this one.
+    assert (SCREENSHOTS / "restore-approval.png").read_bytes().startswith(b"\x89PNG")

@@ -89,7 +89,7 @@ def description(run: FlowRun) -> str:
 
 def answer(run: FlowRun, decision: str) -> None:
     with get_client(sync_client=True) as client:
-        client.resume_flow_run(run.id, run_input={"decision": decision, "note": "tested"})
+        client.resume_flow_run(run.id, run_input={"approve": decision == "approve", "note": "tested"})
 
 
 def guard_held(server: EmbeddedServer, database: str) -> bool:
