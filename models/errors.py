@@ -149,6 +149,11 @@ class RestoreRefusedError(RestoreError):
     exit_code = 2
 
 
+class TableMergeError(RestoreError):
+    """Merging restored rows into the live tables failed and was rolled back entirely; the
+    inspection schema is kept."""
+
+
 class BackupCorruptError(RestoreError):
     """The stored backup does not match its manifest (size or sha256)."""
 
