@@ -38,6 +38,7 @@ class Decision:
     #: What happened, as the run's final message says it: approved, rejected, or no answer.
     answer: str
     note: str = ""
+    timed_out: bool = False
 
 
 def ask_operator(summary: str, timeout_seconds: int) -> Decision:
@@ -53,7 +54,7 @@ def ask_operator(summary: str, timeout_seconds: int) -> Decision:
             poll_interval=2,
         )
     except FlowPauseTimeout:
-        return Decision(False, f"no operator answered within {timeout_seconds} s")
+        return Decision(False, f"no operator answered within {timeout_seconds} s", timed_out=True)
     approved = answer.decision == "approve"
     verdict = "approved by the operator" if approved else "rejected by the operator"
     return Decision(approved, verdict + (f" ({answer.note})" if answer.note else ""), answer.note)

@@ -16,6 +16,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
+from flows.events import backup_completed
 from flows.maintenance_slot import maintenance_slot
 from flows.reporting import BestEffort
 from models.backup import BackupManifest, BackupRun, manifest_key, source_of
@@ -53,6 +54,7 @@ def backup_task(database_url: SecretStr | None) -> BackupRun:
 
     run = back_up(url, settings, store, logger=logger, on_progress=report)
     manifest = run.manifest
+    backup_completed(manifest)
     if artifact_id is not None:
         publish("progress", lambda: update_progress_artifact(cast(UUID, artifact_id), 100.0, "complete"))
     publish(

@@ -6,9 +6,11 @@ rollbacks, and an automation can match any of them. Emitted inside a flow run, P
 event to the run, its flow and its deployment by itself; from the command line the event names the
 operating-system user and host instead.
 
-The command line emits only when ``PREFECT_API_URL`` points at a server: without one there is no feed
-to read, and starting an ephemeral server to hold one event would cost seconds. Like artifacts,
-events are reports about the work: one that cannot be sent is logged and the work goes on.
+The command line emits only when the ``PREFECT_API_URL`` environment variable points at a server:
+without one there is no feed to read, and starting an ephemeral server to hold one event would cost
+seconds. Prefect is imported only then, so commands that do not talk to Prefect start without it.
+Like artifacts, events are reports about the work: one that cannot be sent is logged and the work
+goes on.
 """
 
 from __future__ import annotations
@@ -17,15 +19,11 @@ import getpass
 import logging
 import os
 import socket
+import sys
 from collections.abc import Mapping
 from typing import Any
 
-from prefect.context import FlowRunContext
-from prefect.events import emit_event
-from prefect.events.worker import EventsWorker
-from prefect.settings import PREFECT_API_URL
-
-from models.backup import BackupManifest
+from models.backup import BackupManifest, source_of
 from models.rehearsal import RehearsalRecord, RestoreResult, RollbackResult
 
 _log = logging.getLogger(__name__)
@@ -55,8 +53,8 @@ def backup_resource(backup_id: str) -> dict[str, str]:
 
 def emit(event: str, *, database: str, backup_id: str | None, payload: Mapping[str, Any]) -> None:
     """Send one event about *database* (and *backup_id*); never raises."""
-    in_flow = FlowRunContext.get() is not None
-    if not in_flow and not PREFECT_API_URL.value():
+    in_flow = "prefect" in sys.modules and _in_flow_run()
+    if not in_flow and not os.environ.get("PREFECT_API_URL"):
         return
     related = [backup_resource(backup_id)] if backup_id else []
     body = dict(payload)
@@ -65,6 +63,9 @@ def emit(event: str, *, database: str, backup_id: str | None, payload: Mapping[s
             f"{getpass.getuser()}@{socket.gethostname()} (dbops command line, pid {os.getpid()})"
         )
     try:
+        from prefect.events import emit_event
+        from prefect.events.worker import EventsWorker
+
         emit_event(event=event, resource=database_resource(database), related=related, payload=body)
         if not in_flow:
             # The command line exits right after; a flow run's engine drains the worker itself.
@@ -73,10 +74,16 @@ def emit(event: str, *, database: str, backup_id: str | None, payload: Mapping[s
         _log.warning("could not emit the %s event (the work goes on): %s", event, error)
 
 
-def backup_completed(manifest: BackupManifest, database: str) -> None:
+def _in_flow_run() -> bool:
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
+
+
+def backup_completed(manifest: BackupManifest) -> None:
     emit(
         BACKUP_COMPLETED,
-        database=database,
+        database=source_of(manifest).database,
         backup_id=manifest.backup_id,
         payload={
             "stored_bytes": manifest.stored_bytes,
@@ -87,10 +94,10 @@ def backup_completed(manifest: BackupManifest, database: str) -> None:
     )
 
 
-def rehearsal_finished(record: RehearsalRecord, database: str) -> None:
+def rehearsal_finished(record: RehearsalRecord) -> None:
     emit(
         REHEARSAL_PASSED if record.passed else REHEARSAL_FAILED,
-        database=database,
+        database=record.database or "unknown",
         backup_id=record.backup_id,
         payload={
             "recovery_seconds": record.timings.total,
@@ -100,7 +107,7 @@ def rehearsal_finished(record: RehearsalRecord, database: str) -> None:
     )
 
 
-def restore_awaiting_approval(database: str, backup_id: str, copy: str) -> None:
+def restore_awaiting_approval(database: str, backup_id: str, copy: str | None) -> None:
     emit(RESTORE_AWAITING_APPROVAL, database=database, backup_id=backup_id, payload={"copy": copy})
 
 

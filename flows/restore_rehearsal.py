@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.events import rehearsal_finished
 from flows.maintenance_slot import maintenance_slot
 from flows.validate_integrity import published_validator
 from models.rehearsal import RehearsalRecord, RestoredCopy
@@ -40,6 +41,7 @@ def restore_rehearsal_flow(
         record = rehearse_task(
             settings, open_store(settings), backup_id=backup_id, keep=keep, validate=validate, logger=logger
         )
+    rehearsal_finished(record)
     create_table_artifact(
         key="restore-rehearsal",
         table=rehearsal_rows(record),

@@ -59,6 +59,12 @@ class EmbeddedServerError(DatabaseError):
     exit_code = 2
 
 
+class MaintenanceBusyError(DbopsError):
+    """Another dbops job on the same database held its guard for longer than we were willing to wait."""
+
+    retryable = True
+
+
 class MigrationError(DbopsError):
     """A schema migration could not be applied."""
 
@@ -147,6 +153,10 @@ class RestoreRefusedError(RestoreError):
     cannot migrate, a missing target)."""
 
     exit_code = 2
+
+
+class RestoreRejectedError(RestoreError):
+    """The operator (or no one, in time) did not approve the restored copy; the target was not touched."""
 
 
 class TableMergeError(RestoreError):

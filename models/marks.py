@@ -36,6 +36,11 @@ class DatabaseMark(BaseModel):
     comment: str | None = Field(
         default=None, description="The database's own comment, put back if it becomes the target again."
     )
+    held_until: datetime | None = Field(
+        default=None,
+        description="A restoring copy awaiting an operator's approval, and so without sessions, is not "
+        "a killed run's before this moment.",
+    )
 
     def render(self) -> str:
         return PREFIX + self.model_dump_json(exclude_none=True)

@@ -55,6 +55,9 @@ class RestoredCopy(BaseModel):
 
 class RehearsalRecord(RestoredCopy):
     rehearsed_at: datetime
+    database: str | None = Field(
+        default=None, description="The database the backup was taken from; None in early records."
+    )
     scratch_database: str | None = None
     scratch_kept: bool = False
 
@@ -81,3 +84,37 @@ class RollbackResult(BaseModel):
     set_aside_at: datetime | None = Field(
         default=None, description="When the swap set aside what is the target again: how old it is."
     )
+
+
+class TableComparison(BaseModel):
+    """One table's rows in the restored copy against the live database it would replace."""
+
+    table: str
+    copy_rows: int | None = Field(description="None: the table is not in the backup.")
+    live_rows: int | None = Field(description="None: the live database has no such table.")
+
+    @property
+    def difference(self) -> int | None:
+        if self.copy_rows is None or self.live_rows is None:
+            return None
+        return self.copy_rows - self.live_rows
+
+
+class RestoreSummary(BaseModel):
+    """What an operator approves: which backup, how proven, and what the copy holds against the live
+    database. Shown on a terminal and on the paused flow run's page."""
+
+    target: str
+    server: str
+    mode: RestoreMode
+    backup_id: str
+    taken_at: datetime
+    source: str = Field(description="The database the backup was taken from, as ``name on host:port``.")
+    revision: str | None
+    rehearsal: RehearsalRecord | None = Field(description="The backup's latest rehearsal, if any.")
+    copy_database: str | None = Field(description="The restored, checked copy; None in-place (built later).")
+    copy_bytes: int | None
+    live_bytes: int | None
+    tables: list[TableComparison]
+    #: Where the copy's counts come from: the checked copy, or (in-place) the backup's manifest.
+    counted_in: str

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from flows.events import backup_completed
 from models.backup import source_of
 from models.rehearsal import RehearsalRecord
 from models.settings import load_settings
@@ -53,6 +54,7 @@ def backup_command(
     store = open_store(settings)
     on_progress = _progress_printer() if sys.stderr.isatty() else None
     run = back_up(database_url(settings), settings, store, prune_after=not no_prune, on_progress=on_progress)
+    backup_completed(run.manifest)
     manifest = run.manifest
     if on_progress is not None:
         typer.echo("", err=True)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated
 
 import typer
 
-from models.errors import ConfigurationError
-from models.rehearsal import RehearsalRecord, RestoredCopy, RestoreMode
+from flows.events import rehearsal_finished, restore_rejected, restore_rolled_back, restore_swapped
+from models.errors import ConfigurationError, RestoreRejectedError
+from models.rehearsal import RehearsalRecord, RestoredCopy, RestoreMode, RestoreSummary
 from models.settings import load_settings
 from tasks.restore.operator import restore
 from tasks.restore.rehearsal import raise_for_failure, rehearse
 from tasks.restore.rollback import rollback
+from tasks.restore.summary import age, terminal_lines
 from tasks.storage import open_store
 
 
@@ -31,6 +35,7 @@ def rehearse_command(
     """Restore a backup into a scratch database, migrate it, check it, compare counts, then drop it."""
     settings = load_settings()
     record = rehearse(settings, open_store(settings), backup_id=backup, keep=keep)
+    rehearsal_finished(record)
     if as_json:
         typer.echo(record.model_dump_json(indent=2))
     else:
@@ -68,29 +73,51 @@ def restore_command(
         str | None,
         typer.Option("--rollback", metavar="DB", help="Undo the last swap restore of DB instead."),
     ] = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            help="Restore without asking, after the summary: needed, with --confirm, without a terminal.",
+        ),
+    ] = False,
 ) -> None:
     """Restore a backup over a database (swap keeps the old one for --rollback), then migrate and check it."""
     settings = load_settings()
     if rollback_target is not None:
         rolled = rollback(settings, rollback_target, confirm=confirm)
-        age = f" (set aside {_age(rolled.set_aside_at)} ago)" if rolled.set_aside_at else ""
+        restore_rolled_back(rolled)
+        since = (
+            f" (set aside {age(rolled.set_aside_at, datetime.now(UTC))} ago)" if rolled.set_aside_at else ""
+        )
         typer.echo(
-            f"{rolled.target} is {rolled.restored_from}{age} again; "
+            f"{rolled.target} is {rolled.restored_from}{since} again; "
             f"the restored copy is kept as {rolled.set_aside_as}"
         )
         return
     if target is None:
         raise ConfigurationError("dbops restore needs --target DB (or --rollback DB)")
-    result = restore(
-        settings,
-        open_store(settings),
-        backup_id=backup,
-        target=target,
-        confirm=confirm,
-        mode=mode,
-        reseed=reseed,
-        from_database=from_database,
-    )
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if not yes and not interactive:
+        raise ConfigurationError(
+            f"dbops restore without a terminal needs --yes as well as --confirm {target}; nothing was done",
+            hint="on a terminal it shows the summary and asks; a script must say --yes to restore unseen",
+        )
+    try:
+        result = restore(
+            settings,
+            open_store(settings),
+            backup_id=backup,
+            target=target,
+            confirm=confirm,
+            mode=mode,
+            reseed=reseed,
+            from_database=from_database,
+            approve=partial(_ask, asking=not yes),
+        )
+    except RestoreRejectedError as rejected:
+        restore_rejected(target, backup, rejected.message)
+        raise
+    restore_swapped(result)
     for line in _summary(
         result, f"restore of backup {result.backup_id} into {result.target} ({result.mode.value})"
     ):
@@ -100,6 +127,21 @@ def restore_command(
             f"  the previous database is kept as {result.previous_database}; undo with "
             f"dbops restore --rollback {result.target} --confirm {result.target}"
         )
+
+
+def _ask(summary: RestoreSummary, *, asking: bool) -> bool:
+    """Show the summary; on a terminal, the operator types the target's name to go on."""
+    typer.echo(f"restore {summary.target} from backup {summary.backup_id}:")
+    for line in terminal_lines(summary, datetime.now(UTC)):
+        typer.echo(line)
+    if not asking:
+        return True
+    answer = typer.prompt(
+        f"type {summary.target} to replace it with this copy (anything else leaves it as it is)",
+        default="",
+        show_default=False,
+    )
+    return bool(answer.strip() == summary.target)
 
 
 def _summary(record: RestoredCopy, title: str | None = None) -> list[str]:
@@ -117,12 +159,3 @@ def _summary(record: RestoredCopy, title: str | None = None) -> list[str]:
     if isinstance(record, RehearsalRecord) and record.scratch_kept:
         lines.append(f"  kept scratch database {record.scratch_database}")
     return lines
-
-
-def _age(since: datetime) -> str:
-    seconds = (datetime.now(UTC) - since).total_seconds()
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86_400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86_400:.1f} days"

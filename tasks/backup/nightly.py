@@ -15,6 +15,7 @@ from models.backup import BackupRun
 from models.settings import Settings
 from tasks.backup.catalog import prune
 from tasks.backup.dump import Progress, backup
+from tasks.postgres.guard import maintenance_guard
 from tasks.storage import ObjectStore
 
 
@@ -27,9 +28,13 @@ def back_up(
     on_progress: Callable[[Progress], None] | None = None,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
 ) -> BackupRun:
-    """Take a backup of *url* into *store*; then, unless *prune_after* is false, apply retention."""
-    manifest = backup(url, settings, store, logger=logger, on_progress=on_progress)
-    retention = (
-        prune(store, settings.retention_policy, settings.timezone, logger=logger) if prune_after else None
-    )
+    """Take a backup of *url* into *store*; then, unless *prune_after* is false, apply retention.
+
+    Both run under the database's maintenance guard, so a restore typed in a shell waits for them.
+    """
+    with maintenance_guard(url, settings, url.database or "", "backup", logger=logger):
+        manifest = backup(url, settings, store, logger=logger, on_progress=on_progress)
+        retention = (
+            prune(store, settings.retention_policy, settings.timezone, logger=logger) if prune_after else None
+        )
     return BackupRun(manifest=manifest, retention=retention)

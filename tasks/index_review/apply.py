@@ -22,6 +22,7 @@ from models.settings import Settings
 from tasks.index_review import statements
 from tasks.index_review.runner import review_indexes
 from tasks.postgres.engine import make_engine, open_connection
+from tasks.postgres.guard import maintenance_guard
 from tasks.schema.lock import migration_lock
 
 _log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def apply_finding(
     engine = make_engine(url, settings, purpose="index apply")
     try:
         with (
+            maintenance_guard(url, settings, url.database or "", "review-indexes --apply", logger=log),
             migration_lock(engine, settings.migration_lock_timeout_seconds),
             open_connection(engine, autocommit=True) as connection,
         ):

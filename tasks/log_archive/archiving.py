@@ -40,6 +40,7 @@ from models.settings import Settings
 from tasks.log_archive.gzip_thread import BackgroundGzip
 from tasks.postgres.copy_binary import BinaryCopyReader
 from tasks.postgres.driver import connect
+from tasks.postgres.guard import maintenance_guard
 from tasks.storage import ObjectStore
 
 _log = logging.getLogger(__name__)
@@ -99,26 +100,30 @@ def archive_table(
         rows = _rows_older_than(url, settings, table, column, line)
         log.info("dry run: %d rows of %s are older than %s", rows, table, line.isoformat())
         return _outcome(table, line, True, rows, [], started, size_before, size_before, None)
-    runs: list[ArchiveRun] = []
-    batches: list[ArchiveBatch] = []  # this call's own; a resumed run's earlier batches were counted then
-    unfinished = _unfinished_run(store, table)
-    if unfinished is not None:
-        log.warning(
-            "resuming run %s of %s, cut off at %s", unfinished.run_id, table, unfinished.cutoff.isoformat()
+    with maintenance_guard(url, settings, url.database or "", f"archive-logs of {table}", logger=log):
+        runs: list[ArchiveRun] = []
+        batches: list[ArchiveBatch] = []  # this call's own; a resumed run's earlier batches were counted then
+        unfinished = _unfinished_run(store, table)
+        if unfinished is not None:
+            log.warning(
+                "resuming run %s of %s, cut off at %s",
+                unfinished.run_id,
+                table,
+                unfinished.cutoff.isoformat(),
+            )
+            done_before = len(unfinished.batches)
+            runs.append(_run_batches(url, settings, store, unfinished, column, log))
+            batches += unfinished.batches[done_before:]
+        fresh = ArchiveRun(
+            run_id=f"{table}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
+            table=table,
+            timezone=settings.timezone,
+            older_than_days=days,
+            cutoff=line,
+            started_at=datetime.now(UTC),
         )
-        done_before = len(unfinished.batches)
-        runs.append(_run_batches(url, settings, store, unfinished, column, log))
-        batches += unfinished.batches[done_before:]
-    fresh = ArchiveRun(
-        run_id=f"{table}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
-        table=table,
-        timezone=settings.timezone,
-        older_than_days=days,
-        cutoff=line,
-        started_at=datetime.now(UTC),
-    )
-    runs.append(_run_batches(url, settings, store, fresh, column, log))
-    batches += fresh.batches
+        runs.append(_run_batches(url, settings, store, fresh, column, log))
+        batches += fresh.batches
     _vacuum(url, settings, table)
     size_after = _table_bytes(url, settings, table)
     resumed = unfinished.run_id if unfinished is not None else None

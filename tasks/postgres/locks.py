@@ -1,12 +1,20 @@
-"""Who holds a lock: the facts an operator needs to decide whether to wait or to end a session."""
+"""Who holds a lock, and session advisory locks that name their holder when a waiter gives up.
+
+The facts an operator needs to decide whether to wait or to end a session: pid, application name,
+client and since when.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 
 @dataclass(frozen=True)
@@ -46,3 +54,62 @@ def exclusive_holders(connection: Connection, table: str) -> list[LockHolder]:
     return [
         LockHolder(pid=row[0], application_name=row[1], client=row[2], holding_since=row[3]) for row in rows
     ]
+
+
+def lock_key(name: str) -> int:
+    """A fixed signed 64-bit advisory lock key derived from *name* (stable across versions)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+_LOCK_NOT_AVAILABLE = "55P03"
+_ADVISORY_HOLDER = text("""
+    SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'), a.query_start
+    FROM pg_locks AS l
+    JOIN pg_stat_activity AS a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = CAST(:high AS oid) AND l.objid = CAST(:low AS oid) AND l.objsubid = 1
+""")
+
+
+def advisory_holder(connection: Connection, key: int) -> LockHolder | None:
+    """Who holds the session advisory lock *key* in this database right now."""
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+    row = connection.execute(
+        _ADVISORY_HOLDER, {"high": unsigned >> 32, "low": unsigned & 0xFFFF_FFFF}
+    ).first()
+    if row is None:
+        return None
+    return LockHolder(pid=row[0], application_name=row[1], client=row[2], holding_since=row[3])
+
+
+@contextmanager
+def session_advisory_lock(
+    connection: Connection,
+    key: int,
+    timeout_seconds: float,
+    on_timeout: Callable[[LockHolder | None], Exception],
+) -> Iterator[None]:
+    """Hold the session advisory lock *key* on the autocommit *connection* for the block.
+
+    The wait is bounded by ``lock_timeout`` (advisory lock waits honour it), so waiters queue fairly
+    behind the holder; after *timeout_seconds* the error *on_timeout* makes from the holder is raised.
+    The connection runs nothing while it holds the lock, so its ``query_start`` stays the moment the lock
+    was taken: that is what a waiting run reports as "since".
+    """
+    connection.execute(
+        text("SELECT set_config('lock_timeout', :timeout, false)"),
+        {"timeout": f"{max(1, int(timeout_seconds * 1000))}ms"},
+    )
+    try:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+    except OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        raise on_timeout(advisory_holder(connection, key)) from None
+    connection.execute(text("SELECT set_config('lock_timeout', '0', false)"))
+    try:
+        yield
+    finally:
+        if not connection.invalidated:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})

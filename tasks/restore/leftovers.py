@@ -6,7 +6,8 @@ every successful swap leaves the database it set aside. The sweep runs at the st
 rehearsal and restore (and the set-aside expiry in the weekly maintenance):
 
 - a scratch or restoring copy goes when its mark says dbops made it, no session is connected, and
-  it is older than ``DBOPS_STALE_AFTER_MINUTES`` (a live run's copy is younger, or has its sessions);
+  it is older than ``DBOPS_STALE_AFTER_MINUTES`` (a live run's copy is younger, or has its sessions;
+  a copy awaiting approval counts its age from the end of the wait its mark holds it for);
 - set-aside and rolled-back copies go once older than ``DBOPS_RESTORE_KEEP_SET_ASIDE_DAYS``;
 - a work directory goes when the process that made it is gone.
 
@@ -114,7 +115,8 @@ def _due(
     if found.mark.run == run or found.sessions:
         return False
     if temporary and found.mark.kind in _TEMPORARY:
-        return age > timedelta(minutes=settings.stale_after_minutes)
+        idle = now - max(found.mark.created, found.mark.held_until or found.mark.created)
+        return idle > timedelta(minutes=settings.stale_after_minutes)
     if set_aside and found.mark.kind in _KEPT_FOR_ROLLBACK:
         return age > timedelta(days=settings.restore_keep_set_aside_days)
     return False

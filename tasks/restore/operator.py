@@ -5,26 +5,34 @@ then swaps names in one short critical section; the replaced database stays, set
 :func:`rollback`. ``in-place`` drops and recreates the target: for when there is no room for two.
 Either way the dump's checksum is verified before anything is touched, and nothing happens
 unless ``confirm`` repeats the target's name.
+
+A restore comes in two halves so that a person can approve what was built: :func:`prepare_restore`
+vets the backup and (swap) builds and checks the copy; :func:`finish_restore` puts it in place, or
+:func:`discard_restore` drops it. Each half holds the database's maintenance guard; the wait between
+them holds nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import URL, Engine
 
 from models.backup import BackupManifest, BackupSource
-from models.errors import DbopsError, RestoreError, RestoreRefusedError
+from models.errors import DbopsError, RestoreError, RestoreRefusedError, RestoreRejectedError
 from models.marks import DatabaseMark, MarkKind
-from models.rehearsal import RestoredCopy, RestoreMode, RestoreResult
+from models.rehearsal import RestoreMode, RestoreResult, RestoreSummary
 from models.settings import Environment, Settings
-from tasks.backup.dump import database_source
+from tasks.backup.catalog import rehearsals
+from tasks.backup.dump import count_rows, database_source
 from tasks.postgres.binaries import Program
 from tasks.postgres.engine import database_url, make_engine, open_connection, quote_identifier
+from tasks.postgres.guard import maintenance_guard
 from tasks.restore.copy import (
     Logger,
     Validator,
@@ -41,13 +49,26 @@ from tasks.restore.properties import (
     granting_statements,
     read_properties,
 )
+from tasks.restore.summary import compare_tables
 from tasks.restore.swap import database_exists, rename_in_one_transaction, replace, take_offline
-from tasks.restore.target import CreatedDatabase, create_database, derived_name, drop_created, run_id
+from tasks.restore.target import (
+    DATABASE_OID,
+    DATABASE_SIZE,
+    CreatedDatabase,
+    create_database,
+    derived_name,
+    drop_created,
+    run_id,
+)
 from tasks.storage import ObjectStore
 
 _log = logging.getLogger(__name__)
 _MAX_NAME = 63
 SET_ASIDE_MARK = "_pre_restore"
+
+
+#: Answers the summary of a built, checked copy: True to put it in place, False to drop it.
+Approver = Callable[[RestoreSummary], bool]
 
 
 def restore(
@@ -62,6 +83,7 @@ def restore(
     from_database: str | None = None,
     validate: Validator | None = None,
     logger: Logger | None = None,
+    approve: Approver | None = None,
 ) -> RestoreResult:
     """Restore *backup_id* (or ``latest``) over the database *target* on the configured server.
 
@@ -69,8 +91,63 @@ def restore(
     ``latest`` is the newest backup of that database, and a backup of another one is refused.
     Everything that can refuse (confirmation, target, backup, revision, key, checksum) does so before
     the target is touched; raises on any failure, so a returned result is a restored, checked target.
+    With *approve*, the summary of the checked copy is put to it before the target is touched, and a
+    no drops the copy and raises :class:`RestoreRejectedError`.
     """
+    prepared = prepare_restore(
+        settings,
+        store,
+        backup_id=backup_id,
+        target=target,
+        confirm=confirm,
+        mode=mode,
+        reseed=reseed,
+        from_database=from_database,
+        validate=validate,
+        logger=logger,
+    )
+    if approve is not None and not approve(prepared.summary):
+        discard_restore(prepared)
+        raise RestoreRejectedError(
+            f"the restore of {target} from backup {prepared.summary.backup_id} was rejected; "
+            f"{target} was not touched",
+            hint="run dbops restore again with another --backup, or not at all",
+        )
+    return finish_restore(prepared, store)
+
+
+@dataclass
+class PreparedRestore:
+    """A restore up to the operator's decision: vetted, and in swap mode built and checked.
+
+    It holds no lock and no connection, so a flow can wait for a person with it, for as long as the
+    mark on the copy holds it (``held_until``), while the nightly backup runs.
+    """
+
+    job: _Job
+    copy: CreatedDatabase | None
+    target_oid: int | None
+    summary: RestoreSummary
+    seconds: float = 0.0
+
+
+def prepare_restore(
+    settings: Settings,
+    store: ObjectStore,
+    *,
+    backup_id: str,
+    target: str,
+    confirm: str | None,
+    mode: RestoreMode = RestoreMode.SWAP,
+    reseed: bool = False,
+    from_database: str | None = None,
+    validate: Validator | None = None,
+    logger: Logger | None = None,
+) -> PreparedRestore:
+    """Vet the backup and, in swap mode, build and check the copy beside the target; the target is
+    not touched. In-place mode builds nothing before the decision: it has no room for two."""
     log = logger or _log
+    started = time.monotonic()
     server = database_url(settings).set(database="postgres")
     _check_request(settings, server, target, confirm, mode, reseed)
     identity = database_source(server, settings).system_identifier
@@ -84,41 +161,80 @@ def restore(
         restored_at=now,
         reseeded=reseed,
     )
-    started = time.monotonic()
-    run = run_id()
-    sweep(server, settings, run=run, logger=log)
-    properties = _properties(server, settings, target)
-    with work_directory(settings, run) as directory:
-        fetched = fetch_dump(store, manifest, settings, directory, logger=log)
-        result.timings.download, result.dump_bytes = fetched.seconds, fetched.dump_bytes
-        job = _Job(
-            server,
-            settings,
-            target,
-            manifest,
-            run,
-            now,
-            fetched.path,
-            result,
-            pg_restore,
-            reseed,
-            validate,
-            log,
-        )
-        if mode is RestoreMode.SWAP:
-            assert properties is not None  # a swap target exists (checked above)
-            result.previous_database = _swap(job, properties)
+    job = _Job(server, settings, target, manifest, run_id(), now, result, pg_restore, reseed, validate, log)
+    with maintenance_guard(server, settings, target, "restore", logger=log):
+        sweep(server, settings, run=job.run, logger=log)
+        copy = _build_copy(job, store) if mode is RestoreMode.SWAP else None
+    try:
+        live = live_state(server, settings, target)
+        if copy is not None:
+            built = live_state(server, settings, copy.name)
+            counts, copy_bytes, counted_in = built.rows, built.bytes, f"the checked copy {copy.name}"
         else:
-            _in_place(job, properties)
-    result.timings.total = round(time.monotonic() - started, 3)
-    log.info(
+            counts, copy_bytes, counted_in = manifest.row_counts, None, "the backup's manifest"
+        summary = RestoreSummary(
+            target=target,
+            server=f"{server.host}:{server.port}",
+            mode=mode,
+            backup_id=manifest.backup_id,
+            taken_at=manifest.started_at,
+            source=manifest.database,
+            revision=manifest.alembic_revision,
+            rehearsal=rehearsals(store).get(manifest.backup_id),
+            copy_database=copy.name if copy else None,
+            copy_bytes=copy_bytes,
+            live_bytes=live.bytes,
+            tables=compare_tables(counts, live.rows),
+            counted_in=counted_in,
+        )
+    except BaseException:
+        if copy is not None:
+            drop_created(copy, settings, logger=log)
+        raise
+    return PreparedRestore(job, copy, live.oid, summary, round(time.monotonic() - started, 3))
+
+
+def finish_restore(prepared: PreparedRestore, store: ObjectStore) -> RestoreResult:
+    """Put the approved copy in the target's place (swap), or rebuild the target (in place).
+
+    First checks that the target and the copy are still the databases the summary described (same
+    OIDs): a person may have answered an hour later, and an approval covers only what they saw.
+    """
+    job = prepared.job
+    started = time.monotonic()
+    with maintenance_guard(job.server, job.settings, job.target, "restore", logger=job.log):
+        _check_unchanged(prepared)
+        properties = _properties(job.server, job.settings, job.target)
+        if prepared.copy is not None:
+            assert properties is not None  # _check_unchanged saw the target
+            job.result.previous_database = _swap(job, prepared.copy, properties)
+        else:
+            with work_directory(job.settings, job.run) as directory:
+                fetched = fetch_dump(store, job.manifest, job.settings, directory, logger=job.log)
+                job.result.timings.download, job.result.dump_bytes = fetched.seconds, fetched.dump_bytes
+                _in_place(job, properties, fetched.path)
+    result = job.result
+    result.timings.total = round(prepared.seconds + time.monotonic() - started, 3)
+    job.log.info(
         "restored backup %s into %s (%s) in %.1f s",
-        manifest.backup_id,
-        target,
-        mode.value,
+        job.manifest.backup_id,
+        job.target,
+        job.result.mode.value,
         result.timings.total,
     )
     return result
+
+
+def discard_restore(prepared: PreparedRestore) -> None:
+    """Drop the copy a rejected restore built; the target was never touched."""
+    if prepared.copy is not None:
+        drop_created(prepared.copy, prepared.job.settings, logger=prepared.job.log)
+    prepared.job.log.warning(
+        "the restore of %s from backup %s was not approved; %s was left as it was",
+        prepared.job.target,
+        prepared.job.manifest.backup_id,
+        prepared.job.target,
+    )
 
 
 def _check_request(
@@ -161,28 +277,51 @@ class _Job:
     manifest: BackupManifest
     run: str
     now: datetime
-    dump: Path
-    result: RestoredCopy
+    result: RestoreResult
     pg_restore: Program
     reseed: bool
     validate: Validator | None
     log: Logger
 
-    def mark(self) -> DatabaseMark:
+    def mark(self, **changes: object) -> DatabaseMark:
         return DatabaseMark(
             kind=MarkKind.RESTORING,
             run=self.run,
             created=self.now,
             target=self.target,
             backup=self.manifest.backup_id,
-        )
+        ).model_copy(update=changes)
 
 
-def _fill_and_check(job: _Job, url: URL, *, what: str, hint: str) -> None:
+@dataclass(frozen=True)
+class LiveState:
+    """A database as it is now: which one (its OID), its rows per table and its size."""
+
+    oid: int | None
+    rows: dict[str, int]
+    bytes: int | None
+
+
+def live_state(server: URL, settings: Settings, name: str) -> LiveState:
+    """*name*'s OID, rows and size on *server*; OID None and nothing counted when it does not exist."""
+    oid = live_oid(server, settings, name)
+    if oid is None:
+        return LiveState(None, {}, None)
+    engine = make_engine(server.set(database=name), settings, purpose="restore summary")
+    try:
+        with open_connection(engine) as connection:
+            rows = count_rows(connection)
+            size = int(connection.execute(DATABASE_SIZE).scalar_one())
+    finally:
+        engine.dispose()
+    return LiveState(oid, rows, size)
+
+
+def _fill_and_check(job: _Job, dump: Path, url: URL, *, what: str, hint: str) -> None:
     """Restore into the empty database at *url* (owners and grants kept: same server), then check it."""
     restore_and_check(
         job.result,
-        job.dump,
+        dump,
         url,
         job.manifest,
         job.settings,
@@ -209,36 +348,96 @@ def _properties(server: URL, settings: Settings, target: str) -> DatabasePropert
         engine.dispose()
 
 
-def _swap(job: _Job, properties: DatabaseProperties) -> str:
-    """Build the copy beside the target, check it, give it the target's properties, then swap names.
+def _build_copy(job: _Job, store: ObjectStore) -> CreatedDatabase:
+    """Build the copy beside the target and check it; the target is not touched. A copy that fails
+    is dropped. The checked copy's mark then holds it for the approval wait, when no session keeps
+    the sweep of another run off it."""
+    properties = _properties(job.server, job.settings, job.target)
+    name = derived_name(job.target, "_restoring", job.now)
+    copy = create_database(job.server, job.settings, name, mark=job.mark(), like=properties)
+    try:
+        with work_directory(job.settings, job.run) as directory:
+            fetched = fetch_dump(store, job.manifest, job.settings, directory, logger=job.log)
+            job.result.timings.download, job.result.dump_bytes = fetched.seconds, fetched.dump_bytes
+            _fill_and_check(
+                job,
+                fetched.path,
+                copy.url,
+                what=f"the restored copy {copy.name}",
+                hint="the target was not replaced; look at the backup with dbops rehearse --backup ID --keep",
+            )
+        held = datetime.now(UTC) + timedelta(seconds=job.settings.restore_approval_timeout_seconds)
+        _comment(job, copy.name, job.mark(held_until=held).render())
+    except BaseException:
+        drop_created(copy, job.settings, logger=job.log)  # gone only while it is still the copy
+        raise
+    return copy
+
+
+def _check_unchanged(prepared: PreparedRestore) -> None:
+    """Refuse when the target or the copy is no longer the database the approved summary described."""
+    job = prepared.job
+    target = live_oid(job.server, job.settings, job.target)
+    if target != prepared.target_oid:
+        seen = "did not exist" if prepared.target_oid is None else f"had OID {prepared.target_oid}"
+        now = "does not exist" if target is None else f"has OID {target}"
+        raise RestoreError(
+            f"{job.target} changed while the restore waited for approval: it {seen}, and now {now}; "
+            f"nothing was done",
+            hint="another job replaced or dropped it; look at dbops status, then start the restore again",
+        )
+    if (
+        prepared.copy is not None
+        and live_oid(job.server, job.settings, prepared.copy.name) != prepared.copy.oid
+    ):
+        raise RestoreError(
+            f"the restored copy {prepared.copy.name} is gone or was replaced while the restore waited "
+            f"for approval; {job.target} was not touched",
+            hint="an answer after DBOPS_RESTORE_APPROVAL_TIMEOUT_SECONDS may find the copy swept; "
+            "start the restore again",
+        )
+
+
+def live_oid(server: URL, settings: Settings, name: str) -> int | None:
+    engine = make_engine(server, settings, purpose="restore")
+    try:
+        with open_connection(engine) as connection:
+            oid = connection.execute(DATABASE_OID, {"name": name}).scalar()
+    finally:
+        engine.dispose()
+    return None if oid is None else int(oid)
+
+
+def _comment(job: _Job, name: str, comment: str) -> None:
+    engine = make_engine(job.server, job.settings, purpose="restore")
+    try:
+        with open_connection(engine, autocommit=True) as connection:
+            connection.exec_driver_sql(comment_statement(name, comment))
+    finally:
+        engine.dispose()
+
+
+def _swap(job: _Job, copy: CreatedDatabase, properties: DatabaseProperties) -> str:
+    """Give the checked copy the target's properties, then swap names.
 
     The replaced database is kept, marked as set aside for :func:`~tasks.restore.rollback.rollback`;
-    returns its name. A copy that fails is dropped and the target never touched.
+    returns its name. A copy that fails to swap is dropped and the target left as it was.
     """
-    mark = job.mark()
-    name = derived_name(job.target, "_restoring", job.now)
-    replacement = create_database(job.server, job.settings, name, mark=mark, like=properties)
     set_aside = derived_name(job.target, SET_ASIDE_MARK, job.now)
     engine = make_engine(job.server, job.settings, purpose="restore swap")
     try:
-        _fill_and_check(
-            job,
-            replacement.url,
-            what=f"the restored copy {replacement.name}",
-            hint="the target was not replaced; look at the backup with dbops rehearse --backup ID --keep",
-        )
-        _grant(engine, replacement.name, properties)
-        kept = mark.model_copy(update={"kind": MarkKind.SET_ASIDE, "comment": properties.comment})
+        _grant(engine, copy.name, properties)
+        kept = job.mark(kind=MarkKind.SET_ASIDE, comment=properties.comment)
         replace(
             engine,
             target=job.target,
-            replacement=replacement.name,
+            replacement=copy.name,
             moved_to=set_aside,
             comments={job.target: properties.comment, set_aside: kept.render()},
             log=job.log,
         )
     except BaseException:
-        drop_created(replacement, job.settings, logger=job.log)  # gone only while it is still the copy
+        drop_created(copy, job.settings, logger=job.log)  # gone only while it is still the copy
         raise
     finally:
         engine.dispose()
@@ -248,7 +447,7 @@ def _swap(job: _Job, properties: DatabaseProperties) -> str:
     return set_aside
 
 
-def _in_place(job: _Job, properties: DatabaseProperties | None) -> None:
+def _in_place(job: _Job, properties: DatabaseProperties | None, dump: Path) -> None:
     """Drop the target, then build the copy under another name and give it the target's name only
     once it is restored, migrated and checked: until then no application can connect to a
     half-filled database. A copy that fails its checks is kept, marked, for a person to look at."""
@@ -263,7 +462,7 @@ def _in_place(job: _Job, properties: DatabaseProperties | None) -> None:
         name = derived_name(target, "_restoring", job.now)
         copy = create_database(job.server, job.settings, name, mark=mark, like=properties)
         try:
-            _fill_and_check(job, copy.url, what=f"the restored copy {copy.name}", hint="")
+            _fill_and_check(job, dump, copy.url, what=f"the restored copy {copy.name}", hint="")
         except DbopsError as error:
             _keep_failed(engine, copy, mark)
             raise RestoreError(

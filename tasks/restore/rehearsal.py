@@ -12,7 +12,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from models.backup import rehearsal_key
+from models.backup import rehearsal_key, source_of
 from models.database_url import describe
 from models.errors import DbopsError, RestoreError
 from models.marks import DatabaseMark, MarkKind
@@ -20,6 +20,7 @@ from models.rehearsal import RehearsalRecord
 from models.settings import Settings
 from tasks.backup.dump import database_source
 from tasks.postgres.engine import database_url
+from tasks.postgres.guard import maintenance_guard
 from tasks.restore.copy import (
     Logger,
     Validator,
@@ -63,51 +64,54 @@ def rehearse(
     server = rehearsal_server(settings)
     wanted = database_source(database_url(settings), settings)
     manifest, pg_restore = vet_backup(store, backup_id, settings, server, wanted=wanted)
-    run = run_id()
-    sweep(server, settings, run=run, set_aside=False, logger=log)
-    record = RehearsalRecord(
-        **copy_basis(manifest, server, pg_restore, settings), rehearsed_at=datetime.now(UTC)
-    )
-    timings = record.timings
-    started = time.monotonic()
-    created: CreatedDatabase | None = None
-    try:
-        with work_directory(settings, run) as directory:
-            fetched = fetch_dump(store, manifest, settings, directory, logger=log)
-            timings.download, record.dump_bytes = fetched.seconds, fetched.dump_bytes
-            mark = DatabaseMark(
-                kind=MarkKind.SCRATCH, run=run, created=datetime.now(UTC), backup=manifest.backup_id
-            )
-            created = create_database(server, settings, timestamped_name("rehearsal"), mark=mark)
-            record.scratch_database = created.name
-            restore_and_check(
-                record,
-                fetched.path,
-                created.url,
-                manifest,
-                settings,
-                pg_restore,
-                keep_ownership=False,
-                validate=validate,
-                log=log,
-            )
-    except DbopsError as error:
-        record.failure = error.one_line()
-    finally:
-        timings.total = round(time.monotonic() - started, 3)
-        if created is not None:
-            if keep:
-                record.scratch_kept = True
-                log.warning("kept the scratch database %s on %s", created.name, describe(server))
-            else:
-                drop_created(created, settings, logger=log)
-        store.put_bytes(rehearsal_key(manifest.backup_id), record.model_dump_json(indent=2).encode())
-    log.info(
-        "rehearsal of backup %s %s in %.1f s",
-        manifest.backup_id,
-        "passed" if record.passed else "FAILED",
-        timings.total,
-    )
+    with maintenance_guard(server, settings, wanted.database, "rehearsal", logger=log):
+        run = run_id()
+        sweep(server, settings, run=run, set_aside=False, logger=log)
+        record = RehearsalRecord(
+            **copy_basis(manifest, server, pg_restore, settings),
+            rehearsed_at=datetime.now(UTC),
+            database=source_of(manifest).database,
+        )
+        timings = record.timings
+        started = time.monotonic()
+        created: CreatedDatabase | None = None
+        try:
+            with work_directory(settings, run) as directory:
+                fetched = fetch_dump(store, manifest, settings, directory, logger=log)
+                timings.download, record.dump_bytes = fetched.seconds, fetched.dump_bytes
+                mark = DatabaseMark(
+                    kind=MarkKind.SCRATCH, run=run, created=datetime.now(UTC), backup=manifest.backup_id
+                )
+                created = create_database(server, settings, timestamped_name("rehearsal"), mark=mark)
+                record.scratch_database = created.name
+                restore_and_check(
+                    record,
+                    fetched.path,
+                    created.url,
+                    manifest,
+                    settings,
+                    pg_restore,
+                    keep_ownership=False,
+                    validate=validate,
+                    log=log,
+                )
+        except DbopsError as error:
+            record.failure = error.one_line()
+        finally:
+            timings.total = round(time.monotonic() - started, 3)
+            if created is not None:
+                if keep:
+                    record.scratch_kept = True
+                    log.warning("kept the scratch database %s on %s", created.name, describe(server))
+                else:
+                    drop_created(created, settings, logger=log)
+            store.put_bytes(rehearsal_key(manifest.backup_id), record.model_dump_json(indent=2).encode())
+        log.info(
+            "rehearsal of backup %s %s in %.1f s",
+            manifest.backup_id,
+            "passed" if record.passed else "FAILED",
+            timings.total,
+        )
     return record
 
 

@@ -17,6 +17,7 @@ from models.marks import DatabaseMark, MarkKind
 from models.rehearsal import RollbackResult
 from models.settings import Settings
 from tasks.postgres.engine import database_url, make_engine, open_connection
+from tasks.postgres.guard import maintenance_guard
 from tasks.restore.marks import marked_databases
 from tasks.restore.swap import database_exists, replace
 from tasks.restore.target import derived_name, run_id
@@ -40,46 +41,47 @@ def rollback(
             hint="repeat the target database's name exactly, to show which database you mean to replace",
         )
     server = database_url(settings).set(database="postgres")
-    engine = make_engine(server, settings, purpose="restore rollback")
-    try:
-        with open_connection(engine, autocommit=True) as connection:
-            set_aside = [
-                found
-                for found in marked_databases(connection)
-                if found.mark.kind is MarkKind.SET_ASIDE and found.mark.target == target
-            ]
-            if not set_aside or not database_exists(connection, target):
-                raise RestoreRefusedError(
-                    f"there is nothing to roll back for {target}: "
-                    + (
-                        "no swap restore set a database aside for it"
-                        if not set_aside
-                        else "it does not exist"
-                    ),
-                    hint="dbops status lists the databases dbops made on this server",
-                )
-            newest = max(set_aside, key=lambda found: found.mark.created)
-            current = connection.execute(_COMMENT, {"name": target}).scalar()
-        now = datetime.now(UTC)
-        moved = derived_name(target, "_rolled_back", now)
-        gone = DatabaseMark(
-            kind=MarkKind.ROLLED_BACK,
-            run=run_id(),
-            created=now,
-            target=target,
-            backup=newest.mark.backup,
-            comment=current,
-        )
-        replace(
-            engine,
-            target=target,
-            replacement=newest.name,
-            moved_to=moved,
-            comments={target: newest.mark.comment, moved: gone.render()},
-            log=log,
-        )
-    finally:
-        engine.dispose()
+    with maintenance_guard(server, settings, target, "rollback", logger=log):
+        engine = make_engine(server, settings, purpose="restore rollback")
+        try:
+            with open_connection(engine, autocommit=True) as connection:
+                set_aside = [
+                    found
+                    for found in marked_databases(connection)
+                    if found.mark.kind is MarkKind.SET_ASIDE and found.mark.target == target
+                ]
+                if not set_aside or not database_exists(connection, target):
+                    raise RestoreRefusedError(
+                        f"there is nothing to roll back for {target}: "
+                        + (
+                            "no swap restore set a database aside for it"
+                            if not set_aside
+                            else "it does not exist"
+                        ),
+                        hint="dbops status lists the databases dbops made on this server",
+                    )
+                newest = max(set_aside, key=lambda found: found.mark.created)
+                current = connection.execute(_COMMENT, {"name": target}).scalar()
+            now = datetime.now(UTC)
+            moved = derived_name(target, "_rolled_back", now)
+            gone = DatabaseMark(
+                kind=MarkKind.ROLLED_BACK,
+                run=run_id(),
+                created=now,
+                target=target,
+                backup=newest.mark.backup,
+                comment=current,
+            )
+            replace(
+                engine,
+                target=target,
+                replacement=newest.name,
+                moved_to=moved,
+                comments={target: newest.mark.comment, moved: gone.render()},
+                log=log,
+            )
+        finally:
+            engine.dispose()
     age = now - newest.mark.created
     log.info(
         "rolled %s back to %s (set aside %s ago); the restored copy is kept as %s",

@@ -276,7 +276,7 @@ def point_flows_at(monkeypatch: pytest.MonkeyPatch, url: URL, settings: Settings
 
 
 def main_task_interval(flow_run_id: uuid.UUID) -> tuple[datetime, datetime]:
-    """When a flow run's main task (restore-database or backup-database) started and ended."""
+    """When a flow run's main work (a restore's build to swap, or backup-database) started and ended."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -284,10 +284,16 @@ def main_task_interval(flow_run_id: uuid.UUID) -> tuple[datetime, datetime]:
         task_runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         )
-    main = next(run for run in task_runs if run.name.startswith(("restore-database", "backup-database")))
-    assert main.start_time is not None
-    assert main.end_time is not None
-    return main.start_time, main.end_time
+    main = [
+        run
+        for run in task_runs
+        if run.name.startswith(("build-and-check-copy", "put-copy-in-place", "backup-database"))
+    ]
+    starts = [run.start_time for run in main if run.start_time is not None]
+    ends = [run.end_time for run in main if run.end_time is not None]
+    assert main
+    assert len(starts) == len(ends) == len(main)
+    return min(starts), max(ends)
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,15 @@ def test_backups_of_the_previous_release_still_list_restore_and_prune(
     assert any(row.startswith(f"{old.backup_id} {production} (server unrecorded)") for row in rows)
     try:
         restored = run_cli(
-            "restore", "--target", production, "--confirm", production, "--backup", old.backup_id, env=env
+            "restore",
+            "--target",
+            production,
+            "--confirm",
+            production,
+            "--yes",
+            "--backup",
+            old.backup_id,
+            env=env,
         )
         assert restored.returncode == 0, restored.stderr
     finally:

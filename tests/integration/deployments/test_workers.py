@@ -99,7 +99,11 @@ def test_two_workers_run_a_restore_and_a_backup_one_after_the_other(
     submitted = [
         cast(
             FlowRun,
-            run_deployment("restore/restore", parameters={"target": target, "confirm": target}, timeout=0),
+            run_deployment(
+                "restore/restore",
+                parameters={"target": target, "confirm": target, "approval": False},
+                timeout=0,
+            ),
         ),
         cast(FlowRun, run_deployment("backup/backup", timeout=0)),
     ]

@@ -51,7 +51,7 @@ def test_backup_rehearse_and_restore_ignore_the_callers_libpq_variables(
         for command in (
             ["backup"],
             ["rehearse"],
-            ["restore", "--target", target, "--confirm", target],
+            ["restore", "--target", target, "--confirm", target, "--yes"],
             ["validate"],
             ["archive-logs", "--older-than-days", "1"],
             ["review-indexes"],

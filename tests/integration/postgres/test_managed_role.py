@@ -44,7 +44,7 @@ def test_swap_and_in_place_restore_and_rollback_work_as_the_databases_owner(
     with connect(managed.url) as connection:
         connection.execute("DELETE FROM applications")
 
-    swapped = run_cli("restore", "--target", target, "--confirm", target, env=managed.env)
+    swapped = run_cli("restore", "--target", target, "--confirm", target, "--yes", env=managed.env)
     assert swapped.returncode == 0, swapped.stderr
     assert count(managed.url, "applications") == 90
 
@@ -53,7 +53,7 @@ def test_swap_and_in_place_restore_and_rollback_work_as_the_databases_owner(
     assert count(managed.url, "applications") == 0
 
     in_place = run_cli(
-        "restore", "--target", target, "--confirm", target, "--mode", "in-place", env=managed.env
+        "restore", "--target", target, "--confirm", target, "--yes", "--mode", "in-place", env=managed.env
     )
     assert in_place.returncode == 0, in_place.stderr
     assert count(managed.url, "applications") == 90
@@ -90,7 +90,7 @@ def test_a_role_that_does_not_own_the_target_is_told_the_grant_and_nothing_chang
     with admin_connection(pg_server) as connection:
         connection.execute(f'ALTER DATABASE "{target}" OWNER TO {pg_server.url().username}')
 
-    result = run_cli("restore", "--target", target, "--confirm", target, env=managed.env)
+    result = run_cli("restore", "--target", target, "--confirm", target, "--yes", env=managed.env)
 
     assert result.returncode == 2, result.stderr
     error = result.stderr.strip().splitlines()[-1]

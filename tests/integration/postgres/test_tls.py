@@ -84,7 +84,7 @@ def test_every_command_works_over_verify_full_with_a_client_certificate(
         ["validate"],
         ["backup"],
         ["rehearse"],
-        ["restore", "--target", database, "--confirm", database],
+        ["restore", "--target", database, "--confirm", database, "--yes"],
         ["archive-logs", "--older-than-days", "1"],
         ["review-indexes"],
     ):
@@ -111,7 +111,7 @@ def test_a_server_certificate_from_an_unknown_ca_stops_every_command(
         ["validate"],
         ["backup"],
         ["rehearse"],
-        ["restore", "--target", database, "--confirm", database],
+        ["restore", "--target", database, "--confirm", database, "--yes"],
         ["archive-logs"],
         ["review-indexes"],
     ):

@@ -128,7 +128,7 @@ def test_a_killed_swap_leaves_the_target_and_the_next_restore_sweeps_its_copy(
     with connect(bigger_url) as connection:
         before = connection.execute("SELECT count(*) FROM audit_logs").fetchone()
     killed = spawn_cli(
-        "restore", "--target", target, "--confirm", target, env=leftovers_env, start_new_session=True
+        "restore", "--target", target, "--confirm", target, "--yes", env=leftovers_env, start_new_session=True
     )
     wait_for_pg_restore(bigger_url, killed)
     os.killpg(killed.pid, signal.SIGKILL)
@@ -140,7 +140,9 @@ def test_a_killed_swap_leaves_the_target_and_the_next_restore_sweeps_its_copy(
     assert len(copies) == 1
 
     wait_until_unused(pg_server, copies[0])
-    again = run_cli("restore", "--target", target, "--confirm", target, env=leftovers_env, timeout=300)
+    again = run_cli(
+        "restore", "--target", target, "--confirm", target, "--yes", env=leftovers_env, timeout=300
+    )
 
     assert again.returncode == 0, again.stderr
     assert f"dropped restoring {copies[0]}: " in again.stderr

@@ -123,7 +123,7 @@ def test_a_wrong_or_missing_confirmation_touches_nothing(
     with pytest.raises(RestoreRefusedError, match=f"needs --confirm {target}; nothing was done"):
         restore(restore_settings, store, backup_id="latest", target=target, confirm="platform")
     environment = cli_env | {"DBOPS_BACKUP_URL": str(tmp_path / "backups")}
-    cli = run_cli("restore", "--target", target, env=environment)
+    cli = run_cli("restore", "--target", target, "--yes", env=environment)
 
     assert cli.returncode == 2
     assert (
@@ -243,7 +243,7 @@ def test_a_restore_and_a_backup_never_overlap(
     point_flows_at(monkeypatch, seeded_url, restore_settings)
     states: dict[str, State[Any]] = {}
     runs = {
-        "restore": lambda: restore_flow(target=target, confirm=target, return_state=True),
+        "restore": lambda: restore_flow(target=target, confirm=target, approval=False, return_state=True),
         "backup": lambda: backup_flow(database_url=SecretStr(url_string(seeded_url)), return_state=True),
     }
     threads = {

@@ -63,7 +63,7 @@ def test_a_superusers_session_fails_the_swap_with_one_line_and_the_target_stays_
     assert run_cli("backup", env=managed.env).returncode == 0
     with connect(pg_server.url(target)) as superuser_session:  # a superuser's session on the target
         pid = superuser_session.info.backend_pid
-        result = run_cli("restore", "--target", target, "--confirm", target, env=managed.env)
+        result = run_cli("restore", "--target", target, "--confirm", target, "--yes", env=managed.env)
 
         assert result.returncode == 1, result.stderr
         error = result.stderr.strip().splitlines()[-1]

@@ -7,8 +7,9 @@ from sqlalchemy import Column, Index, Integer, MetaData, Table, Text
 
 from models.errors import MigrationError, RevisionNotFoundError
 from models.results import MigrationDirection
+from tasks.postgres.locks import lock_key
 from tasks.schema.drift import describe_difference
-from tasks.schema.lock import MIGRATION_LOCK_KEY, lock_key
+from tasks.schema.lock import MIGRATION_LOCK_KEY
 from tasks.schema.migrate import head_revision, plan_direction, resolve_target, script_directory
 
 
@@ -35,7 +36,8 @@ def test_targets_resolve_or_are_refused() -> None:
 
 
 def test_lock_key_is_fixed_and_a_signed_bigint() -> None:
-    assert lock_key() == MIGRATION_LOCK_KEY == lock_key("dbops.schema-migrations")
+    # Fixed for good: a run of this release must queue behind a migration started by an earlier one.
+    assert MIGRATION_LOCK_KEY == lock_key("dbops.schema-migrations") == -9209757089780497556
     assert -(2**63) <= MIGRATION_LOCK_KEY < 2**63
     assert lock_key("another") != MIGRATION_LOCK_KEY
 
