@@ -85,7 +85,7 @@ class TableRestoreResult(BaseModel):
                 "table": table.table,
                 "in backup": table.backup_rows,
                 "in schema": table.rows,
-                "filter": self._filter_of(table),
+                "filter": self.filter_of(table),
             }
             if table.merged is not None:
                 row |= {
@@ -102,7 +102,8 @@ class TableRestoreResult(BaseModel):
             rows.append(row)
         return rows
 
-    def _filter_of(self, table: RestoredTable) -> str:
+    def filter_of(self, table: RestoredTable) -> str:
+        """How --where applied to *table*: ``none``, ``--where``, or ``none: <why not>``."""
         if self.where is None:
             return "none"
         if table.filtered:

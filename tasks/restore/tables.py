@@ -29,6 +29,7 @@ from tasks.backup.dump import database_source
 from tasks.postgres.binaries import pg_restore_for
 from tasks.postgres.driver import connect
 from tasks.postgres.engine import database_url
+from tasks.postgres.guard import maintenance_guard
 from tasks.restore.copy import Logger, choose_backup
 from tasks.restore.fetch import check_decryptable
 from tasks.restore.table_catalog import (
@@ -179,7 +180,11 @@ def merge_into_live(
     url = database_url(settings)
     started = time.monotonic()
     names = [table.table for table in result.tables]
-    with _connect(url, settings) as connection:
+    # The merge writes the live tables: never while a backup, restore or archive of them runs.
+    with (
+        maintenance_guard(url, settings, url.database or "", "restore-tables", logger=log),
+        _connect(url, settings) as connection,
+    ):
         catalog = read_catalog(connection, names)
         check_live(names, catalog.tables, describe(url))
         merging = _schema_tables_of(connection, catalog, result.schema_name, names)

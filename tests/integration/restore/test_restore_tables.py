@@ -1,20 +1,40 @@
 """Table-level restores on a real server, from a real backup taken by ``dbops backup``: into a schema,
 filtered to one university, merged back after the common accident (parents first), with and without
---replace, refused with nothing touched, and stopped by a corrupt dump before any schema exists."""
+--replace, refused with nothing touched, stopped by a corrupt dump before any schema exists, and held
+off by another job's guard; and the ``restore-tables`` flow, with and without an operator's approval."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import State, StateType
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.flow_runs import resume_flow_run
 from sqlalchemy.engine import URL
 
+from flows.events import TABLES_MERGED
+from flows.maintenance_slot import MAINTENANCE_LIMIT
+from flows.restore_tables import restore_tables_flow
 from models.backup import BackupManifest
 from models.table_restore import TableRestoreResult
-from tests.integration.conftest import ManagedDatabase, connect, run_cli
+from tasks.postgres.embedded import EmbeddedServer
+from tasks.postgres.guard import guard_key
+from tests.integration.conftest import ManagedDatabase, connect, flow_run_artifacts, run_cli
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
@@ -389,3 +409,169 @@ def test_json_and_text_reports_of_a_merge_agree(managed: ManagedDatabase, backed
         )["tables"][0]["missing"]
         == 0
     )
+
+
+def test_a_merge_waits_for_another_job_on_the_database_and_gives_up_touching_nothing(
+    managed: ManagedDatabase, backed_up: BackupManifest, pg_server: EmbeddedServer
+) -> None:
+    database = str(managed.url.database)
+    with connect(managed.url) as connection:
+        connection.execute("DELETE FROM audit_logs")
+    before = live_state(managed.url)
+
+    with connect(pg_server.url("postgres")) as holder:  # another dbops job (a backup, say) holds the guard
+        holder.execute("SELECT pg_advisory_lock(%s)", (guard_key(database),))
+        result = run_cli(
+            "restore-tables",
+            "--table",
+            "audit_logs",
+            "--into-schema",
+            "waited",
+            "--merge",
+            env=managed.env | {"DBOPS_MAINTENANCE_WAIT_TIMEOUT_SECONDS": "1"},
+        )
+
+    assert result.returncode == 1, result.stderr
+    assert f"restore-tables of {database} waited 1 s for another dbops job" in one_line_error(result)
+    assert live_state(managed.url) == before
+    assert "waited" in schemas(managed.url)  # restored for inspection; only the merge waits
+
+
+def flows_use(managed: ManagedDatabase, monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
+    """Flows read their settings from the environment: the managed database and its backups."""
+    for name in ("DBOPS_DATABASE_URL", "DBOPS_BACKUP_URL", "DBOPS_HOME"):
+        monkeypatch.setenv(name, managed.env[name])
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+
+
+def merged_events(database: str) -> list[dict[str, Any]]:
+    with get_client(sync_client=True) as client:
+        page = client.read_events(
+            EventFilter(
+                event=EventNameFilter(name=[TABLES_MERGED]),
+                resource=EventResourceFilter(id=[f"dbops.database.{database}"]),
+            ),
+            limit=10,
+        )
+    return [dict(event.payload) for event in page.events]
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_the_flow_merges_without_approval_publishes_the_counts_and_emits_the_event(
+    managed: ManagedDatabase, backed_up: BackupManifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flows_use(managed, monkeypatch)
+    university, courses, applications = a_university(managed.url)
+    with connect(managed.url) as connection:
+        connection.execute("DELETE FROM courses WHERE university_id = %s", (university,))
+
+    state = restore_tables_flow(
+        tables=["applications", "courses"],
+        into_schema="flow_merged",
+        where=f"university_id = '{university}'",
+        merge=True,
+        approval=False,
+        return_state=True,
+    )
+
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert isinstance(result, TableRestoreResult)
+    expected = {
+        "courses": {"inserted": courses, "already_present": 0, "replaced": 0},
+        "applications": {
+            "inserted": applications,
+            "already_present": backed_up.row_counts["applications"] - applications,
+            "replaced": 0,
+        },
+    }
+    assert result.merge_counts() == expected
+    assert scalar(managed.url, "SELECT count(*) FROM applications") == backed_up.row_counts["applications"]
+    artifact = flow_run_artifacts(state.state_details.flow_run_id)["restore-tables"]
+    assert "inserted" in str(artifact)
+    deadline = time.monotonic() + 30
+    while not (events := merged_events(str(managed.url.database))):
+        assert time.monotonic() < deadline, "no dbops.tables.merged event reached the API"
+        time.sleep(0.2)
+    assert events[0]["tables"] == expected
+
+
+def paused_run(schema: str) -> UUID:
+    """The restore-tables run restoring into *schema*, once it waits for an operator."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["restore-tables"])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+                ),
+            )
+        for run in runs:
+            if run.parameters.get("into_schema") == schema:
+                return run.id
+        time.sleep(0.2)
+    pytest.fail(f"the run restoring into {schema} never paused for approval")
+
+
+def active_maintenance_slots() -> int:
+    with get_client(sync_client=True) as client:
+        return int(client.read_global_concurrency_limit_by_name(MAINTENANCE_LIMIT).active_slots)
+
+
+def run_answered(schema: str, answer: dict[str, str] | None) -> State[Any]:
+    """Run the flow with approval, answer its pause with *answer* (None: let it time out)."""
+    states: list[State[Any]] = []
+    running = threading.Thread(
+        target=lambda: states.append(
+            restore_tables_flow(
+                tables=["users"], into_schema=schema, merge=True, replace=True, return_state=True
+            )
+        )
+    )
+    running.start()
+    run_id = paused_run(schema)
+    assert active_maintenance_slots() == 0, "the slot is held while the run waits for a person"
+    if answer is not None:
+        resume_flow_run(run_id, run_input=answer)
+    running.join(timeout=300)
+    assert states, "the flow run did not end"
+    return states[0]
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_the_flow_merges_only_what_an_operator_approves(
+    managed: ManagedDatabase, backed_up: BackupManifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flows_use(managed, monkeypatch, DBOPS_RESTORE_APPROVAL_TIMEOUT_SECONDS="4")
+    with connect(managed.url) as connection:
+        connection.execute("UPDATE users SET first_name = 'Changed' WHERE role = 'STUDENT'")
+    before = live_state(managed.url)
+
+    rejected = run_answered("rejected", {"decision": "reject", "note": "wrong backup"})
+
+    assert rejected.is_cancelled(), rejected.message
+    assert "not merged" in str(rejected.message)
+    assert "rejected by the operator (wrong backup)" in str(rejected.message)
+    assert "stay in schema rejected" in str(rejected.message)
+    assert live_state(managed.url) == before
+    assert "rejected" in schemas(managed.url)
+
+    unanswered = run_answered("unanswered", None)
+
+    # Past the pause's timeout Prefect's server fails the run with its own message ("... never
+    # resumed"); the run's log holds the flow's, naming the schema kept.
+    assert unanswered.is_failed(), unanswered.message
+    assert live_state(managed.url) == before
+    assert "unanswered" in schemas(managed.url)
+
+    approved = run_answered("approved", {"decision": "approve"})
+
+    assert approved.is_completed(), approved.message
+    result = approved.result()
+    assert isinstance(result, TableRestoreResult)
+    students = scalar(managed.url, "SELECT count(*) FROM users WHERE role = 'STUDENT'")
+    assert result.tables[0].merged is not None
+    assert result.tables[0].merged.replaced == students
+    assert scalar(managed.url, "SELECT count(*) FROM users WHERE first_name = 'Changed'") == 0
