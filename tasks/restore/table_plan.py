@@ -56,25 +56,35 @@ def check_schema_name(name: str) -> None:
 
 def check_in_backup(tables: Sequence[str], backup_tables: Iterable[str], backup_id: str) -> None:
     held = sorted(backup_tables)
-    missing = [table for table in tables if table not in held]
-    if missing:
-        raise RestoreRefusedError(
-            f"{_listed(missing)} {'is' if len(missing) == 1 else 'are'} not in backup {backup_id}; "
-            "nothing was done",
-            detail=f"it holds {', '.join(held)}",
-            hint="check the name of each --table",
-        )
+    _refuse_absent(
+        tables,
+        held,
+        f"in backup {backup_id}",
+        detail=f"it holds {', '.join(held)}",
+        hint="check the name of each --table",
+    )
 
 
 def check_live(tables: Sequence[str], live_tables: Iterable[str], database: str) -> None:
-    live = set(live_tables)
-    missing = [table for table in tables if table not in live]
+    _refuse_absent(
+        tables,
+        live_tables,
+        f"a table of the live database {database}",
+        hint="rows are restored beside the live table of the same name; migrate the database first "
+        "(dbops migrate) if the table is new",
+    )
+
+
+def _refuse_absent(
+    tables: Sequence[str], available: Iterable[str], place: str, *, hint: str, detail: str | None = None
+) -> None:
+    present = set(available)
+    missing = [table for table in tables if table not in present]
     if missing:
         raise RestoreRefusedError(
-            f"{_listed(missing)} {'is' if len(missing) == 1 else 'are'} not a table of the live database "
-            f"{database}; nothing was done",
-            hint="rows are restored beside the live table of the same name; migrate the database first "
-            "(dbops migrate) if the table is new",
+            f"{_listed(missing)} {'is' if len(missing) == 1 else 'are'} not {place}; nothing was done",
+            detail=detail,
+            hint=hint,
         )
 
 
