@@ -1,6 +1,10 @@
 """Failure alerts as Prefect automations, installed idempotently by ``dbops alerts install``.
 
 - A failed or crashed ``nightly-backup`` or ``weekly-maintenance`` run sends one notification.
+- So does a failed or crashed operator run: ``restore``, ``restore-rollback``, ``restore-tables`` and
+  ``migrate-and-seed`` (a restore nobody approved in time fails too).
+- A restore paused for approval for more than 15 minutes sends one: someone started it and is
+  waiting for a second pair of eyes, or forgot it.
 - No completed ``nightly-backup`` in 26 hours sends one too: the night the scheduler or the worker
   is down produces no failed run to react to, only silence.
 
@@ -23,9 +27,23 @@ from models.settings import Settings
 
 WEBHOOK_BLOCK = "dbops-alert-webhook"
 WATCHED_FLOWS = ["nightly-backup", "weekly-maintenance"]
+OPERATOR_FLOWS = ["restore", "restore-rollback", "restore-tables", "migrate-and-seed"]
+APPROVED_FLOWS = ["restore", "restore-tables"]
 FAILED = "dbops: nightly or weekly run failed"
+OPERATOR_FAILED = "dbops: restore, rollback or deploy run failed"
+WAITING = "dbops: restore waiting for approval for 15 minutes"
 SILENT = "dbops: no completed nightly backup in 26 hours"
+AUTOMATIONS = (FAILED, OPERATOR_FAILED, WAITING, SILENT)
 MISSING_BACKUP_WINDOW = timedelta(hours=26)
+APPROVAL_WINDOW = timedelta(minutes=15)
+#: What a paused run turns into once someone answers, or the pause ends otherwise.
+_AFTER_PAUSE = {
+    "prefect.flow-run.Running",
+    "prefect.flow-run.Completed",
+    "prefect.flow-run.Failed",
+    "prefect.flow-run.Cancelled",
+    "prefect.flow-run.Crashed",
+}
 
 
 def install_alerts(settings: Settings) -> dict[str, str]:
@@ -59,6 +77,39 @@ def install_alerts(settings: Settings) -> dict[str, str]:
                 within=timedelta(0),
             ),
             actions=[notify],
+        ),
+        Automation(
+            name=OPERATOR_FAILED,
+            description="An operator's restore, rollback, table restore or deploy failed; its run page "
+            "says which step and why, and whether the live database was touched.",
+            trigger=EventTrigger(
+                expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+                match_related={"prefect.resource.role": "flow", "prefect.resource.name": OPERATOR_FLOWS},
+                posture=Posture.Reactive,
+                threshold=1,
+                within=timedelta(0),
+            ),
+            actions=[notify],
+        ),
+        Automation(
+            name=WAITING,
+            description="A restore has waited 15 minutes for an operator to approve or reject its copy.",
+            trigger=EventTrigger(
+                after={"prefect.flow-run.Paused"},
+                expect=_AFTER_PAUSE,
+                for_each={"prefect.resource.id"},
+                match_related={"prefect.resource.role": "flow", "prefect.resource.name": APPROVED_FLOWS},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=APPROVAL_WINDOW,
+            ),
+            actions=[
+                SendNotification(
+                    block_document_id=block_id,
+                    subject="dbops: a restore has waited 15 minutes for approval",
+                    body="Open the paused run in the Prefect UI, read its summary, and approve or reject it.",
+                )
+            ],
         ),
         Automation(
             name=SILENT,

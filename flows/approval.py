@@ -15,9 +15,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prefect import get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
+from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
+from prefect.states import Cancelled, Failed
 from pydantic import Field
 
 
@@ -39,6 +43,22 @@ class Decision:
     answer: str
     note: str = ""
     timed_out: bool = False
+
+
+def unapproved(decision: Decision, message: str) -> State:
+    """The final state of a run whose restore was not approved, saying which way it ended.
+
+    A "no" is a choice: the run is Cancelled. No answer fails it, so that the failed-run alert reaches
+    someone. Prefect's server fails a pause that expires on its own, with a message of its own that
+    says nothing of the copy; the run's state is set again, with *message*, so the run page says it.
+    """
+    if not decision.timed_out:
+        return Cancelled(message=message)
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(context.flow_run.id, Failed(message=message), force=True)
+    return Failed(message=message)  # a state of its own: one the client has set is not "returned"
 
 
 def ask_operator(summary: str, timeout_seconds: int) -> Decision:

@@ -20,6 +20,7 @@ from flows.events import backup_completed
 from flows.maintenance_slot import maintenance_slot
 from flows.reporting import BestEffort
 from models.backup import BackupManifest, BackupRun, manifest_key, source_of
+from models.retention import RetentionPlan
 from models.settings import load_settings
 from tasks.backup.catalog import list_backups, pins
 from tasks.backup.dump import Progress
@@ -65,12 +66,19 @@ def backup_task(database_url: SecretStr | None) -> BackupRun:
             link_text=f"manifest of backup {manifest.backup_id}",
         ),
     )
-    publish("recent backups", lambda: create_table_artifact(key="recent-backups", table=recent_rows(store)))
+    publish(
+        "recent backups",
+        lambda: create_table_artifact(key="recent-backups", table=recent_rows(store, run.retention)),
+    )
     return run
 
 
-def recent_rows(store: ObjectStore) -> list[dict[str, object]]:
+def recent_rows(store: ObjectStore, retention: RetentionPlan | None = None) -> list[dict[str, object]]:
+    """The newest backups, each with what this run's retention made of it: the rules that keep it, or
+    the object lock that keeps a backup the policy would have removed."""
     pinned = pins(store)
+    why = {backup_id: ", ".join(rules) for backup_id, rules in (retention.keep if retention else {}).items()}
+    why |= retention.lock_notes() if retention else {}
     return [
         {
             "backup": recent.backup_id,
@@ -80,6 +88,7 @@ def recent_rows(store: ObjectStore) -> list[dict[str, object]]:
             "seconds": recent.duration_seconds,
             "revision": recent.alembic_revision,
             "pinned": pinned[recent.backup_id].reason if recent.backup_id in pinned else "",
+            "retention": why.get(recent.backup_id, ""),
         }
         for recent in list_backups(store)[:14]
     ]

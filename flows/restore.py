@@ -17,9 +17,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
-from prefect.states import Cancelled, Failed
 
-from flows.approval import ask_operator
+from flows.approval import ask_operator, unapproved
 from flows.events import restore_awaiting_approval, restore_rejected, restore_rolled_back, restore_swapped
 from flows.maintenance_slot import maintenance_slot
 from flows.restore_rehearsal import rehearsal_rows
@@ -98,8 +97,7 @@ def restore_flow(
                 f"The copy was dropped and {target} was not touched."
             )
             logger.warning(message)
-            # No answer fails the run, so the failed-restore alert reaches someone; a "no" is a choice.
-            return Failed(message=message) if decision.timed_out else Cancelled(message=message)
+            return unapproved(decision, message)
         logger.info("restore of %s %s", target, decision.answer)
         with maintenance_slot(settings, "restore"):
             result = finish_task(prepared, open_store(settings))

@@ -18,9 +18,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
-from prefect.states import Cancelled, Failed
 
-from flows.approval import ask_operator
+from flows.approval import ask_operator, unapproved
 from flows.events import tables_merged
 from flows.maintenance_slot import maintenance_slot
 from models.settings import load_settings
@@ -86,8 +85,7 @@ def restore_tables_flow(
             )
             logger.warning(message)
             _publish(result)
-            # No answer fails the run, so an alert reaches someone; a "no" is a choice.
-            return Failed(message=message) if decision.timed_out else Cancelled(message=message)
+            return unapproved(decision, message)
         logger.info("merge into %s %s", result.database, decision.answer)
         with maintenance_slot(settings, "restore-tables"):
             result = merge_task(settings, result, replace=replace, logger=logger)

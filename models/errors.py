@@ -42,6 +42,11 @@ class ConfigurationError(DbopsError):
     exit_code = 2
 
 
+class ObjectLockUnavailableError(ConfigurationError):
+    """DBOPS_BACKUP_OBJECT_LOCK asks for immutable backups, and the store cannot lock objects (a local
+    directory, a bucket created without object lock); nothing is listed as a backup."""
+
+
 class DatabaseError(DbopsError):
     """Talking to PostgreSQL failed."""
 

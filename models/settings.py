@@ -7,6 +7,7 @@ fields here and nowhere else.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +20,7 @@ from sqlalchemy.engine import URL
 from models.backup import Compression
 from models.database_url import parse_database_url
 from models.errors import ConfigurationError
-from models.retention import RetentionPolicy
+from models.retention import ObjectLock, ObjectLockMode, RetentionPolicy, object_lock_until
 
 
 class Environment(StrEnum):
@@ -111,6 +112,19 @@ class Settings(BaseSettings):
     backup_keep_weekly: int = Field(default=4, ge=0, description="Retention: the newest of each of W weeks.")
     backup_keep_monthly: int = Field(
         default=12, ge=0, description="Retention: the newest of each of M months."
+    )
+    backup_object_lock: ObjectLockMode | None = Field(
+        default=None,
+        description="S3 Object Lock mode (governance or compliance) for every backup's dump and manifest, "
+        "locked until the retention policy could prune the backup at the earliest; unset: no lock. The "
+        "bucket must have been created with object lock enabled.",
+    )
+    backup_object_lock_min_days: int = Field(
+        default=0,
+        ge=0,
+        le=36_500,
+        description="With DBOPS_BACKUP_OBJECT_LOCK, lock each backup at least this many days after it was "
+        "taken, whatever the retention policy allows; 0: the policy alone decides.",
     )
     backup_age_identity_file: Path | None = Field(
         default=None,
@@ -228,12 +242,19 @@ class Settings(BaseSettings):
         "rehearsal_database_url",
         "restore_work_dir",
         "alert_webhook_url",
+        "backup_object_lock",
         mode="before",
     )
     @classmethod
     def _blank_means_unset(cls, value: object) -> object:
         """An empty variable (``DBOPS_BACKUP_URL=``, or compose's ``${VAR:-}``) is the same as none."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("backup_object_lock", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        """S3 spells the modes in capitals (``GOVERNANCE``), so both spellings are taken."""
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("backup_age_recipients", mode="before")
     @classmethod
@@ -296,6 +317,15 @@ class Settings(BaseSettings):
             keep_daily=self.backup_keep_daily,
             keep_weekly=self.backup_keep_weekly,
             keep_monthly=self.backup_keep_monthly,
+        )
+
+    def object_lock_for(self, taken: datetime) -> ObjectLock | None:
+        """The lock a backup taken at *taken* is written with; None without DBOPS_BACKUP_OBJECT_LOCK."""
+        if self.backup_object_lock is None:
+            return None
+        return ObjectLock(
+            self.backup_object_lock,
+            object_lock_until(taken, self.retention_policy, self.timezone, self.backup_object_lock_min_days),
         )
 
     @property

@@ -64,7 +64,11 @@ def backup_command(
         f"in {manifest.duration_seconds:.1f} s"
     )
     if run.retention is not None:
-        typer.echo(f"retention: kept {len(run.retention.keep)}, removed {len(run.retention.remove)}")
+        retention = run.retention
+        locked = f", retained by object lock {len(retention.locked)}" if retention.locked else ""
+        typer.echo(f"retention: kept {len(retention.keep)}, removed {len(retention.remove)}{locked}")
+        for backup_id, note in retention.lock_notes().items():
+            typer.echo(f"backup {backup_id}: {note}")
 
 
 def prune_command(
@@ -72,11 +76,17 @@ def prune_command(
         bool, typer.Option("--dry-run", help="Show what would be removed; remove nothing.")
     ] = False,
 ) -> None:
-    """Apply the retention policy (DBOPS_BACKUP_KEEP_*) to the complete backups."""
+    """Apply the retention policy (DBOPS_BACKUP_KEEP_*) to the complete backups.
+
+    A backup the policy would remove while its object lock holds is listed as kept, retained by
+    object lock until its date: the store's answer, not a failure.
+    """
     settings = load_settings()
     plan = prune(open_store(settings), settings.retention_policy, settings.timezone, dry_run=dry_run)
     for backup_id, rules in sorted(plan.keep.items(), reverse=True):
         typer.echo(f"keep    {backup_id}  ({', '.join(rules)})")
+    for backup_id, note in plan.lock_notes().items():
+        typer.echo(f"keep    {backup_id}  ({note})")
     for backup_id in plan.remove:
         typer.echo(f"{'would remove' if dry_run else 'removed'} {backup_id}")
 

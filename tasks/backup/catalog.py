@@ -139,7 +139,9 @@ def remove_incomplete(
     """Delete backups that never got a manifest, once they are *older_than* hours old.
 
     The grace period keeps a backup that is still being written (by another worker) out of reach.
-    Interrupted multipart uploads of the same age are aborted too.
+    Interrupted multipart uploads of the same age are aborted too. A locked dump of a backup that never
+    got its manifest is debris all the same: in an object lock bucket its delete leaves a delete
+    marker, and the locked version goes when its lock has ended and the lifecycle rule expires it.
     """
     log = logger or _log
     cutoff = datetime.now(UTC) - timedelta(hours=older_than)
@@ -177,6 +179,16 @@ def prune(
     its own daily, weekly and monthly points, and one never thins out another's. Each removed backup
     loses its manifest first, so an interrupted prune can leave a dump without a manifest
     (incomplete, swept later) but never a manifest pointing at a deleted dump.
+
+    A backup any of whose objects is still under object lock is left whole and reported in
+    ``plan.locked``, never as a failure: that is judged before anything of it is deleted, dry run
+    included. Asking first matters because an object lock bucket is versioned, and a delete without
+    a version id (dbops never deletes versions) does not fail on a lock: it succeeds with a delete
+    marker that hides the object while the locked version stays. Deleting the manifest and then
+    meeting a locked dump would leave an incomplete backup; hiding a locked backup would take it out
+    of every listing while it still costs storage. Once its lock has ended a backup is deleted as any
+    other, which in such a bucket also means delete markers over versions that stay: a lifecycle rule
+    that expires noncurrent versions frees their storage.
     """
     log = logger or _log
     keys = backup_keys(store)
@@ -196,6 +208,14 @@ def prune(
             kept_anyway.setdefault(proven[0], "newest rehearsed")
         plan.keep |= part.keep | {backup_id: [rule] for backup_id, rule in kept_anyway.items()}
         plan.remove += [backup_id for backup_id in part.remove if backup_id not in kept_anyway]
+    now = datetime.now(UTC)
+    for backup_id in plan.remove:
+        until = backup_locked_until(store, keys.get(backup_id, []), now)
+        if until is not None:
+            plan.locked[backup_id] = until
+    plan.remove = [backup_id for backup_id in plan.remove if backup_id not in plan.locked]
+    for backup_id, note in plan.lock_notes().items():
+        log.info("backup %s is %s", backup_id, note)
     if dry_run:
         return plan
     for backup_id in plan.remove:
@@ -204,3 +224,9 @@ def prune(
         store.delete([key for key in keys.get(backup_id, []) if key != manifest])
         log.info("pruned backup %s", backup_id)
     return plan
+
+
+def backup_locked_until(store: ObjectStore, keys: list[str], now: datetime) -> datetime | None:
+    """When the last object lock among *keys* ends, if that is after *now*; None when none holds."""
+    ends = [until for until in map(store.locked_until, keys) if until is not None and until > now]
+    return max(ends, default=None)

@@ -4,6 +4,12 @@ The snapshot holder counts every table's rows inside the very snapshot pg_dump d
 manifest describes exactly what the dump holds, whatever the application writes meanwhile. The
 dump's table of contents is read by ``pg_restore --list`` while it streams past, and the manifest is
 written last: a backup without one is incomplete and is never listed.
+
+With DBOPS_BACKUP_OBJECT_LOCK, the dump and the manifest (the backup's immutable objects) are written
+locked until the retention policy could prune the backup at the earliest
+(:func:`models.retention.object_lock_until`). Whether the store can lock at all is asked before
+anything else happens. Pins and rehearsal records, which dbops rewrites and deletes, live beside them
+and are never written with a lock.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from sqlalchemy.exc import OperationalError
 from models.backup import BackupManifest, BackupSource, dump_key, manifest_key, new_backup_id
 from models.database_url import describe
 from models.errors import BackupError, CommandError, DatabaseUnavailableError
+from models.retention import ObjectLock
 from models.settings import Settings
 from tasks.backup.catalog import remove_incomplete
 from tasks.backup.streams import CheckedSource, Hashing, compress, encrypt
@@ -75,6 +82,7 @@ class DumpJob:
     pg_dump: Program
     pg_restore: Program
     log: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    lock: ObjectLock | None = None
 
 
 def backup(
@@ -87,8 +95,21 @@ def backup(
 ) -> BackupManifest:
     log = logger or _log
     started_at = datetime.now(UTC)
+    lock = settings.object_lock_for(started_at)
+    if lock is not None:
+        # Before the database is touched: a store that cannot lock refuses now, not after the dump.
+        warning = store.check_object_lock()
+        if warning:
+            log.warning("%s", warning)
     remove_incomplete(store, older_than=settings.backup_incomplete_grace_hours, logger=log)
     backup_id = new_backup_id(started_at, secrets.token_hex(3))
+    if lock is not None:
+        log.info(
+            "backup %s: dump and manifest locked (%s) until %s",
+            backup_id,
+            lock.mode.value,
+            lock.retain_until.isoformat(timespec="seconds"),
+        )
     key = dump_key(backup_id, settings.backup_compression, encrypted=bool(settings.backup_age_recipients))
     with open_connection(
         make_engine(url, settings, purpose="backup snapshot", server_settings=_snapshot_session(settings))
@@ -114,7 +135,7 @@ def backup(
             )
         pg_restore = matching_program("pg_restore", pg_dump.major, places, pg_dump.version)
         log.info("backup %s of %s with %s (%s)", backup_id, describe(url), pg_dump.path, pg_dump.version)
-        job = DumpJob(url, settings, store, key, snapshot, pg_dump, pg_restore, log)
+        job = DumpJob(url, settings, store, key, snapshot, pg_dump, pg_restore, log, lock)
         progress = Progress(estimated_bytes=int(estimate))
         uploaded, (row_counts, revision) = _dump_while_counting(job, progress, on_progress, snapshot_holder)
         snapshot_holder.rollback()
@@ -138,7 +159,7 @@ def backup(
         alembic_revision=revision,
         row_counts=row_counts,
     )
-    store.put_bytes(manifest_key(backup_id), manifest.model_dump_json(indent=2).encode())
+    store.put_bytes(manifest_key(backup_id), manifest.model_dump_json(indent=2).encode(), lock=lock)
     log.info("backup %s complete: %d bytes stored, sha256 %s", backup_id, uploaded.bytes, manifest.sha256)
     return manifest
 
@@ -233,7 +254,9 @@ def _stream_dump(job: DumpJob, progress: Progress, on_progress: Callable[[Progre
             stream = encrypt(stream, settings.backup_age_recipients)
         hashed = Hashing(stream)
         try:
-            job.store.put_stream(job.key, hashed.buffered(), expected_size=progress.estimated_bytes)
+            job.store.put_stream(
+                job.key, hashed.buffered(), expected_size=progress.estimated_bytes, lock=job.lock
+            )
         except CommandError as error:
             blocked = _blocked_tables(error.stderr_tail)
             if blocked is not None:

@@ -203,7 +203,12 @@ def finish_restore(prepared: PreparedRestore, store: ObjectStore) -> RestoreResu
     job = prepared.job
     started = time.monotonic()
     with maintenance_guard(job.server, job.settings, job.target, "restore", logger=job.log):
-        _check_unchanged(prepared)
+        try:
+            _check_unchanged(prepared)
+        except RestoreError:
+            if prepared.copy is not None:  # approved for a target that is gone: the copy has no use
+                drop_created(prepared.copy, job.settings, logger=job.log)
+            raise
         properties = _properties(job.server, job.settings, job.target)
         if prepared.copy is not None:
             assert properties is not None  # _check_unchanged saw the target
@@ -384,7 +389,8 @@ def _check_unchanged(prepared: PreparedRestore) -> None:
         raise RestoreError(
             f"{job.target} changed while the restore waited for approval: it {seen}, and now {now}; "
             f"nothing was done",
-            hint="another job replaced or dropped it; look at dbops status, then start the restore again",
+            hint="another job replaced or dropped it, and the copy built for it was dropped; "
+            "look at dbops status, then start the restore again",
         )
     if (
         prepared.copy is not None

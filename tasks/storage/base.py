@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Protocol
 
+from models.retention import ObjectLock
+
 
 @dataclass(frozen=True)
 class StoredObject:
@@ -22,15 +24,35 @@ class ObjectStore(Protocol):
         """Where this store is, for messages: ``s3://bucket/prefix`` or a path."""
         ...
 
-    def put_stream(self, key: str, source: IO[bytes], expected_size: int | None = None) -> None:
+    def put_stream(
+        self, key: str, source: IO[bytes], expected_size: int | None = None, lock: ObjectLock | None = None
+    ) -> None:
         """Store everything *source* yields, in bounded memory; nothing is visible unless it all arrived.
 
-        If reading *source* raises, the partial upload is discarded and the error propagates.
+        If reading *source* raises, the partial upload is discarded and the error propagates. With
+        *lock*, the object is immutable until its date, or the call fails: never stored unlocked.
         """
         ...
 
-    def put_bytes(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
-        """Store *data* under *key*, with *metadata* (small string pairs) kept beside it."""
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        metadata: Mapping[str, str] | None = None,
+        lock: ObjectLock | None = None,
+    ) -> None:
+        """Store *data* under *key*, with *metadata* (small string pairs) kept beside it, and *lock*
+        as :meth:`put_stream` takes it."""
+        ...
+
+    def check_object_lock(self) -> str | None:
+        """Raise ``ObjectLockUnavailableError`` if this store cannot lock objects, before anything is
+        written; else a warning worth logging (the store would not say), or None."""
+        ...
+
+    def locked_until(self, key: str) -> datetime | None:
+        """When the object lock on *key* ends (None: no lock, or no such object); the date may have
+        passed."""
         ...
 
     def read_metadata(self, key: str) -> dict[str, str]:

@@ -3,6 +3,11 @@
 Writes are atomic: data goes to a temporary name in the same directory, is fsynced, and only then
 renamed into place (and the directory fsynced), so a crash leaves either the whole object or nothing
 under the final name.
+
+A directory has no object lock. With DBOPS_BACKUP_OBJECT_LOCK set, backing up here is refused
+(exit 2) rather than warned about: the setting promises backups nobody can delete, a warning on a
+nightly run nobody watches would leave them deletable while the operator believes otherwise, and no
+file permission keeps the owner of the files from deleting them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from pathlib import Path
 from typing import IO
 
 from models.backup import backup_id_of
-from models.errors import StorageError
+from models.errors import ObjectLockUnavailableError, StorageError
+from models.retention import ObjectLock
 from tasks.storage.base import StoredObject
 
 _PARTIAL = ".partial-"
@@ -39,7 +45,25 @@ class LocalStore:
             raise StorageError(f"key {key!r} points outside the backup directory {self.root}")
         return path
 
-    def put_stream(self, key: str, source: IO[bytes], expected_size: int | None = None) -> None:
+    def _cannot_lock(self) -> ObjectLockUnavailableError:
+        return ObjectLockUnavailableError(
+            f"DBOPS_BACKUP_OBJECT_LOCK asks for immutable backups, but the backup store {self.root} is a "
+            "local directory, which cannot lock files against deletion",
+            hint="set DBOPS_BACKUP_URL to s3://BUCKET/PREFIX on a bucket created with object lock enabled, "
+            "or unset DBOPS_BACKUP_OBJECT_LOCK",
+        )
+
+    def check_object_lock(self) -> str | None:
+        raise self._cannot_lock()
+
+    def locked_until(self, key: str) -> datetime | None:
+        return None
+
+    def put_stream(
+        self, key: str, source: IO[bytes], expected_size: int | None = None, lock: ObjectLock | None = None
+    ) -> None:
+        if lock is not None:
+            raise self._cannot_lock()
         final = self._path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
         temporary = final.with_name(f"{final.name}{_PARTIAL}{uuid.uuid4().hex}")
@@ -54,8 +78,16 @@ class LocalStore:
             temporary.unlink(missing_ok=True)
             raise
 
-    def put_bytes(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        metadata: Mapping[str, str] | None = None,
+        lock: ObjectLock | None = None,
+    ) -> None:
         """Metadata goes into a sidecar file, written first: an object is never there without it."""
+        if lock is not None:
+            raise self._cannot_lock()
         if metadata:
             self.put_stream(key + _METADATA, BytesIO(json.dumps(dict(metadata), sort_keys=True).encode()))
         self.put_stream(key, BytesIO(data), len(data))

@@ -11,13 +11,23 @@ ListObjectsV2 and DeleteObject. Used only where offered: ListMultipartUploads (s
 uploads), DeleteObjects (batched deletes; one DeleteObject per key otherwise). Checksum headers are sent
 only where the API requires them, since some stores reject the newer ones; the sha256 in each manifest
 checks the data end to end anyway.
+
+Object lock (only with DBOPS_BACKUP_OBJECT_LOCK): GetObjectLockConfiguration tells before a backup
+whether the bucket can lock at all; a store that refuses to say is left to the first locked write.
+Locked writes carry ``ObjectLockMode`` and ``ObjectLockRetainUntilDate``, and a CRC32 checksum, which
+S3 requires beside them. Each is read back with HeadObject (the credentials need
+``s3:GetObjectRetention`` to see a lock); a store that stored the object without its lock gets it
+set with PutObjectRetention, and where that does not hold either the backup fails. Locks live on
+object versions: an object lock bucket is versioned, and a DeleteObject without a version id, as
+dbops sends, never fails on a lock; it only hides the object behind a delete marker. Pruning
+therefore asks each object's lock with :meth:`S3Store.locked_until` before it deletes anything.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import boto3
@@ -26,7 +36,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from models.backup import S3Location, backup_id_of
-from models.errors import StorageError, StorageFeatureMissingError
+from models.errors import ObjectLockUnavailableError, StorageError, StorageFeatureMissingError
+from models.retention import ObjectLock
 from tasks.storage.base import StoredObject
 
 MIN_PART_BYTES = 16 * 1024 * 1024
@@ -38,11 +49,33 @@ _UNSUPPORTED_CODES = frozenset({"NotImplemented", "XNotImplemented", "MethodNotA
 _UNSUPPORTED_STATUSES = frozenset({403, 405, 501})
 
 
+#: S3 requires a checksum header on every write that carries a lock.
+_LOCK_CHECKSUM = "CRC32"
+
+
 def unsupported(error: ClientError) -> bool:
     """Whether *error* says the store (or the credentials) do not offer the operation at all."""
     code = error.response.get("Error", {}).get("Code")
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return code in _UNSUPPORTED_CODES or status in _UNSUPPORTED_STATUSES
+
+
+def _lock_missing_on_bucket(error: ClientError) -> bool:
+    """Whether a locked write was refused because the bucket has no object lock: AWS says
+    ``InvalidRequest: Bucket is missing Object Lock Configuration``, others much the same."""
+    found = error.response.get("Error", {})
+    message = str(found.get("Message", "")).replace(" ", "").lower()
+    return found.get("Code") == "InvalidRequest" and "objectlockconfiguration" in message
+
+
+def _lock_arguments(lock: ObjectLock | None) -> dict[str, Any]:
+    if lock is None:
+        return {}
+    return {
+        "ObjectLockMode": lock.mode.value.upper(),
+        "ObjectLockRetainUntilDate": lock.retain_until,
+        "ChecksumAlgorithm": _LOCK_CHECKSUM,
+    }
 
 
 def part_size(expected_size: int | None) -> int:
@@ -94,7 +127,109 @@ class S3Store:
             hint="check DBOPS_BACKUP_URL, DBOPS_S3_ENDPOINT_URL, the credentials, and that the store is up",
         )
 
-    def put_stream(self, key: str, source: IO[bytes], expected_size: int | None = None) -> None:
+    def _no_object_lock(
+        self, detail: str, outcome: str = "nothing was written"
+    ) -> ObjectLockUnavailableError:
+        return ObjectLockUnavailableError(
+            f"DBOPS_BACKUP_OBJECT_LOCK asks for immutable backups, but bucket {self.location.bucket} "
+            f"({self.describe()}) has no object lock; {outcome}",
+            detail=detail,
+            hint="back up to a bucket created with object lock enabled (ObjectLockEnabledForBucket), "
+            "or unset DBOPS_BACKUP_OBJECT_LOCK",
+        )
+
+    def _write_failed(
+        self, verb: str, key: str, error: BotoCoreError | ClientError
+    ) -> ObjectLockUnavailableError | StorageError:
+        if isinstance(error, ClientError) and _lock_missing_on_bucket(error):
+            return self._no_object_lock(str(error).splitlines()[0], f"{key} was refused")
+        return self._failed(f"{verb} {key} to", error)
+
+    def check_object_lock(self) -> str | None:
+        try:
+            found = self.client.get_object_lock_configuration(Bucket=self.location.bucket)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code == "ObjectLockConfigurationNotFoundError":
+                raise self._no_object_lock(str(error).splitlines()[0]) from None
+            if unsupported(error):
+                # Not every store, or every set of credentials, may read the configuration; the
+                # first locked write then tells, refused in one line if the bucket cannot lock.
+                return (
+                    f"could not check the object lock of {self.describe()} ({code}); "
+                    "the first locked write will tell"
+                )
+            raise self._failed("read the object lock configuration of", error) from None
+        except BotoCoreError as error:
+            raise self._failed("read the object lock configuration of", error) from None
+        configuration = found.get("ObjectLockConfiguration", {})
+        if configuration.get("ObjectLockEnabled") != "Enabled":
+            raise self._no_object_lock("its ObjectLockEnabled is not Enabled")
+        default = configuration.get("Rule", {}).get("DefaultRetention")
+        if default:
+            period = f"{default['Days']} days" if default.get("Days") else f"{default.get('Years')} years"
+            return (
+                f"bucket {self.location.bucket} has a default retention ({default.get('Mode')}, {period}): "
+                "it also locks the pins and rehearsal records dbops rewrites, whose every older version "
+                "then stays until it expires, and makes the store demand a checksum on every write; dbops "
+                "locks each backup itself, so remove the rule"
+            )
+        return None
+
+    def locked_until(self, key: str) -> datetime | None:
+        try:
+            head = self.client.head_object(Bucket=self.location.bucket, Key=self._key(key))
+        except ClientError as error:
+            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise self._failed(f"read the object lock of {key} in", error) from None
+        except BotoCoreError as error:
+            raise self._failed(f"read the object lock of {key} in", error) from None
+        until: datetime | None = head.get("ObjectLockRetainUntilDate")
+        return until.astimezone(UTC) if until is not None else None
+
+    def _confirm_lock(self, key: str, lock: ObjectLock) -> None:
+        """Read the lock back; set it afresh on a store that stored the object without it.
+
+        A store may accept the lock headers of a multipart upload and not apply them (moto's server
+        does so); PutObjectRetention then locks the version that was stored. A store on which
+        neither holds fails the backup rather than keep it unlocked.
+        """
+        try:
+            if self._holds(key, lock):
+                return
+            self.client.put_object_retention(
+                Bucket=self.location.bucket,
+                Key=self._key(key),
+                Retention={"Mode": lock.mode.value.upper(), "RetainUntilDate": lock.retain_until},
+            )
+            if self._holds(key, lock):
+                return
+        except ClientError as error:
+            if _lock_missing_on_bucket(error):
+                raise self._no_object_lock(str(error).splitlines()[0], "the backup is not listed") from None
+            raise self._failed(f"lock {key} in", error) from None
+        except BotoCoreError as error:
+            raise self._failed(f"lock {key} in", error) from None
+        raise ObjectLockUnavailableError(
+            f"{self.describe()} stored {key} without the object lock it was written with "
+            f"({lock.mode.value} until {lock.retain_until.isoformat()}); the backup is not listed",
+            hint="give the credentials s3:GetObjectRetention and s3:PutObjectRetention, use a store that "
+            "supports object lock, or unset DBOPS_BACKUP_OBJECT_LOCK",
+        )
+
+    def _holds(self, key: str, lock: ObjectLock) -> bool:
+        head = self.client.head_object(Bucket=self.location.bucket, Key=self._key(key))
+        until = head.get("ObjectLockRetainUntilDate")
+        return (
+            head.get("ObjectLockMode") == lock.mode.value.upper()
+            and until is not None
+            and until >= lock.retain_until
+        )
+
+    def put_stream(
+        self, key: str, source: IO[bytes], expected_size: int | None = None, lock: ObjectLock | None = None
+    ) -> None:
         size = part_size(expected_size)
         config = TransferConfig(
             multipart_threshold=size,
@@ -102,18 +237,36 @@ class S3Store:
             max_concurrency=self.max_concurrency,
             use_threads=True,
         )
+        lock = lock.as_written_at(datetime.now(UTC)) if lock is not None else None
         try:
-            self.client.upload_fileobj(source, self.location.bucket, self._key(key), Config=config)
-        except (BotoCoreError, ClientError) as error:
-            raise self._failed(f"upload {key} to", error) from None
-
-    def put_bytes(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
-        try:
-            self.client.put_object(
-                Bucket=self.location.bucket, Key=self._key(key), Body=data, Metadata=dict(metadata or {})
+            self.client.upload_fileobj(
+                source, self.location.bucket, self._key(key), Config=config, ExtraArgs=_lock_arguments(lock)
             )
         except (BotoCoreError, ClientError) as error:
-            raise self._failed(f"write {key} to", error) from None
+            raise self._write_failed("upload", key, error) from None
+        if lock is not None:
+            self._confirm_lock(key, lock)
+
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        metadata: Mapping[str, str] | None = None,
+        lock: ObjectLock | None = None,
+    ) -> None:
+        lock = lock.as_written_at(datetime.now(UTC)) if lock is not None else None
+        try:
+            self.client.put_object(
+                Bucket=self.location.bucket,
+                Key=self._key(key),
+                Body=data,
+                Metadata=dict(metadata or {}),
+                **_lock_arguments(lock),
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise self._write_failed("write", key, error) from None
+        if lock is not None:
+            self._confirm_lock(key, lock)
 
     def read_metadata(self, key: str) -> dict[str, str]:
         try:

@@ -111,6 +111,11 @@ def connect(url: URL) -> psycopg.Connection[tuple[object, ...]]:
     return driver.connect(url, purpose="test", autocommit=True)
 
 
+def cli_command(*arguments: str) -> list[str]:
+    """``dbops ARGUMENTS`` as this checkout runs it."""
+    return [sys.executable, "-m", "deployments.cli", *arguments]
+
+
 def spawn_cli(*arguments: str, env: dict[str, str], **options: Any) -> subprocess.Popen[str]:
     """Start ``dbops`` without waiting, for tests of concurrent or killed runs.
 
@@ -118,11 +123,11 @@ def spawn_cli(*arguments: str, env: dict[str, str], **options: Any) -> subproces
     nobody reads); ``start_new_session=True`` lets a test kill the run with its children.
     """
     return subprocess.Popen(
-        [sys.executable, "-m", "deployments.cli", *arguments],
+        cli_command(*arguments),
         env=env,
         cwd=REPO_ROOT,
         text=True,
-        **({"stdout": subprocess.PIPE, "stderr": subprocess.PIPE} | options),
+        **({"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE} | options),
     )
 
 
@@ -151,9 +156,10 @@ def run_cli(
     *arguments: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "deployments.cli", *arguments],
+        cli_command(*arguments),
         env=env,
         cwd=cwd or REPO_ROOT,
+        stdin=subprocess.DEVNULL,  # never the terminal pytest may run on: commands that ask must not
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -22,6 +22,7 @@ _DROPPED_HEADERS = {"content-length", "transfer-encoding", "connection"}
 OPTIONAL_OPERATIONS = {
     "ListMultipartUploads": ("GET", "uploads"),
     "DeleteObjects": ("POST", "delete"),
+    "GetObjectLockConfiguration": ("GET", "object-lock"),
 }
 _NOT_IMPLEMENTED = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code>'

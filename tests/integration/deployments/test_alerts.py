@@ -15,10 +15,12 @@ from typing import cast
 import pytest
 from prefect.automations import Automation
 from prefect.events.schemas.automations import EventTrigger
+from prefect.events.schemas.events import ResourceSpecification
 from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
-from deployments.alerts import FAILED, SILENT, install_alerts
+from deployments.alerts import AUTOMATIONS, FAILED, OPERATOR_FAILED, SILENT, WAITING, install_alerts
+from flows.restore import restore_flow
 from flows.scheduled import nightly_backup_flow
 from models.errors import ConfigurationError
 from models.settings import Settings
@@ -60,24 +62,36 @@ def alerting(settings: Settings, receiver: tuple[str, list[dict[str, object]]]) 
         update={"alert_webhook_url": SecretStr(url), "alert_webhook_allow_private": True}
     )
     yield configured
-    for name in (FAILED, SILENT):
+    for name in AUTOMATIONS:
         with suppress(ValueError):
             read(name).delete()
 
 
 def test_installing_twice_creates_once_and_then_changes_nothing(alerting: Settings) -> None:
     first = install_alerts(alerting)
-    ids = {name: read(name).id for name in (FAILED, SILENT)}
+    ids = {name: read(name).id for name in AUTOMATIONS}
 
     second = install_alerts(alerting)
 
-    assert first == {FAILED: "created", SILENT: "created"}
-    assert second == {FAILED: "unchanged", SILENT: "unchanged"}
-    assert {name: read(name).id for name in (FAILED, SILENT)} == ids
+    assert first == dict.fromkeys(AUTOMATIONS, "created")
+    assert second == dict.fromkeys(AUTOMATIONS, "unchanged")
+    assert {name: read(name).id for name in AUTOMATIONS} == ids
     trigger = read(SILENT).trigger
     assert isinstance(trigger, EventTrigger)
     assert trigger.posture.value == "Proactive"
     assert trigger.within == timedelta(hours=26)
+    waiting = read(WAITING).trigger
+    assert isinstance(waiting, EventTrigger)
+    assert waiting.after == {"prefect.flow-run.Paused"}
+    assert "prefect.flow-run.Running" in waiting.expect
+    assert waiting.within == timedelta(minutes=15)
+    operator = read(OPERATOR_FAILED).trigger
+    assert isinstance(operator, EventTrigger)
+    assert isinstance(operator.match_related, ResourceSpecification)
+    assert operator.match_related.model_dump() == {
+        "prefect.resource.role": "flow",
+        "prefect.resource.name": ["restore", "restore-rollback", "restore-tables", "migrate-and-seed"],
+    }
 
 
 def test_an_automation_edited_in_the_ui_is_brought_back(alerting: Settings) -> None:
@@ -89,7 +103,7 @@ def test_an_automation_edited_in_the_ui_is_brought_back(alerting: Settings) -> N
 
     again = install_alerts(alerting)
 
-    assert again == {FAILED: "updated", SILENT: "unchanged"}
+    assert again == dict.fromkeys(AUTOMATIONS, "unchanged") | {FAILED: "updated"}
     restored = read(FAILED)
     assert restored.enabled is True
     assert restored.description.startswith("A scheduled dbops chain failed")
@@ -122,3 +136,25 @@ def test_a_failed_nightly_run_sends_exactly_one_webhook_call(
     text = str(received[0]["text"])
     assert text.startswith("nightly-backup: run ")
     assert "Failed" in text
+
+
+def test_a_failed_restore_sends_one_call_from_the_operator_automation(
+    migrated_url: URL,
+    alerting: Settings,
+    receiver: tuple[str, list[dict[str, object]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, received = receiver
+    install_alerts(alerting)
+    point_flows_at(monkeypatch, migrated_url, alerting)
+
+    # A confirmation that does not match refuses the restore, so the run fails with the target untouched.
+    state = restore_flow(target=str(migrated_url.database), confirm="another", return_state=True)
+
+    assert state.is_failed()
+    deadline = time.monotonic() + 60
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(5)  # and no second call follows
+    assert len(received) == 1, received
+    assert str(received[0]["text"]).startswith("restore: run ")

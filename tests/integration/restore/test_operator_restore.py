@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,40 +40,7 @@ from tests.integration.conftest import (
     run_cli,
     url_string,
 )
-
-
-@pytest.fixture
-def restore_settings(settings: Settings, tmp_path: Path) -> Settings:
-    return settings.model_copy(update={"backup_url": str(tmp_path / "backups"), "bcrypt_rounds": 4})
-
-
-def databases(server: EmbeddedServer, like: str) -> set[str]:
-    with admin_connection(server) as connection:
-        rows = connection.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (like + "%",))
-        return {str(row[0]) for row in rows}
-
-
-@pytest.fixture
-def target(seeded_url: URL, pg_server: EmbeddedServer) -> Iterator[str]:
-    """The seeded test database's name; the databases a restore sets aside beside it are dropped after."""
-    name = str(seeded_url.database)
-    yield name
-    with admin_connection(pg_server) as connection:
-        for extra in databases(pg_server, name) - {name}:
-            connection.execute(f'DROP DATABASE IF EXISTS "{extra}" WITH (FORCE)')
-
-
-@pytest.fixture
-def taken(seeded_url: URL, restore_settings: Settings) -> tuple[ObjectStore, BackupManifest]:
-    store = open_store(restore_settings)
-    return store, backup(seeded_url, restore_settings, store)
-
-
-def count(url: URL, table: str) -> int:
-    with connect(url) as connection:
-        row = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
-    assert row is not None
-    return int(str(row[0]))
+from tests.integration.restore.conftest import count, databases
 
 
 def test_swap_keeps_the_old_database_and_rollback_swaps_back(

@@ -8,7 +8,6 @@ import os
 import pwd
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,18 +32,6 @@ from tests.integration.conftest import (
     run_cli,
     url_string,
 )
-
-
-@pytest.fixture
-def restore_settings(settings: Settings, tmp_path: Path) -> Settings:
-    return settings.model_copy(update={"backup_url": str(tmp_path / "backups"), "bcrypt_rounds": 4})
-
-
-@pytest.fixture
-def target(seeded_url: URL, pg_server: EmbeddedServer) -> Iterator[str]:
-    name = str(seeded_url.database)
-    yield name
-    drop_databases_like(pg_server, name + "%", keep=name)
 
 
 def allows_connections(server: EmbeddedServer, name: str) -> bool:

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from models.errors import ConfigurationError
+from models.retention import ObjectLock, ObjectLockMode
 from models.settings import Environment, Settings, load_settings
 
 
@@ -17,6 +19,8 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "DBOPS_TIMEZONE",
         "DBOPS_HOME",
         "DBOPS_BACKUP_URL",
+        "DBOPS_BACKUP_OBJECT_LOCK",
+        "DBOPS_BACKUP_OBJECT_LOCK_MIN_DAYS",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -65,6 +69,16 @@ def test_a_non_postgresql_url_is_a_configuration_error_without_the_password(
             "-1",
             "DBOPS_MIGRATION_LOCK_TIMEOUT_SECONDS: Input should be greater than 0",
         ),
+        (
+            "DBOPS_BACKUP_OBJECT_LOCK",
+            "legal-hold",
+            "DBOPS_BACKUP_OBJECT_LOCK: Input should be 'governance' or 'compliance'",
+        ),
+        (
+            "DBOPS_BACKUP_OBJECT_LOCK_MIN_DAYS",
+            "-1",
+            "DBOPS_BACKUP_OBJECT_LOCK_MIN_DAYS: Input should be greater than or equal to 0",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -103,3 +117,20 @@ def test_blank_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert settings.configured_database_url() is None
     assert settings.backup_url is None
+
+
+def test_object_lock_is_off_unless_set_and_takes_s3s_spelling_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # a Wednesday
+    assert load_settings().object_lock_for(taken) is None
+    monkeypatch.setenv("DBOPS_BACKUP_OBJECT_LOCK", " ")
+    assert load_settings().object_lock_for(taken) is None
+
+    monkeypatch.setenv("DBOPS_BACKUP_OBJECT_LOCK", "GOVERNANCE")
+    assert load_settings().object_lock_for(taken) == ObjectLock(
+        ObjectLockMode.GOVERNANCE, datetime(2026, 12, 2, tzinfo=UTC)
+    ), "by default, until the seventh later day (DBOPS_BACKUP_KEEP_DAILY) starts"
+    monkeypatch.setenv("DBOPS_BACKUP_OBJECT_LOCK", "compliance")
+    monkeypatch.setenv("DBOPS_BACKUP_OBJECT_LOCK_MIN_DAYS", "30")
+    assert load_settings().object_lock_for(taken) == ObjectLock(
+        ObjectLockMode.COMPLIANCE, taken + timedelta(days=30)
+    )
