@@ -18,6 +18,7 @@ from prefect.schedules import Cron
 from flows.migrate_and_seed import migrate_and_seed_flow
 from flows.restore import restore_flow, restore_rollback_flow
 from flows.restore_rehearsal import restore_rehearsal_flow
+from flows.restore_tables import restore_tables_flow
 from flows.scheduled import nightly_backup_flow, weekly_maintenance_flow
 from models.settings import Settings
 
@@ -61,6 +62,13 @@ def runner_deployments(settings: Settings) -> list[RunnerDeployment]:
             "restore-rollback",
             concurrency_limit=one_at_a_time,
             description="Undo the last swap restore.",
+        ),
+        _deployment(
+            restore_tables_flow,
+            "restore-tables",
+            concurrency_limit=one_at_a_time,
+            description="Restore chosen tables' rows from a backup into a new schema, and merge the "
+            "missing ones back.",
         ),
         _deployment(
             restore_rehearsal_flow, "restore-rehearsal", description="Prove a backup restores, on demand."

@@ -164,6 +164,11 @@ class RestoreRejectedError(RestoreError):
     """The operator (or no one, in time) did not approve the restored copy; the target was not touched."""
 
 
+class TableMergeError(RestoreError):
+    """Merging restored rows into the live tables failed and was rolled back entirely; the
+    inspection schema is kept."""
+
+
 class BackupCorruptError(RestoreError):
     """The stored backup does not match its manifest (size or sha256)."""
 

@@ -75,6 +75,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "Restore a backup over a database (swap keeps the old one for --rollback), "
         "then migrate and check it.",
     ),
+    "restore-tables": Subcommand(
+        "tables",
+        "Restore chosen tables' rows from a backup into a new schema; --merge inserts the missing ones.",
+    ),
     "archive-logs": Subcommand(
         "archive", "Move rows older than the retention to the object store, verified before they are deleted."
     ),

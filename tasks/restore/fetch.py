@@ -92,35 +92,17 @@ def fetch_dump(
     failure: Exception | None = None
     try:
         with target.open("wb") as sink:
-            shutil.copyfileobj(_unpack(stored.buffered(), manifest, identities), sink, CHUNK)
+            shutil.copyfileobj(unpacked(stored.buffered(), manifest, identities), sink, CHUNK)
     except Exception as error:  # judged below, once the whole object has been hashed
         failure = error
     stored.drain()  # what decompression did not get to, so corruption is reported as such
-    actual = stored.sha256.hexdigest()
-    if stored.bytes != manifest.stored_bytes or actual != manifest.sha256:
+    try:
+        verify_stored(stored, manifest, store)
+        verify_unpacked(manifest, failure, target.stat().st_size if failure is None else 0)
+    except BaseException:
         target.unlink(missing_ok=True)
-        raise BackupCorruptError(
-            f"backup {manifest.backup_id} in {store.describe()} does not match its manifest",
-            detail=f"read {stored.bytes} bytes with sha256 {actual[:16]}..., the manifest says "
-            f"{manifest.stored_bytes} bytes with sha256 {manifest.sha256[:16]}...",
-            hint="this backup cannot be trusted: use another one, and find out what changed the stored "
-            "object",
-        )
-    if failure is not None:
-        target.unlink(missing_ok=True)
-        raise RestoreError(
-            f"backup {manifest.backup_id} could not be unpacked",
-            detail=f"{type(failure).__name__}: {failure}",
-            hint="the object matches its manifest, so check the age identity and the compression setting",
-        )
+        raise
     dump_bytes = target.stat().st_size
-    if dump_bytes != manifest.dump_bytes:
-        target.unlink(missing_ok=True)
-        raise BackupCorruptError(
-            f"backup {manifest.backup_id} unpacked to {dump_bytes} bytes, "
-            f"the manifest says {manifest.dump_bytes}",
-            hint="this backup cannot be trusted: use another one",
-        )
     seconds = round(time.monotonic() - started, 3)
     log.info(
         "fetched backup %s: %d bytes stored, %d unpacked, in %.1f s",
@@ -132,7 +114,40 @@ def fetch_dump(
     return FetchedDump(target, dump_bytes, stored.bytes, seconds)
 
 
-def _unpack(source: IO[bytes], manifest: BackupManifest, identities: list[object]) -> IO[bytes]:
+def verify_stored(stored: Hashing, manifest: BackupManifest, store: ObjectStore) -> None:
+    """Once every stored byte has gone through *stored*: refuse an object that is not the one the
+    manifest describes (its size and sha256)."""
+    actual = stored.sha256.hexdigest()
+    if stored.bytes != manifest.stored_bytes or actual != manifest.sha256:
+        raise BackupCorruptError(
+            f"backup {manifest.backup_id} in {store.describe()} does not match its manifest",
+            detail=f"read {stored.bytes} bytes with sha256 {actual[:16]}..., the manifest says "
+            f"{manifest.stored_bytes} bytes with sha256 {manifest.sha256[:16]}...",
+            hint="this backup cannot be trusted: use another one, and find out what changed the stored "
+            "object",
+        )
+
+
+def verify_unpacked(manifest: BackupManifest, failure: Exception | None, dump_bytes: int) -> None:
+    """After :func:`verify_stored`: an object that matches its manifest but did not unpack (*failure*),
+    or unpacked to another size than pg_dump wrote, is refused too."""
+    if failure is not None:
+        raise RestoreError(
+            f"backup {manifest.backup_id} could not be unpacked",
+            detail=f"{type(failure).__name__}: {failure}",
+            hint="the object matches its manifest, so check the age identity and the compression setting",
+        )
+    if dump_bytes != manifest.dump_bytes:
+        raise BackupCorruptError(
+            f"backup {manifest.backup_id} unpacked to {dump_bytes} bytes, "
+            f"the manifest says {manifest.dump_bytes}",
+            hint="this backup cannot be trusted: use another one",
+        )
+
+
+def unpacked(source: IO[bytes], manifest: BackupManifest, identities: list[object]) -> IO[bytes]:
+    """The dump as pg_dump wrote it, read from the stored bytes *source*: decrypted with *identities*
+    (from :func:`check_decryptable`) if the backup is encrypted, then decompressed."""
     if identities:
         import pyrage
 

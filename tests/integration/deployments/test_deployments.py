@@ -36,6 +36,7 @@ def read_back(settings: Settings) -> dict[str, Any]:
                 "weekly-maintenance/weekly-maintenance",
                 "restore/restore",
                 "restore-rollback/restore-rollback",
+                "restore-tables/restore-tables",
                 "restore-rehearsal/restore-rehearsal",
                 "migrate-and-seed/migrate-and-seed",
             )
@@ -53,13 +54,15 @@ def test_schedules_and_concurrency_are_what_operators_expect(settings: Settings)
     assert (weekly.cron, weekly.timezone) == ("0 3 * * 0", "Europe/Berlin")
     for on_demand in (
         "restore/restore",
+        "restore-tables/restore-tables",
         "restore-rehearsal/restore-rehearsal",
         "migrate-and-seed/migrate-and-seed",
     ):
         assert deployments[on_demand].schedules == []
-    restore = deployments["restore/restore"]
-    assert restore.global_concurrency_limit.limit == 1
-    assert restore.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+    for one_at_a_time in ("restore/restore", "restore-tables/restore-tables"):
+        restore = deployments[one_at_a_time]
+        assert restore.global_concurrency_limit.limit == 1
+        assert restore.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     migrate = deployments["migrate-and-seed/migrate-and-seed"]
     assert migrate.global_concurrency_limit.limit == 1
     assert migrate.concurrency_options.collision_strategy.value == "ENQUEUE"
@@ -74,6 +77,22 @@ def test_the_restore_form_has_a_mode_dropdown_and_described_fields(settings: Set
     assert fields["backup_id"]["default"] == "latest"
     assert schema["required"] == ["target"]
     for name in ("target", "confirm", "backup_id", "mode", "reseed"):
+        assert fields[name]["description"], name
+
+
+def test_the_restore_tables_form_asks_for_tables_and_a_schema_and_approval_by_default(
+    settings: Settings,
+) -> None:
+    schema = read_back(settings)["restore-tables/restore-tables"].parameter_openapi_schema
+    fields = schema["properties"]
+
+    assert sorted(schema["required"]) == ["into_schema", "tables"]
+    assert fields["tables"]["type"] == "array"
+    assert fields["tables"]["items"]["type"] == "string"
+    assert fields["backup_id"]["default"] == "latest"
+    assert fields["approval"]["default"] is True
+    assert (fields["merge"]["default"], fields["replace"]["default"]) == (False, False)
+    for name in ("tables", "into_schema", "backup_id", "where", "merge", "replace", "approval"):
         assert fields[name]["description"], name
 
 
