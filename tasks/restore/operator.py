@@ -18,53 +18,41 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL
 
-from models.backup import BackupManifest, BackupSource
-from models.errors import DbopsError, RestoreError, RestoreRefusedError, RestoreRejectedError
-from models.marks import DatabaseMark, MarkKind
+from models.backup import BackupSource
+from models.errors import RestoreError, RestoreRefusedError, RestoreRejectedError
 from models.rehearsal import RestoreMode, RestoreResult, RestoreSummary
 from models.settings import Environment, Settings
 from tasks.backup.catalog import rehearsals
-from tasks.backup.dump import count_rows, database_source
-from tasks.postgres.binaries import Program
-from tasks.postgres.engine import database_url, make_engine, open_connection, quote_identifier
+from tasks.backup.dump import database_source
+from tasks.postgres.engine import database_url, make_engine, open_connection
 from tasks.postgres.guard import maintenance_guard
 from tasks.restore.copy import (
     Logger,
     Validator,
     copy_basis,
-    restore_and_check,
     vet_backup,
     work_directory,
 )
 from tasks.restore.fetch import fetch_dump
 from tasks.restore.leftovers import sweep
-from tasks.restore.properties import (
-    DatabaseProperties,
-    comment_statement,
-    granting_statements,
-    read_properties,
+from tasks.restore.replacement import (
+    RestoreJob,
+    build_copy,
+    rebuild_in_place,
+    swap_in,
+    target_properties,
 )
 from tasks.restore.summary import compare_tables
-from tasks.restore.swap import database_exists, rename_in_one_transaction, replace, take_offline
-from tasks.restore.target import (
-    DATABASE_OID,
-    DATABASE_SIZE,
-    CreatedDatabase,
-    create_database,
-    derived_name,
-    drop_created,
-    run_id,
-)
+from tasks.restore.swap import database_exists
+from tasks.restore.target import CreatedDatabase, drop_created, live_oid, live_state, run_id
 from tasks.storage import ObjectStore
 
 _log = logging.getLogger(__name__)
 _MAX_NAME = 63
-SET_ASIDE_MARK = "_pre_restore"
 
 
 #: Answers the summary of a built, checked copy: True to put it in place, False to drop it.
@@ -124,7 +112,7 @@ class PreparedRestore:
     mark on the copy holds it (``held_until``), while the nightly backup runs.
     """
 
-    job: _Job
+    job: RestoreJob
     copy: CreatedDatabase | None
     target_oid: int | None
     summary: RestoreSummary
@@ -161,10 +149,12 @@ def prepare_restore(
         restored_at=now,
         reseeded=reseed,
     )
-    job = _Job(server, settings, target, manifest, run_id(), now, result, pg_restore, reseed, validate, log)
+    job = RestoreJob(
+        server, settings, target, manifest, run_id(), now, result, pg_restore, reseed, validate, log
+    )
     with maintenance_guard(server, settings, target, "restore", logger=log):
         sweep(server, settings, run=job.run, logger=log)
-        copy = _build_copy(job, store) if mode is RestoreMode.SWAP else None
+        copy = build_copy(job, store) if mode is RestoreMode.SWAP else None
     try:
         live = live_state(server, settings, target)
         if copy is not None:
@@ -209,15 +199,15 @@ def finish_restore(prepared: PreparedRestore, store: ObjectStore) -> RestoreResu
             if prepared.copy is not None:  # approved for a target that is gone: the copy has no use
                 drop_created(prepared.copy, job.settings, logger=job.log)
             raise
-        properties = _properties(job.server, job.settings, job.target)
+        properties = target_properties(job.server, job.settings, job.target)
         if prepared.copy is not None:
             assert properties is not None  # _check_unchanged saw the target
-            job.result.previous_database = _swap(job, prepared.copy, properties)
+            job.result.previous_database = swap_in(job, prepared.copy, properties)
         else:
             with work_directory(job.settings, job.run) as directory:
                 fetched = fetch_dump(store, job.manifest, job.settings, directory, logger=job.log)
                 job.result.timings.download, job.result.dump_bytes = fetched.seconds, fetched.dump_bytes
-                _in_place(job, properties, fetched.path)
+                rebuild_in_place(job, properties, fetched.path)
     result = job.result
     result.timings.total = round(prepared.seconds + time.monotonic() - started, 3)
     job.log.info(
@@ -272,113 +262,6 @@ def _check_request(
             )
 
 
-@dataclass(frozen=True)
-class _Job:
-    """One restore, as its steps share it."""
-
-    server: URL
-    settings: Settings
-    target: str
-    manifest: BackupManifest
-    run: str
-    now: datetime
-    result: RestoreResult
-    pg_restore: Program
-    reseed: bool
-    validate: Validator | None
-    log: Logger
-
-    def mark(self, **changes: object) -> DatabaseMark:
-        return DatabaseMark(
-            kind=MarkKind.RESTORING,
-            run=self.run,
-            created=self.now,
-            target=self.target,
-            backup=self.manifest.backup_id,
-        ).model_copy(update=changes)
-
-
-@dataclass(frozen=True)
-class LiveState:
-    """A database as it is now: which one (its OID), its rows per table and its size."""
-
-    oid: int | None
-    rows: dict[str, int]
-    bytes: int | None
-
-
-def live_state(server: URL, settings: Settings, name: str) -> LiveState:
-    """*name*'s OID, rows and size on *server*; OID None and nothing counted when it does not exist."""
-    oid = live_oid(server, settings, name)
-    if oid is None:
-        return LiveState(None, {}, None)
-    engine = make_engine(server.set(database=name), settings, purpose="restore summary")
-    try:
-        with open_connection(engine) as connection:
-            rows = count_rows(connection)
-            size = int(connection.execute(DATABASE_SIZE).scalar_one())
-    finally:
-        engine.dispose()
-    return LiveState(oid, rows, size)
-
-
-def _fill_and_check(job: _Job, dump: Path, url: URL, *, what: str, hint: str) -> None:
-    """Restore into the empty database at *url* (owners and grants kept: same server), then check it."""
-    restore_and_check(
-        job.result,
-        dump,
-        url,
-        job.manifest,
-        job.settings,
-        job.pg_restore,
-        keep_ownership=True,
-        validate=job.validate,
-        log=job.log,
-        reseed=job.reseed,
-    )
-    if not job.result.passed:
-        raise RestoreError(
-            f"{what} failed its checks, so the restore of backup {job.result.backup_id} stopped",
-            detail=job.result.failure,
-            hint=hint,
-        )
-
-
-def _properties(server: URL, settings: Settings, target: str) -> DatabaseProperties | None:
-    engine = make_engine(server, settings, purpose="restore")
-    try:
-        with open_connection(engine) as connection:
-            return read_properties(connection, target)
-    finally:
-        engine.dispose()
-
-
-def _build_copy(job: _Job, store: ObjectStore) -> CreatedDatabase:
-    """Build the copy beside the target and check it; the target is not touched. A copy that fails
-    is dropped. The checked copy's mark then holds it for the approval wait, when no session keeps
-    the sweep of another run off it."""
-    properties = _properties(job.server, job.settings, job.target)
-    name = derived_name(job.target, "_restoring", job.now)
-    copy = create_database(job.server, job.settings, name, mark=job.mark(), like=properties)
-    try:
-        with work_directory(job.settings, job.run) as directory:
-            fetched = fetch_dump(store, job.manifest, job.settings, directory, logger=job.log)
-            job.result.timings.download, job.result.dump_bytes = fetched.seconds, fetched.dump_bytes
-            _fill_and_check(
-                job,
-                fetched.path,
-                copy.url,
-                what=f"the restored copy {copy.name}",
-                hint="the target was not replaced; look at the backup with dbops rehearse --backup ID --keep",
-            )
-        held = datetime.now(UTC) + timedelta(seconds=job.settings.restore_approval_timeout_seconds)
-        _comment(job, copy.name, job.mark(held_until=held).render())
-    except BaseException:
-        drop_created(copy, job.settings, logger=job.log)  # gone only while it is still the copy
-        raise
-    return copy
-
-
 def _check_unchanged(prepared: PreparedRestore) -> None:
     """Refuse when the target or the copy is no longer the database the approved summary described."""
     job = prepared.job
@@ -402,99 +285,3 @@ def _check_unchanged(prepared: PreparedRestore) -> None:
             hint="an answer after DBOPS_RESTORE_APPROVAL_TIMEOUT_SECONDS may find the copy swept; "
             "start the restore again",
         )
-
-
-def live_oid(server: URL, settings: Settings, name: str) -> int | None:
-    engine = make_engine(server, settings, purpose="restore")
-    try:
-        with open_connection(engine) as connection:
-            oid = connection.execute(DATABASE_OID, {"name": name}).scalar()
-    finally:
-        engine.dispose()
-    return None if oid is None else int(oid)
-
-
-def _comment(job: _Job, name: str, comment: str) -> None:
-    engine = make_engine(job.server, job.settings, purpose="restore")
-    try:
-        with open_connection(engine, autocommit=True) as connection:
-            connection.exec_driver_sql(comment_statement(name, comment))
-    finally:
-        engine.dispose()
-
-
-def _swap(job: _Job, copy: CreatedDatabase, properties: DatabaseProperties) -> str:
-    """Give the checked copy the target's properties, then swap names.
-
-    The replaced database is kept, marked as set aside for :func:`~tasks.restore.rollback.rollback`;
-    returns its name. A copy that fails to swap is dropped and the target left as it was.
-    """
-    set_aside = derived_name(job.target, SET_ASIDE_MARK, job.now)
-    engine = make_engine(job.server, job.settings, purpose="restore swap")
-    try:
-        _grant(engine, copy.name, properties)
-        kept = job.mark(kind=MarkKind.SET_ASIDE, comment=properties.comment)
-        replace(
-            engine,
-            target=job.target,
-            replacement=copy.name,
-            moved_to=set_aside,
-            comments={job.target: properties.comment, set_aside: kept.render()},
-            log=job.log,
-        )
-    except BaseException:
-        drop_created(copy, job.settings, logger=job.log)  # gone only while it is still the copy
-        raise
-    finally:
-        engine.dispose()
-    job.log.info(
-        "database %s is now the restored copy; the previous one is kept as %s", job.target, set_aside
-    )
-    return set_aside
-
-
-def _in_place(job: _Job, properties: DatabaseProperties | None, dump: Path) -> None:
-    """Drop the target, then build the copy under another name and give it the target's name only
-    once it is restored, migrated and checked: until then no application can connect to a
-    half-filled database. A copy that fails its checks is kept, marked, for a person to look at."""
-    target, mark = job.target, job.mark()
-    engine = make_engine(job.server, job.settings, purpose="restore in place")
-    try:
-        with open_connection(engine, autocommit=True) as connection:
-            if database_exists(connection, target):
-                take_offline(connection, target, job.log)
-                connection.exec_driver_sql(f"DROP DATABASE {quote_identifier(target)} WITH (FORCE)")
-                job.log.warning("dropped database %s to restore it in place", target)
-        name = derived_name(target, "_restoring", job.now)
-        copy = create_database(job.server, job.settings, name, mark=mark, like=properties)
-        try:
-            _fill_and_check(job, dump, copy.url, what=f"the restored copy {copy.name}", hint="")
-        except DbopsError as error:
-            _keep_failed(engine, copy, mark)
-            raise RestoreError(
-                f"the in-place restore of {target} failed, so {target} does not exist now; the copy is "
-                f"kept as {copy.name}, closed to the application",
-                detail=error.message,
-                hint=f"restore another backup (dbops restore --mode in-place --target {target}), or inspect "
-                f"{copy.name} and, if it will do, rename it to {target} yourself",
-            ) from None
-        if properties is not None:
-            _grant(engine, copy.name, properties)
-        rename_in_one_transaction(
-            engine, [(copy.name, target)], {target: properties.comment if properties else None}
-        )
-    finally:
-        engine.dispose()
-
-
-def _grant(engine: Engine, name: str, properties: DatabaseProperties) -> None:
-    """Give *name* the replaced database's owner, ACL, settings and connection limit."""
-    with engine.begin() as connection:
-        for statement in granting_statements(name, properties):
-            connection.exec_driver_sql(statement)
-
-
-def _keep_failed(engine: Engine, copy: CreatedDatabase, mark: DatabaseMark) -> None:
-    failed = mark.model_copy(update={"kind": MarkKind.FAILED})
-    with open_connection(engine, autocommit=True) as connection:
-        connection.exec_driver_sql(comment_statement(copy.name, failed.render()))

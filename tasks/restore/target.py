@@ -23,6 +23,7 @@ from models.database_url import describe
 from models.errors import RestoreError, RestoreRefusedError
 from models.marks import DatabaseMark
 from models.settings import Settings
+from tasks.backup.dump import count_rows
 from tasks.postgres.engine import database_url, make_engine, open_connection, quote_identifier
 from tasks.restore.properties import DatabaseProperties, comment_statement, creation_options
 
@@ -185,3 +186,37 @@ def database_size(url: URL, settings: Settings) -> int:
             return int(connection.execute(DATABASE_SIZE).scalar_one())
     finally:
         engine.dispose()
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """A database as it is now: which one (its OID), its rows per table and its size."""
+
+    oid: int | None
+    rows: dict[str, int]
+    bytes: int | None
+
+
+def live_state(server: URL, settings: Settings, name: str) -> LiveState:
+    """*name*'s OID, rows and size on *server*; OID None and nothing counted when it does not exist."""
+    oid = live_oid(server, settings, name)
+    if oid is None:
+        return LiveState(None, {}, None)
+    engine = make_engine(server.set(database=name), settings, purpose="restore summary")
+    try:
+        with open_connection(engine) as connection:
+            rows = count_rows(connection)
+            size = int(connection.execute(DATABASE_SIZE).scalar_one())
+    finally:
+        engine.dispose()
+    return LiveState(oid, rows, size)
+
+
+def live_oid(server: URL, settings: Settings, name: str) -> int | None:
+    engine = make_engine(server, settings, purpose="restore")
+    try:
+        with open_connection(engine) as connection:
+            oid = connection.execute(DATABASE_OID, {"name": name}).scalar()
+    finally:
+        engine.dispose()
+    return None if oid is None else int(oid)

@@ -206,7 +206,6 @@ def test_the_deploy_pipeline_reads_the_exit_code_of_migrate_and_seed(seeded_url:
     assert "Failed" in failing.stdout + failing.stderr
 
 
-
 def _start_restore(page: Any, stack: Stack, target: str) -> None:
     """The operator's form: target and its confirmation; backup latest, swap and approval as given."""
     from playwright.sync_api import expect

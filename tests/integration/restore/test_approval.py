@@ -31,6 +31,7 @@ from tasks.postgres.embedded import EmbeddedServer
 from tasks.postgres.guard import guard_key
 from tasks.restore.leftovers import sweep
 from tasks.storage import ObjectStore
+from tests.helpers import wait_for
 from tests.integration.conftest import (
     REPO_ROOT,
     admin_connection,
@@ -118,13 +119,6 @@ def events_about(database: str) -> list[str]:
             limit=50,
         )
     return [event.event for event in page.events]
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@ started elsewhere, runs at once against another database, and names the holder w
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 from sqlalchemy.engine import URL
@@ -15,6 +13,7 @@ from models.settings import Settings
 from tasks.postgres.embedded import EmbeddedServer
 from tasks.postgres.guard import guard_key
 from tasks.storage import ObjectStore
+from tests.helpers import wait_for
 from tests.integration.conftest import admin_connection, connect, run_cli, spawn_cli
 from tests.integration.restore.conftest import count, databases
 
@@ -31,13 +30,6 @@ def guard_sessions(server: EmbeddedServer, database: str, *, granted: bool) -> l
             (unsigned >> 32, unsigned & 0xFFFF_FFFF, granted),
         ).fetchall()
     return [str(row[0]) for row in rows]
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 @pytest.fixture
