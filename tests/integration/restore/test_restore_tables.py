@@ -50,7 +50,9 @@ def backed_up(managed: ManagedDatabase) -> BackupManifest:
 
 
 def restore_tables(managed: ManagedDatabase, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("restore-tables", *arguments, env=managed.env)
+    """``dbops restore-tables``, as a script runs it: a merge says --yes, since nobody is asked."""
+    unasked = ["--yes"] if "--merge" in arguments else []
+    return run_cli("restore-tables", *arguments, *unasked, env=managed.env)
 
 
 def restored(managed: ManagedDatabase, *arguments: str) -> TableRestoreResult:
@@ -428,6 +430,7 @@ def test_a_merge_waits_for_another_job_on_the_database_and_gives_up_touching_not
             "--into-schema",
             "waited",
             "--merge",
+            "--yes",
             env=managed.env | {"DBOPS_MAINTENANCE_WAIT_TIMEOUT_SECONDS": "1"},
         )
 
@@ -549,7 +552,7 @@ def test_the_flow_merges_only_what_an_operator_approves(
         connection.execute("UPDATE users SET first_name = 'Changed' WHERE role = 'STUDENT'")
     before = live_state(managed.url)
 
-    rejected = run_answered("rejected", {"decision": "reject", "note": "wrong backup"})
+    rejected = run_answered("rejected", {"approve": False, "note": "wrong backup"})
 
     assert rejected.is_cancelled(), rejected.message
     assert "not merged" in str(rejected.message)
@@ -566,7 +569,7 @@ def test_the_flow_merges_only_what_an_operator_approves(
     assert live_state(managed.url) == before
     assert "unanswered" in schemas(managed.url)
 
-    approved = run_answered("approved", {"decision": "approve"})
+    approved = run_answered("approved", {"approve": True})
 
     assert approved.is_completed(), approved.message
     result = approved.result()
@@ -575,3 +578,19 @@ def test_the_flow_merges_only_what_an_operator_approves(
     assert result.tables[0].merged is not None
     assert result.tables[0].merged.replaced == students
     assert scalar(managed.url, "SELECT count(*) FROM users WHERE first_name = 'Changed'") == 0
+
+
+@pytest.mark.usefixtures("backed_up")
+def test_a_merge_without_a_terminal_needs_yes_and_touches_nothing(managed: ManagedDatabase) -> None:
+    before, schemas_before = live_state(managed.url), schemas(managed.url)
+
+    result = run_cli(
+        "restore-tables", "--table", "courses", "--into-schema", "unasked", "--merge", env=managed.env
+    )
+
+    assert result.returncode == 2
+    assert one_line_error(result).startswith(
+        "dbops: error: dbops restore-tables --merge without a terminal needs --yes; nothing was done"
+    )
+    assert live_state(managed.url) == before
+    assert schemas(managed.url) == schemas_before
