@@ -34,7 +34,14 @@ from models.backup import BackupManifest
 from models.table_restore import TableRestoreResult
 from tasks.postgres.embedded import EmbeddedServer
 from tasks.postgres.guard import guard_key
-from tests.integration.conftest import ManagedDatabase, connect, flow_run_artifacts, run_cli
+from tests.integration.conftest import (
+    ManagedDatabase,
+    cli_command,
+    connect,
+    flow_run_artifacts,
+    on_a_terminal,
+    run_cli,
+)
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
@@ -523,7 +530,7 @@ def active_maintenance_slots() -> int:
         return int(client.read_global_concurrency_limit_by_name(MAINTENANCE_LIMIT).active_slots)
 
 
-def run_answered(schema: str, answer: dict[str, str] | None) -> State[Any]:
+def run_answered(schema: str, answer: dict[str, object] | None) -> State[Any]:
     """Run the flow with approval, answer its pause with *answer* (None: let it time out)."""
     states: list[State[Any]] = []
     running = threading.Thread(
@@ -594,3 +601,26 @@ def test_a_merge_without_a_terminal_needs_yes_and_touches_nothing(managed: Manag
     )
     assert live_state(managed.url) == before
     assert schemas(managed.url) == schemas_before
+
+
+@pytest.mark.usefixtures("backed_up")
+def test_a_merge_on_a_terminal_waits_for_the_database_name(managed: ManagedDatabase) -> None:
+    with connect(managed.url) as connection:
+        connection.execute("DELETE FROM applications WHERE status = 'SUBMITTED'")
+    before = live_state(managed.url)
+    database = str(managed.url.database)
+    merge = [*cli_command("restore-tables", "--table", "applications", "--merge"), "--into-schema"]
+
+    declined = on_a_terminal([*merge, "declined"], managed.env, typed="no\n", asks="to merge these rows")
+
+    assert declined.returncode == 1, declined.output
+    assert f"nothing was merged into {database}" in declined.output
+    assert live_state(managed.url) == before
+
+    accepted = on_a_terminal(
+        [*merge, "accepted"], managed.env, typed=f"{database}\n", asks="to merge these rows"
+    )
+
+    assert accepted.returncode == 0, accepted.output
+    assert "merged in one transaction" in accepted.output
+    assert live_state(managed.url) != before
