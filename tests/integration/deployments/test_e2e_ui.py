@@ -220,9 +220,9 @@ def _start_restore(page: Any, stack: Stack, target: str) -> None:
     fields.nth(1).fill(target)
     run_name = page.locator("input").first.input_value()
     page.get_by_role("button", name="Submit").click()
-    page.wait_for_url("**?tab=Runs", timeout=30_000)
+    page.wait_for_url("**?tab=Runs", timeout=90_000)
     page.get_by_role("link", name=run_name, exact=True).first.click()
-    page.wait_for_url("**/runs/flow-run/**", timeout=30_000)
+    page.wait_for_url("**/runs/flow-run/**", timeout=90_000)
 
 
 def _answer(page: Any, decision: str, screenshot: Path | None) -> None:
