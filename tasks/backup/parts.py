@@ -152,7 +152,9 @@ def _specs(plan: BackupPlan, backup_id: str, settings: Settings) -> list[_PartSp
     compression, encrypted = settings.backup_compression, bool(settings.backup_age_recipients)
     names = ["pre-data", *(f"data-{index}" for index in range(1, len(plan.groups) + 1)), "post-data"]
     keys = [part_key(backup_id, index, name, compression, encrypted) for index, name in enumerate(names, 1)]
-    specs = [_PartSpec("pre-data", PartKind.PRE_DATA, keys[0], ["--section=pre-data"])]
+    # -B: the large objects' metadata goes with their data, in the one data part that takes them
+    # (pg_restore before 17 counts a BLOB entry as data, so pre-data and that part would both create it).
+    specs = [_PartSpec("pre-data", PartKind.PRE_DATA, keys[0], ["--section=pre-data", "-B"])]
     for index, group in enumerate(plan.groups, 1):
         selection = ["--data-only", "--strict-names", *(["-b"] if group.large_objects else [])]
         for pattern in group.patterns():
