@@ -3,15 +3,17 @@ back into the live tables."""
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from flows.events import tables_merged
+from models.errors import ConfigurationError, RestoreRejectedError
 from models.settings import load_settings
 from models.table_restore import TableRestoreRequest, TableRestoreResult
-from tasks.restore.tables import restore_tables
+from tasks.restore.tables import merge_into_live, restore_into_schema, restore_tables
 from tasks.storage import open_store
 
 
@@ -52,9 +54,23 @@ def restore_tables_command(
         typer.Option("--from-database", metavar="NAME", help="Read a backup of database NAME instead."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="Merge without asking: needed for --merge without a terminal."),
+    ] = False,
 ) -> None:
-    """Restore chosen tables' rows from a backup into a new schema; --merge inserts the missing ones."""
+    """Restore chosen tables' rows from a backup into a new schema; --merge inserts the missing ones.
+
+    With --merge on a terminal, the report of what the merge would do comes first, and the merge
+    waits for the live database's name to be typed, as ``dbops restore`` does.
+    """
     settings = load_settings()
+    asking = merge and not yes
+    if asking and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ConfigurationError(
+            "dbops restore-tables --merge without a terminal needs --yes; nothing was done",
+            hint="on a terminal it shows what the merge would do and asks; a script must say --yes",
+        )
     request = TableRestoreRequest(
         backup_id=backup,
         tables=tables,
@@ -64,7 +80,24 @@ def restore_tables_command(
         replace=replace,
         from_database=from_database,
     )
-    result = restore_tables(settings, open_store(settings), request)
+    if asking:
+        result = restore_into_schema(settings, open_store(settings), request)
+        for line in summary(result):
+            typer.echo(line)
+        answer = typer.prompt(
+            f"type {result.database} to merge these rows into it (anything else merges nothing)",
+            default="",
+            show_default=False,
+        )
+        if answer.strip() != result.database:
+            raise RestoreRejectedError(
+                f"nothing was merged into {result.database}; the restored rows stay in schema "
+                f"{result.schema_name} for inspection",
+                hint=f"run again with --merge, or DROP SCHEMA {result.schema_name} CASCADE when done",
+            )
+        result = merge_into_live(settings, result, replace=replace)
+    else:
+        result = restore_tables(settings, open_store(settings), request)
     if result.merged:
         tables_merged(result.database, result.backup_id, result.merge_counts())
     if as_json:

@@ -94,7 +94,12 @@ def restore(
         validate=validate,
         logger=logger,
     )
-    if approve is not None and not approve(prepared.summary):
+    try:
+        approved = approve is None or approve(prepared.summary)
+    except BaseException:  # Ctrl-C at the question: nobody approved, so the copy goes now
+        discard_restore(prepared)
+        raise
+    if not approved:
         discard_restore(prepared)
         raise RestoreRejectedError(
             f"the restore of {target} from backup {prepared.summary.backup_id} was rejected; "

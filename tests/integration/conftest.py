@@ -7,6 +7,7 @@ against another server version. Each test gets a database of its own on the sess
 from __future__ import annotations
 
 import os
+import pty
 import shutil
 import socket
 import subprocess
@@ -342,3 +343,36 @@ def managed(pg_server: EmbeddedServer, tmp_path: Path) -> Iterator[ManagedDataba
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.execute(f"DROP OWNED BY {role}")
         connection.execute(f"DROP ROLE {role}")
+
+
+class Terminal:
+    def __init__(self, returncode: int, output: str) -> None:
+        self.returncode, self.output = returncode, output
+
+
+def on_a_terminal(
+    command: list[str], env: dict[str, str], typed: str, asks: str = "to replace it with this copy"
+) -> Terminal:
+    """Run *command* with a pseudo-terminal for stdin and stdout, typing *typed* once it *asks*."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        command, env=env, cwd=REPO_ROOT, stdin=follower, stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    output = b""
+    answered = False
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal: it has ended
+            break
+        if not chunk:
+            break
+        output += chunk
+        if not answered and asks.encode() in output:
+            os.write(leader, typed.encode())
+            answered = True
+        assert time.monotonic() < deadline, output.decode(errors="replace")
+    os.close(leader)
+    return Terminal(process.wait(timeout=60), output.decode(errors="replace"))

@@ -4,9 +4,6 @@ should. The CLI asks on a terminal and needs --yes without one."""
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
 import threading
 import time
 import uuid
@@ -33,10 +30,10 @@ from tasks.restore.leftovers import sweep
 from tasks.storage import ObjectStore
 from tests.helpers import wait_for
 from tests.integration.conftest import (
-    REPO_ROOT,
     admin_connection,
     cli_command,
     connect,
+    on_a_terminal,
     point_flows_at,
     run_cli,
 )
@@ -285,34 +282,3 @@ def test_the_cli_needs_yes_without_a_terminal_and_asks_on_one(
     right = on_a_terminal(cli_command(*restore), environment, typed=f"{target}\n")
     assert right.returncode == 0, right.output
     assert count(seeded_url, "applications") == manifest.row_counts["applications"]
-
-
-class Terminal:
-    def __init__(self, returncode: int, output: str) -> None:
-        self.returncode, self.output = returncode, output
-
-
-def on_a_terminal(command: list[str], env: dict[str, str], typed: str) -> Terminal:
-    """Run *command* with a pseudo-terminal for stdin and stdout, typing *typed* once it asks."""
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        command, env=env, cwd=REPO_ROOT, stdin=follower, stdout=follower, stderr=follower
-    )
-    os.close(follower)
-    output = b""
-    answered = False
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the child closed the terminal: it has ended
-            break
-        if not chunk:
-            break
-        output += chunk
-        if not answered and b"to replace it with this copy" in output:
-            os.write(leader, typed.encode())
-            answered = True
-        assert time.monotonic() < deadline, output.decode(errors="replace")
-    os.close(leader)
-    return Terminal(process.wait(timeout=60), output.decode(errors="replace"))

@@ -34,7 +34,14 @@ from models.backup import BackupManifest
 from models.table_restore import TableRestoreResult
 from tasks.postgres.embedded import EmbeddedServer
 from tasks.postgres.guard import guard_key
-from tests.integration.conftest import ManagedDatabase, connect, flow_run_artifacts, run_cli
+from tests.integration.conftest import (
+    ManagedDatabase,
+    cli_command,
+    connect,
+    flow_run_artifacts,
+    on_a_terminal,
+    run_cli,
+)
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
@@ -50,7 +57,9 @@ def backed_up(managed: ManagedDatabase) -> BackupManifest:
 
 
 def restore_tables(managed: ManagedDatabase, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("restore-tables", *arguments, env=managed.env)
+    """``dbops restore-tables``, as a script runs it: a merge says --yes, since nobody is asked."""
+    unasked = ["--yes"] if "--merge" in arguments else []
+    return run_cli("restore-tables", *arguments, *unasked, env=managed.env)
 
 
 def restored(managed: ManagedDatabase, *arguments: str) -> TableRestoreResult:
@@ -428,6 +437,7 @@ def test_a_merge_waits_for_another_job_on_the_database_and_gives_up_touching_not
             "--into-schema",
             "waited",
             "--merge",
+            "--yes",
             env=managed.env | {"DBOPS_MAINTENANCE_WAIT_TIMEOUT_SECONDS": "1"},
         )
 
@@ -520,7 +530,7 @@ def active_maintenance_slots() -> int:
         return int(client.read_global_concurrency_limit_by_name(MAINTENANCE_LIMIT).active_slots)
 
 
-def run_answered(schema: str, answer: dict[str, str] | None) -> State[Any]:
+def run_answered(schema: str, answer: dict[str, object] | None) -> State[Any]:
     """Run the flow with approval, answer its pause with *answer* (None: let it time out)."""
     states: list[State[Any]] = []
     running = threading.Thread(
@@ -549,7 +559,7 @@ def test_the_flow_merges_only_what_an_operator_approves(
         connection.execute("UPDATE users SET first_name = 'Changed' WHERE role = 'STUDENT'")
     before = live_state(managed.url)
 
-    rejected = run_answered("rejected", {"decision": "reject", "note": "wrong backup"})
+    rejected = run_answered("rejected", {"approve": False, "note": "wrong backup"})
 
     assert rejected.is_cancelled(), rejected.message
     assert "not merged" in str(rejected.message)
@@ -566,7 +576,7 @@ def test_the_flow_merges_only_what_an_operator_approves(
     assert live_state(managed.url) == before
     assert "unanswered" in schemas(managed.url)
 
-    approved = run_answered("approved", {"decision": "approve"})
+    approved = run_answered("approved", {"approve": True})
 
     assert approved.is_completed(), approved.message
     result = approved.result()
@@ -575,3 +585,42 @@ def test_the_flow_merges_only_what_an_operator_approves(
     assert result.tables[0].merged is not None
     assert result.tables[0].merged.replaced == students
     assert scalar(managed.url, "SELECT count(*) FROM users WHERE first_name = 'Changed'") == 0
+
+
+@pytest.mark.usefixtures("backed_up")
+def test_a_merge_without_a_terminal_needs_yes_and_touches_nothing(managed: ManagedDatabase) -> None:
+    before, schemas_before = live_state(managed.url), schemas(managed.url)
+
+    result = run_cli(
+        "restore-tables", "--table", "courses", "--into-schema", "unasked", "--merge", env=managed.env
+    )
+
+    assert result.returncode == 2
+    assert one_line_error(result).startswith(
+        "dbops: error: dbops restore-tables --merge without a terminal needs --yes; nothing was done"
+    )
+    assert live_state(managed.url) == before
+    assert schemas(managed.url) == schemas_before
+
+
+@pytest.mark.usefixtures("backed_up")
+def test_a_merge_on_a_terminal_waits_for_the_database_name(managed: ManagedDatabase) -> None:
+    with connect(managed.url) as connection:
+        connection.execute("DELETE FROM applications WHERE status = 'SUBMITTED'")
+    before = live_state(managed.url)
+    database = str(managed.url.database)
+    merge = [*cli_command("restore-tables", "--table", "applications", "--merge"), "--into-schema"]
+
+    declined = on_a_terminal([*merge, "declined"], managed.env, typed="no\n", asks="to merge these rows")
+
+    assert declined.returncode == 1, declined.output
+    assert f"nothing was merged into {database}" in declined.output
+    assert live_state(managed.url) == before
+
+    accepted = on_a_terminal(
+        [*merge, "accepted"], managed.env, typed=f"{database}\n", asks="to merge these rows"
+    )
+
+    assert accepted.returncode == 0, accepted.output
+    assert "merged in one transaction" in accepted.output
+    assert live_state(managed.url) != before
