@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -123,20 +123,8 @@ def with_row_counts(parts: list[BackupPart], counted: dict[str, int]) -> list[Ba
     ]
 
 
-class StreamDump(Protocol):
-    def __call__(
-        self,
-        job: DumpJob,
-        key: str,
-        selection: list[str],
-        part: str,
-        progress: Progress,
-        on_progress: Callable[[Progress], None],
-        *,
-        expected_size: int | None = None,
-        require_data: bool = True,
-        keep_going: Callable[[], None] | None = None,
-    ) -> StreamedDump: ...
+#: :func:`tasks.backup.dump.stream_dump`, passed in: that module imports this one.
+StreamDump = Callable[..., "StreamedDump"]
 
 
 @dataclass(frozen=True)
