@@ -51,6 +51,8 @@ def backup_task(database_url: SecretStr | None) -> BackupRun:
         last[0] = now
         share = min(100.0, 100.0 * progress.dump_bytes / progress.estimated_bytes)
         description = f"{progress.dump_bytes / 1e6:,.0f} MB at {progress.throughput / 1e6:,.1f} MB/s"
+        if parts := progress.describe_parts():
+            description += f"; {parts}"
         publish("progress", lambda: update_progress_artifact(cast(UUID, artifact_id), share, description))
 
     run = back_up(url, settings, store, logger=logger, on_progress=report)

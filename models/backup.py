@@ -6,6 +6,7 @@ last, ``manifest.json``. A backup id sorts by time, so listings sort newest-firs
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -94,6 +95,12 @@ def dump_key(backup_id: str, compression: Compression, encrypted: bool) -> str:
     return f"{backup_folder(backup_id)}/dump.pgcustom{compression.suffix}{'.age' if encrypted else ''}"
 
 
+def part_key(backup_id: str, index: int, name: str, compression: Compression, encrypted: bool) -> str:
+    """One part of a multi-part backup, numbered in restore order: ``part-01-pre-data.pgcustom.zst``."""
+    suffix = f"{compression.suffix}{'.age' if encrypted else ''}"
+    return f"{backup_folder(backup_id)}/part-{index:02d}-{name}.pgcustom{suffix}"
+
+
 def manifest_key(backup_id: str) -> str:
     return f"{backup_folder(backup_id)}/{MANIFEST_NAME}"
 
@@ -138,8 +145,44 @@ class BackupPin(BaseModel):
     pinned_at: datetime
 
 
+class PartKind(StrEnum):
+    """What a stored object of a backup holds, as ``pg_dump --section`` divides a database."""
+
+    WHOLE = "whole"
+    PRE_DATA = "pre-data"
+    DATA = "data"
+    POST_DATA = "post-data"
+
+
+class BackupPart(BaseModel):
+    """One stored object of a backup: a custom-format archive of one section, or of one group of tables'
+    data, each written by its own pg_dump from the backup's one snapshot."""
+
+    name: str = Field(
+        description="``pre-data``, ``data-1`` ... ``data-N``, ``post-data``; ``dump`` for a whole one."
+    )
+    kind: PartKind
+    object_key: str
+    stored_bytes: int
+    dump_bytes: int
+    sha256: str = Field(description="Of the stored object, as it is in the store.")
+    tables: list[str] = Field(default_factory=list, description="Qualified names whose rows the part holds.")
+    sequences: list[str] = Field(
+        default_factory=list, description="Qualified sequences whose values it sets."
+    )
+    large_objects: bool = False
+    row_counts: dict[str, int] = Field(
+        default_factory=dict, description="By qualified name, in the snapshot."
+    )
+
+
 class BackupManifest(BaseModel):
-    """Written last, beside the dump: a backup without one is incomplete and never restorable."""
+    """Written last, beside the dump: a backup without one is incomplete and never restorable.
+
+    Format 1 holds one object (``object_key``, ``sha256``). Format 2 holds ``parts``: pre-data, the
+    data of the tables in groups, post-data; there the sizes are the parts' sums, and ``object_key``
+    and ``sha256`` describe the set (:func:`parts_digest`).
+    """
 
     format_version: int = 1
     backup_id: str
@@ -151,15 +194,41 @@ class BackupManifest(BaseModel):
     compression: Compression
     compression_level: int
     encrypted_for: list[str] = Field(default_factory=list, description="Fingerprints of the age recipients.")
-    object_key: str
+    object_key: str = Field(description="The one object; for a multi-part backup, the folder of its parts.")
     stored_bytes: int
     dump_bytes: int = Field(description="Size of the pg_dump output before compression and encryption.")
-    sha256: str = Field(description="Of the stored object, as it is in the store.")
+    sha256: str = Field(
+        description="Of the one stored object; for a multi-part backup, of its parts' ``name sha256`` lines."
+    )
+    parts: list[BackupPart] = Field(default_factory=list, description="Empty for a single-object backup.")
     started_at: datetime
     finished_at: datetime
     duration_seconds: float
     alembic_revision: str | None
     row_counts: dict[str, int]
+
+
+def stored_parts(manifest: BackupManifest) -> list[BackupPart]:
+    """The backup's stored objects in restore order; a single-object backup is one ``whole`` part."""
+    if manifest.parts:
+        return manifest.parts
+    return [
+        BackupPart(
+            name="dump",
+            kind=PartKind.WHOLE,
+            object_key=manifest.object_key,
+            stored_bytes=manifest.stored_bytes,
+            dump_bytes=manifest.dump_bytes,
+            sha256=manifest.sha256,
+            row_counts=dict(manifest.row_counts),
+        )
+    ]
+
+
+def parts_digest(parts: list[BackupPart]) -> str:
+    """One sha256 for a set of parts: over their ``name sha256`` lines, in order."""
+    lines = "".join(f"{part.name} {part.sha256}\n" for part in parts)
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def source_of(manifest: BackupManifest) -> BackupSource:

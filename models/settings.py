@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     backup_compression_threads: int = Field(
         default=-1, ge=-1, description="zstd worker threads; -1 uses every core, 0 compresses in-line."
     )
+    backup_parallelism: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="pg_dump processes dumping table data at once, each into a part of its own; unset: the "
+        "number of cores, at most the number of large tables; 1 writes one object.",
+    )
     backup_age_recipients: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="age public keys (age1...), comma-separated; empty: no encryption."
     )
@@ -136,6 +143,13 @@ class Settings(BaseSettings):
         "server, database postgres.",
     )
     restore_jobs: int = Field(default=2, ge=1, le=64, description="pg_restore --jobs for restores.")
+    restore_parallelism: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Data parts of a multi-part backup restored at once, each streamed into its own "
+        "pg_restore; unset: the number of cores.",
+    )
     stale_after_minutes: float = Field(
         default=60.0,
         ge=0,

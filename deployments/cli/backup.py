@@ -154,6 +154,7 @@ def _progress_printer() -> Callable[[Progress], None]:
         sys.stderr.write(
             f"\r[{bar:<30}] {progress.dump_bytes / 1e6:,.0f} of ~{progress.estimated_bytes / 1e6:,.0f} MB "
             f"at {progress.throughput / 1e6:,.1f} MB/s"
+            + (f" ({parts})" if (parts := progress.describe_parts()) else "")
         )
         sys.stderr.flush()
 

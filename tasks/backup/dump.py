@@ -23,18 +23,27 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import OperationalError
 
-from models.backup import BackupManifest, BackupSource, dump_key, manifest_key, new_backup_id
+from models.backup import (
+    BackupManifest,
+    BackupSource,
+    backup_folder,
+    dump_key,
+    manifest_key,
+    new_backup_id,
+    parts_digest,
+)
 from models.database_url import describe
 from models.errors import BackupError, CommandError, DatabaseUnavailableError
 from models.retention import ObjectLock
 from models.settings import Settings
 from tasks.backup.catalog import remove_incomplete
+from tasks.backup.parts import count_tables, dump_parts, read_plan, with_row_counts
 from tasks.backup.streams import CheckedSource, Hashing, compress, encrypt
 from tasks.backup.toc import DumpCheck
 from tasks.postgres.binaries import Program, matching_program, search_path
@@ -48,6 +57,7 @@ if TYPE_CHECKING:
     import psycopg
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 _LOCK_NOT_AVAILABLE = "55P03"
 
 DATABASE_SIZE = text("SELECT pg_database_size(current_database())")
@@ -58,16 +68,32 @@ TABLES_IN_SCHEMA = text("""
 
 @dataclass
 class Progress:
-    """Bytes of the dump so far, against the database size estimate; read by progress reporters."""
+    """Bytes of the dump so far, in all and per part, against the database size estimate; read by
+    progress reporters. Parts stream from several threads at once, hence the lock."""
 
     estimated_bytes: int
     dump_bytes: int = 0
     started: float = field(default_factory=time.monotonic)
+    parts: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def throughput(self) -> float:
         elapsed = time.monotonic() - self.started
         return self.dump_bytes / elapsed if elapsed > 0 else 0.0
+
+    def add(self, part: str, size: int) -> None:
+        with self._lock:
+            self.dump_bytes += size
+            self.parts[part] = self.parts.get(part, 0) + size
+
+    def describe_parts(self) -> str:
+        """``data-1 120 MB, data-2 98 MB, ...`` for a multi-part backup; empty for one object."""
+        if len(self.parts) < 2:
+            return ""
+        with self._lock:
+            shown = dict(self.parts)
+        return ", ".join(f"{name} {size / 1e6:,.0f} MB" for name, size in shown.items())
 
 
 @dataclass(frozen=True)
@@ -105,12 +131,13 @@ def backup(
     backup_id = new_backup_id(started_at, secrets.token_hex(3))
     if lock is not None:
         log.info(
-            "backup %s: dump and manifest locked (%s) until %s",
+            "backup %s: every object and the manifest locked (%s) until %s",
             backup_id,
             lock.mode.value,
             lock.retain_until.isoformat(timespec="seconds"),
         )
-    key = dump_key(backup_id, settings.backup_compression, encrypted=bool(settings.backup_age_recipients))
+    encrypted = bool(settings.backup_age_recipients)
+    key = dump_key(backup_id, settings.backup_compression, encrypted=encrypted)
     with open_connection(
         make_engine(url, settings, purpose="backup snapshot", server_settings=_snapshot_session(settings))
     ) as snapshot_holder:
@@ -137,7 +164,43 @@ def backup(
         log.info("backup %s of %s with %s (%s)", backup_id, describe(url), pg_dump.path, pg_dump.version)
         job = DumpJob(url, settings, store, key, snapshot, pg_dump, pg_restore, log, lock)
         progress = Progress(estimated_bytes=int(estimate))
-        uploaded, (row_counts, revision) = _dump_while_counting(job, progress, on_progress, snapshot_holder)
+        plan = read_plan(snapshot_holder, settings)
+        fields: dict[str, Any]
+        if plan is None:
+            uploaded, (row_counts, revision) = dump_while_counting(
+                job,
+                1,
+                lambda report: stream_dump(job, key, [], "dump", progress, report),
+                on_progress,
+                snapshot_holder,
+                lambda connection: count_rows(connection),
+            )
+            fields = {
+                "object_key": key,
+                "stored_bytes": uploaded.stored.bytes,
+                "dump_bytes": uploaded.dump_bytes,
+                "sha256": uploaded.stored.sha256.hexdigest(),
+            }
+        else:
+            log.info("backup %s: %d data parts of %d tables", backup_id, len(plan.groups), len(plan.tables))
+            parts, (counted, revision) = dump_while_counting(
+                job,
+                len(plan.groups) + 2,
+                lambda report: dump_parts(job, plan, backup_id, progress, report, stream_dump),
+                on_progress,
+                snapshot_holder,
+                lambda connection: count_tables(connection, plan.tables),
+            )
+            parts = with_row_counts(parts, counted)
+            row_counts = plan.current_schema_counts(counted)
+            fields = {
+                "format_version": 2,
+                "parts": parts,
+                "object_key": backup_folder(backup_id) + "/",
+                "sha256": parts_digest(parts),
+                "stored_bytes": sum(part.stored_bytes for part in parts),
+                "dump_bytes": sum(part.dump_bytes for part in parts),
+            }
         snapshot_holder.rollback()
     finished_at = datetime.now(UTC)
     manifest = BackupManifest(
@@ -149,18 +212,20 @@ def backup(
         compression=settings.backup_compression,
         compression_level=settings.backup_compression_level,
         encrypted_for=[recipient_fingerprint(recipient) for recipient in settings.backup_age_recipients],
-        object_key=key,
-        stored_bytes=uploaded.bytes,
-        dump_bytes=progress.dump_bytes,
-        sha256=uploaded.sha256.hexdigest(),
         started_at=started_at,
         finished_at=finished_at,
         duration_seconds=round((finished_at - started_at).total_seconds(), 3),
         alembic_revision=revision,
         row_counts=row_counts,
+        **fields,
     )
     store.put_bytes(manifest_key(backup_id), manifest.model_dump_json(indent=2).encode(), lock=lock)
-    log.info("backup %s complete: %d bytes stored, sha256 %s", backup_id, uploaded.bytes, manifest.sha256)
+    log.info(
+        "backup %s complete: %d bytes stored in %d object(s)",
+        backup_id,
+        manifest.stored_bytes,
+        len(manifest.parts) or 1,
+    )
     return manifest
 
 
@@ -174,40 +239,46 @@ def _snapshot_session(settings: Settings) -> dict[str, str]:
     }
 
 
-def _dump_while_counting(
+def dump_while_counting(
     job: DumpJob,
-    progress: Progress,
+    producers: int,
+    dump: Callable[[Callable[[Progress], None]], T],
     on_progress: Callable[[Progress], None] | None,
     snapshot_holder: Connection,
-) -> tuple[Hashing, tuple[dict[str, int], str | None]]:
-    """Stream the dump and, on the snapshot holder's connection meanwhile, count every table's rows.
+    count: Callable[[Connection], dict[str, int]],
+) -> tuple[T, tuple[dict[str, int], str | None]]:
+    """Run *dump* and, on the snapshot holder's connection meanwhile, *count* every table's rows.
 
     The counts run in the exported snapshot, so they are exactly the dump's rows, at no cost to the
-    backup's duration. They start once pg_dump has produced output, i.e. has imported the snapshot:
-    an error in the holder's transaction before that would invalidate it under pg_dump's feet.
+    backup's duration. They start once each of the *producers* (pg_dump processes) has produced
+    output, i.e. has imported the snapshot: an error in the holder's transaction before that would
+    invalidate it under a pg_dump's feet.
     """
     dump_running, dump_failed = threading.Event(), threading.Event()
+    started: set[int] = set()
 
     def count_in_snapshot() -> tuple[dict[str, int], str | None]:
         dump_running.wait()
         if dump_failed.is_set():
             return {}, None
         try:
-            return count_rows(snapshot_holder), _alembic_revision(snapshot_holder)
+            return count(snapshot_holder), _alembic_revision(snapshot_holder)
         except OperationalError as error:
             if getattr(error.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
                 raise
             raise _lock_wait_error(job, "counting the rows of", None) from None
 
     def report(current: Progress) -> None:
-        dump_running.set()
+        started.add(threading.get_ident())
+        if len(started) >= producers:
+            dump_running.set()
         if on_progress is not None:
             on_progress(current)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-counts") as counter:
         counted = counter.submit(count_in_snapshot)
         try:
-            uploaded = _stream_dump(job, progress, report)
+            uploaded = dump(report)
         except BaseException:
             dump_failed.set()
             raise
@@ -216,16 +287,41 @@ def _dump_while_counting(
         return uploaded, counted.result()
 
 
-def _stream_dump(job: DumpJob, progress: Progress, on_progress: Callable[[Progress], None]) -> Hashing:
+@dataclass(frozen=True)
+class StreamedDump:
+    """One pg_dump's output as it was stored: the stored bytes' hash and size, pg_dump's own size, and
+    its table of contents."""
+
+    stored: Hashing
+    dump_bytes: int
+    listing: str
+
+
+def stream_dump(
+    job: DumpJob,
+    key: str,
+    selection: list[str],
+    part: str,
+    progress: Progress,
+    on_progress: Callable[[Progress], None],
+    *,
+    expected_size: int | None = None,
+    require_data: bool = True,
+    keep_going: Callable[[], None] | None = None,
+) -> StreamedDump:
+    """pg_dump (with *selection*: a section, or table patterns) streamed into *key* through compression,
+    encryption and hashing. *keep_going* is asked at every chunk and raises to stop the dump."""
     url, settings = job.url, job.settings
     arguments = [
         "--format=custom",
         "--compress=0",
         f"--snapshot={job.snapshot}",
         f"--lock-wait-timeout={int(settings.lock_wait_timeout_seconds * 1000)}",
+        *selection,
         "--dbname",
         conninfo(url, purpose="backup dump"),
     ]
+    dump_bytes = 0
     with (
         child_environment(url) as environment,
         PgProcess(
@@ -239,7 +335,11 @@ def _stream_dump(job: DumpJob, progress: Progress, on_progress: Callable[[Progre
     ):
 
         def seen(chunk: bytes) -> None:
-            progress.dump_bytes += len(chunk)
+            nonlocal dump_bytes
+            if keep_going is not None:
+                keep_going()
+            dump_bytes += len(chunk)
+            progress.add(part, len(chunk))
             dump_check.feed(chunk)
             on_progress(progress)
 
@@ -255,21 +355,21 @@ def _stream_dump(job: DumpJob, progress: Progress, on_progress: Callable[[Progre
         hashed = Hashing(stream)
         try:
             job.store.put_stream(
-                job.key, hashed.buffered(), expected_size=progress.estimated_bytes, lock=job.lock
+                key, hashed.buffered(), expected_size=expected_size or progress.estimated_bytes, lock=job.lock
             )
         except CommandError as error:
             blocked = _blocked_tables(error.stderr_tail)
             if blocked is not None:
                 raise _lock_wait_error(job, "pg_dump of", blocked) from None
             raise BackupError(
-                f"pg_dump of {describe(url)} failed; nothing was stored",
+                f"pg_dump of {describe(url)} ({part}) failed; nothing was stored",
                 detail=error.detail,
                 hint="see the pg_dump messages above; the next run retries from scratch",
             ) from None
-        dump_check.verify()
-    if progress.dump_bytes == 0 or hashed.bytes == 0:
+        dump_check.verify(require_data=require_data)
+    if dump_bytes == 0 or hashed.bytes == 0:
         raise BackupError(f"the dump of {describe(url)} is empty", hint="check the pg_dump messages")
-    return hashed
+    return StreamedDump(hashed, dump_bytes, dump_check.listing)
 
 
 def _blocked_tables(pg_dump_messages: str) -> list[str] | None:

@@ -59,7 +59,14 @@ class DumpCheck:
             with contextlib.suppress(BrokenPipeError):
                 self._process.stdin.close()
 
-    def verify(self) -> None:
+    @property
+    def listing(self) -> str:
+        """What pg_restore listed; complete once :meth:`verify` has returned."""
+        return self._listing.decode("utf-8", "replace")
+
+    def verify(self, *, require_data: bool = True) -> None:
+        """Fail unless pg_restore read the dump, and (with *require_data*, as for every dump but a
+        schema-only part) found table data in it."""
         self._close_input()
         try:
             self._process.finish(timeout_seconds=300)
@@ -68,7 +75,7 @@ class DumpCheck:
                 "pg_restore cannot read the dump", detail=error.detail, hint="nothing was kept"
             ) from None
         self._reader.join(timeout=30)
-        if b" TABLE DATA " not in self._listing:
+        if require_data and b" TABLE DATA " not in self._listing:
             raise BackupError(
                 "the dump's table of contents lists no table data, so it would restore no rows",
                 hint="check the database (does it have tables?) and the pg_dump messages above",

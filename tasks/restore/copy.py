@@ -33,7 +33,7 @@ from tasks.postgres.engine import make_engine, open_connection
 from tasks.postgres.libpq import needs_tls
 from tasks.restore.fetch import check_decryptable
 from tasks.restore.leftovers import mark_work_directory
-from tasks.restore.pg_restore import restore_dump
+from tasks.restore.parts import FetchedBackup
 from tasks.restore.target import check_privileges, database_size, server_version_num
 from tasks.schema.migrate import head_revision, migrate, script_directory
 from tasks.seed.upsert import load_seed_document, seed, seed_file_path
@@ -211,7 +211,7 @@ def count_mismatches(expected: dict[str, int], restored: dict[str, int]) -> list
 
 def restore_and_check(
     copy: RestoredCopy,
-    dump: Path,
+    fetched: FetchedBackup,
     url: URL,
     manifest: BackupManifest,
     settings: Settings,
@@ -222,17 +222,9 @@ def restore_and_check(
     log: Logger,
     reseed: bool = False,
 ) -> None:
-    """Restore *dump* into the empty database at *url* and check it, filling in *copy*."""
+    """Restore the *fetched* backup into the empty database at *url* and check it, filling in *copy*."""
     timings = copy.timings
-    timings.restore = restore_dump(
-        dump,
-        url,
-        pg_restore,
-        jobs=settings.restore_jobs,
-        keep_ownership=keep_ownership,
-        timeout_seconds=settings.command_timeout_seconds,
-        logger=log,
-    )
+    timings.restore = fetched.restore(url, pg_restore, settings, keep_ownership=keep_ownership, log=log)
     copy.count_mismatches = count_mismatches(manifest.row_counts, _count(url, settings))
     copy.restored_database_bytes = database_size(url, settings)
     phase = time.monotonic()

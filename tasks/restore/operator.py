@@ -37,8 +37,8 @@ from tasks.restore.copy import (
     vet_backup,
     work_directory,
 )
-from tasks.restore.fetch import fetch_dump
 from tasks.restore.leftovers import sweep
+from tasks.restore.parts import fetch_backup
 from tasks.restore.replacement import (
     RestoreJob,
     build_copy,
@@ -210,9 +210,10 @@ def finish_restore(prepared: PreparedRestore, store: ObjectStore) -> RestoreResu
             job.result.previous_database = swap_in(job, prepared.copy, properties)
         else:
             with work_directory(job.settings, job.run) as directory:
-                fetched = fetch_dump(store, job.manifest, job.settings, directory, logger=job.log)
+                fetched = fetch_backup(store, job.manifest, job.settings, directory, logger=job.log)
+                fetched.verify(job.settings)  # every part sound before the target is dropped
                 job.result.timings.download, job.result.dump_bytes = fetched.seconds, fetched.dump_bytes
-                rebuild_in_place(job, properties, fetched.path)
+                rebuild_in_place(job, properties, fetched)
     result = job.result
     result.timings.total = round(prepared.seconds + time.monotonic() - started, 3)
     job.log.info(

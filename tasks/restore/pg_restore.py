@@ -13,6 +13,20 @@ from tasks.postgres.command import run_pg_program
 from tasks.postgres.libpq import child_environment, conninfo
 
 
+def restore_arguments(target: URL, *, jobs: int | None, keep_ownership: bool) -> list[str]:
+    """pg_restore's arguments for *target*; without *jobs* it reads one archive from standard input.
+
+    ``--exit-on-error`` makes any failed statement fail the restore instead of a warning at the end.
+    A rehearsal passes ``keep_ownership=False``: its server may lack the source's roles.
+    """
+    arguments = ["--dbname", conninfo(target, purpose="pg_restore"), "--exit-on-error"]
+    if jobs is not None:
+        arguments += ["--jobs", str(jobs)]
+    if not keep_ownership:
+        arguments += ["--no-owner", "--no-privileges"]
+    return arguments
+
+
 def restore_dump(
     dump: Path,
     target: URL,
@@ -25,14 +39,9 @@ def restore_dump(
 ) -> float:
     """Restore the custom-format *dump* into the (empty) database at *target*; seconds taken.
 
-    ``--exit-on-error`` makes any failed statement fail the restore instead of a warning at the end.
-    A rehearsal passes ``keep_ownership=False``: its server may lack the source's roles. Past
-    *timeout_seconds* pg_restore is stopped and the restore fails, rather than hold its slot forever.
+    Past *timeout_seconds* pg_restore is stopped and the restore fails, rather than hold its slot forever.
     """
-    arguments = ["--dbname", conninfo(target, purpose="pg_restore"), "--jobs", str(jobs), "--exit-on-error"]
-    if not keep_ownership:
-        arguments += ["--no-owner", "--no-privileges"]
-    arguments.append(str(dump))
+    arguments = [*restore_arguments(target, jobs=jobs, keep_ownership=keep_ownership), str(dump)]
     started = time.monotonic()
     with child_environment(target) as environment:
         run_pg_program(

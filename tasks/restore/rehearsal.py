@@ -29,8 +29,8 @@ from tasks.restore.copy import (
     vet_backup,
     work_directory,
 )
-from tasks.restore.fetch import fetch_dump
 from tasks.restore.leftovers import sweep
+from tasks.restore.parts import fetch_backup
 from tasks.restore.target import (
     CreatedDatabase,
     create_database,
@@ -77,7 +77,7 @@ def rehearse(
         created: CreatedDatabase | None = None
         try:
             with work_directory(settings, run) as directory:
-                fetched = fetch_dump(store, manifest, settings, directory, logger=log)
+                fetched = fetch_backup(store, manifest, settings, directory, logger=log)
                 timings.download, record.dump_bytes = fetched.seconds, fetched.dump_bytes
                 mark = DatabaseMark(
                     kind=MarkKind.SCRATCH, run=run, created=datetime.now(UTC), backup=manifest.backup_id
@@ -86,7 +86,7 @@ def rehearse(
                 record.scratch_database = created.name
                 restore_and_check(
                     record,
-                    fetched.path,
+                    fetched,
                     created.url,
                     manifest,
                     settings,

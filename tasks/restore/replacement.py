@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy.engine import URL, Engine
 
@@ -21,7 +20,7 @@ from models.settings import Settings
 from tasks.postgres.binaries import Program
 from tasks.postgres.engine import make_engine, open_connection, quote_identifier
 from tasks.restore.copy import Logger, Validator, restore_and_check, work_directory
-from tasks.restore.fetch import fetch_dump
+from tasks.restore.parts import FetchedBackup, fetch_backup
 from tasks.restore.properties import (
     DatabaseProperties,
     comment_statement,
@@ -61,7 +60,7 @@ class RestoreJob:
         ).model_copy(update=changes)
 
 
-def fill_and_check(job: RestoreJob, dump: Path, url: URL, *, what: str, hint: str) -> None:
+def fill_and_check(job: RestoreJob, dump: FetchedBackup, url: URL, *, what: str, hint: str) -> None:
     """Restore into the empty database at *url* (owners and grants kept: same server), then check it."""
     restore_and_check(
         job.result,
@@ -101,11 +100,11 @@ def build_copy(job: RestoreJob, store: ObjectStore) -> CreatedDatabase:
     copy = create_database(job.server, job.settings, name, mark=job.mark(), like=properties)
     try:
         with work_directory(job.settings, job.run) as directory:
-            fetched = fetch_dump(store, job.manifest, job.settings, directory, logger=job.log)
+            fetched = fetch_backup(store, job.manifest, job.settings, directory, logger=job.log)
             job.result.timings.download, job.result.dump_bytes = fetched.seconds, fetched.dump_bytes
             fill_and_check(
                 job,
-                fetched.path,
+                fetched,
                 copy.url,
                 what=f"the restored copy {copy.name}",
                 hint="the target was not replaced; look at the backup with dbops rehearse --backup ID --keep",
@@ -157,7 +156,7 @@ def swap_in(job: RestoreJob, copy: CreatedDatabase, properties: DatabaseProperti
     return set_aside
 
 
-def rebuild_in_place(job: RestoreJob, properties: DatabaseProperties | None, dump: Path) -> None:
+def rebuild_in_place(job: RestoreJob, properties: DatabaseProperties | None, dump: FetchedBackup) -> None:
     """Drop the target, then build the copy under another name and give it the target's name only
     once it is restored, migrated and checked: until then no application can connect to a
     half-filled database. A copy that fails its checks is kept, marked, for a person to look at."""

@@ -38,7 +38,7 @@ from typing import IO, Any, cast
 import psycopg
 from psycopg import sql
 
-from models.backup import BackupManifest
+from models.backup import BackupManifest, BackupPart, PartKind, stored_parts
 from models.errors import CommandError, DbopsError, RestoreError, RestoreRefusedError
 from models.settings import Settings
 from tasks.backup.streams import CHUNK, Hashing
@@ -84,12 +84,47 @@ def stage_tables(
     log: Logger,
 ) -> dict[str, StagedTable]:
     """Each of *tables*' rows in the backup, in a temporary table of *connection*'s session, with
-    the stored object proven to be the manifest's; raises (the temporary tables are then the
-    caller's to drop with the session) if it is not, or if the rows cannot be loaded."""
+    every stored object read proven to be the manifest's; raises (the temporary tables are then the
+    caller's to drop with the session) if one is not, or if the rows cannot be loaded.
+
+    A multi-part backup is read only in the data parts that hold the tables, one part after another.
+    """
+    staged: dict[str, StagedTable] = {}
+    for part in stored_parts(manifest):
+        if part.kind is PartKind.WHOLE:
+            chosen = list(tables)
+        else:
+            chosen = [table for table in tables if f"{catalog.schema}.{table}" in part.tables]
+        if chosen:
+            staged |= _stage_part(
+                connection, store, manifest, part, identities, pg_restore, catalog, chosen, settings, log
+            )
+    missing = [table for table in tables if table not in staged]
+    if missing:
+        raise RestoreError(
+            f"backup {manifest.backup_id} holds no rows of {', '.join(missing)} in schema {catalog.schema}",
+            detail="pg_restore found no table data for them",
+            hint="check that the backup is of this database (dbops backups)",
+        )
+    return staged
+
+
+def _stage_part(
+    connection: Connection,
+    store: ObjectStore,
+    manifest: BackupManifest,
+    part: BackupPart,
+    identities: list[object],
+    pg_restore: Program,
+    catalog: LiveCatalog,
+    tables: Sequence[str],
+    settings: Settings,
+    log: Logger,
+) -> dict[str, StagedTable]:
     arguments = ["--data-only", "--file", "-", "--schema", catalog.schema]
     for table in tables:
         arguments += ["--table", table]
-    stored = Hashing(store.open_read(manifest.object_key))
+    stored = Hashing(store.open_read(part.object_key))
     loader = _Loader(connection, catalog, tables, manifest.backup_id)
     failure: BaseException | None = None
     with PgProcess(
@@ -114,17 +149,10 @@ def stage_tables(
     # Leaving the block ended pg_restore if it was still running, so the feeder reads on to the end.
     feeder.join()
     stored.drain()
-    verify_stored(stored, manifest, store)
-    verify_unpacked(manifest, feeder.failure, feeder.bytes)
+    verify_stored(stored, manifest.backup_id, part, store)
+    verify_unpacked(manifest.backup_id, part, feeder.failure, feeder.bytes)
     if failure is not None:
         raise _as_restore_error(failure, manifest.backup_id) from None
-    missing = [table for table in tables if table not in loader.staged]
-    if missing:
-        raise RestoreError(
-            f"backup {manifest.backup_id} holds no rows of {', '.join(missing)} in schema {catalog.schema}",
-            detail="pg_restore found no table data for them",
-            hint="check that the backup is of this database (dbops backups)",
-        )
     log.info(
         "read %s from backup %s (%d bytes stored, %d unpacked; sha256 matches the manifest)",
         ", ".join(f"{staged.table} ({staged.rows} rows)" for staged in loader.staged.values()),
