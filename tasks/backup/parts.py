@@ -49,9 +49,16 @@ _SYSTEM_SCHEMAS = """
         WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid AND e.deptype = 'e'
     )
 """
+#: Sizes from the catalogue's page counts, not pg_table_size(): that one takes a lock on each table, so
+#: a table held by a stuck migration would stop the plan, before pg_dump's own bounded lock wait
+#: could name the holder. The counts are estimates (kept by VACUUM, ANALYZE and CREATE INDEX), which
+#: is all balancing the parts needs.
 PLANNED_TABLES = text(f"""
-    SELECT n.nspname, c.relname, c.oid, pg_table_size(c.oid)
+    SELECT n.nspname, c.relname, c.oid,
+           (greatest(c.relpages, 0) + coalesce(greatest(t.relpages, 0), 0))::bigint
+           * current_setting('block_size')::bigint
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
     WHERE c.relkind = 'r' AND c.relpersistence <> 't' AND {_SYSTEM_SCHEMAS}
     ORDER BY 1, 2
 """)
