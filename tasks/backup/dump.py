@@ -14,7 +14,6 @@ and are never written with a lock.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import threading
@@ -23,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
@@ -31,7 +30,6 @@ from sqlalchemy.exc import OperationalError
 
 from models.backup import (
     BackupManifest,
-    BackupSource,
     backup_folder,
     dump_key,
     manifest_key,
@@ -39,31 +37,36 @@ from models.backup import (
     parts_digest,
 )
 from models.database_url import describe
-from models.errors import BackupError, CommandError, DatabaseUnavailableError
+from models.errors import BackupError, CommandError
 from models.retention import ObjectLock
 from models.settings import Settings
 from tasks.backup.catalog import remove_incomplete
 from tasks.backup.parts import count_tables, dump_parts, read_plan, with_row_counts
+from tasks.backup.source import (
+    TABLES_IN_SCHEMA,
+    alembic_revision,
+    count_rows,
+    read_source,
+    recipient_fingerprint,
+    reported_server_version,
+)
 from tasks.backup.streams import CheckedSource, Hashing, compress, encrypt
 from tasks.backup.toc import DumpCheck
 from tasks.postgres.binaries import Program, matching_program, search_path
 from tasks.postgres.command import PgProcess
-from tasks.postgres.engine import make_engine, open_connection, quote_identifier
+from tasks.postgres.engine import make_engine, open_connection
 from tasks.postgres.libpq import child_environment, conninfo, needs_tls
 from tasks.postgres.locks import exclusive_holders
 from tasks.storage import ObjectStore
 
 if TYPE_CHECKING:
-    import psycopg
+    pass
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 _LOCK_NOT_AVAILABLE = "55P03"
 
 DATABASE_SIZE = text("SELECT pg_database_size(current_database())")
-TABLES_IN_SCHEMA = text("""
-    SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename
-""")
 
 
 @dataclass
@@ -262,7 +265,7 @@ def dump_while_counting(
         if dump_failed.is_set():
             return {}, None
         try:
-            return count(snapshot_holder), _alembic_revision(snapshot_holder)
+            return count(snapshot_holder), alembic_revision(snapshot_holder)
         except OperationalError as error:
             if getattr(error.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
                 raise
@@ -398,54 +401,3 @@ def _lock_wait_error(job: DumpJob, doing: str, tables: list[str] | None) -> Back
         hint="let that session finish (a migration?) and back up again, or end it with "
         "pg_terminate_backend(pid); DBOPS_LOCK_WAIT_TIMEOUT_SECONDS sets how long a backup waits",
     )
-
-
-def count_rows(connection: Connection) -> dict[str, int]:
-    tables = [str(name) for name in connection.execute(TABLES_IN_SCHEMA).scalars()]
-    if not tables:
-        return {}
-    union = " UNION ALL ".join(
-        f"SELECT {index} AS position, count(*) FROM {quote_identifier(name)}"
-        for index, name in enumerate(tables)
-    )
-    counted = {int(row[0]): int(row[1]) for row in connection.execute(text(union))}
-    return {name: int(counted[index]) for index, name in enumerate(tables)}
-
-
-def reported_server_version(connection: Connection) -> tuple[str, int]:
-    """The version the server announced when the session started, and its major number.
-
-    That announcement, not ``SHOW server_version``, is what libpq and so pg_dump compare themselves
-    with, so choosing pg_dump by it matches the check pg_dump is about to make.
-    """
-    info = cast("psycopg.Connection[Any]", connection.connection.driver_connection).info
-    return info.parameter_status("server_version") or str(info.server_version), info.server_version // 10000
-
-
-def database_source(url: URL, settings: Settings) -> BackupSource:
-    """The source *url* would be as a backup's, or just its name where its server cannot be reached
-    (a rehearsal may well run while the production server is down)."""
-    try:
-        with open_connection(make_engine(url, settings, purpose="backup source")) as connection:
-            return read_source(connection)
-    except DatabaseUnavailableError:
-        return BackupSource(database=str(url.database))
-
-
-def read_source(connection: Connection) -> BackupSource:
-    """The database being backed up, identified by its server's system identifier and its name."""
-    row = connection.execute(
-        text("SELECT (SELECT system_identifier::text FROM pg_control_system()), current_database()")
-    ).one()
-    return BackupSource(system_identifier=row[0], database=row[1])
-
-
-def _alembic_revision(connection: Connection) -> str | None:
-    exists = connection.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar_one()
-    if not exists:
-        return None
-    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-
-
-def recipient_fingerprint(recipient: str) -> str:
-    return "sha256:" + hashlib.sha256(recipient.encode()).hexdigest()[:16]

@@ -26,7 +26,7 @@ from models.integrity import IntegrityReport
 from models.rehearsal import CountMismatch, RestoredCopy
 from models.settings import Settings
 from tasks.backup.catalog import backup_keys, complete_backup_ids, list_backups, read_manifest
-from tasks.backup.dump import count_rows
+from tasks.backup.source import count_rows
 from tasks.integrity.runner import validate_integrity
 from tasks.postgres.binaries import Program, pg_restore_for
 from tasks.postgres.engine import make_engine, open_connection

@@ -22,7 +22,7 @@ import zstandard
 from models.backup import BackupManifest, BackupPart, Compression, PartKind, stored_parts
 from models.errors import BackupCorruptError, RestoreError, RestoreRefusedError
 from models.settings import Settings
-from tasks.backup.dump import recipient_fingerprint
+from tasks.backup.source import recipient_fingerprint
 from tasks.backup.streams import CHUNK, Hashing, Produced
 from tasks.storage import ObjectStore
 

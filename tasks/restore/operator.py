@@ -27,7 +27,7 @@ from models.errors import RestoreError, RestoreRefusedError, RestoreRejectedErro
 from models.rehearsal import RestoreMode, RestoreResult, RestoreSummary
 from models.settings import Environment, Settings
 from tasks.backup.catalog import rehearsals
-from tasks.backup.dump import database_source
+from tasks.backup.source import database_source
 from tasks.postgres.engine import database_url, make_engine, open_connection
 from tasks.postgres.guard import maintenance_guard
 from tasks.restore.copy import (

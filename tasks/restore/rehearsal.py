@@ -18,7 +18,7 @@ from models.errors import DbopsError, RestoreError
 from models.marks import DatabaseMark, MarkKind
 from models.rehearsal import RehearsalRecord
 from models.settings import Settings
-from tasks.backup.dump import database_source
+from tasks.backup.source import database_source
 from tasks.postgres.engine import database_url
 from tasks.postgres.guard import maintenance_guard
 from tasks.restore.copy import (

@@ -25,7 +25,7 @@ from models.database_url import describe
 from models.errors import RestoreRefusedError
 from models.settings import Settings
 from models.table_restore import TableRestoreRequest, TableRestoreResult
-from tasks.backup.dump import database_source
+from tasks.backup.source import database_source
 from tasks.postgres.binaries import pg_restore_for
 from tasks.postgres.driver import connect
 from tasks.postgres.engine import database_url

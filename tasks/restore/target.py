@@ -23,7 +23,7 @@ from models.database_url import describe
 from models.errors import RestoreError, RestoreRefusedError
 from models.marks import DatabaseMark
 from models.settings import Settings
-from tasks.backup.dump import count_rows
+from tasks.backup.source import count_rows
 from tasks.postgres.engine import database_url, make_engine, open_connection, quote_identifier
 from tasks.restore.properties import DatabaseProperties, comment_statement, creation_options
 
