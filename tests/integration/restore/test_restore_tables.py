@@ -624,3 +624,35 @@ def test_a_merge_on_a_terminal_waits_for_the_database_name(managed: ManagedDatab
     assert accepted.returncode == 0, accepted.output
     assert "merged in one transaction" in accepted.output
     assert live_state(managed.url) != before
+
+
+def test_a_multi_part_backup_gives_back_the_same_rows_reading_only_its_parts(
+    managed: ManagedDatabase,
+) -> None:
+    in_parts = managed.env | {"DBOPS_BACKUP_PARALLELISM": "2"}
+    taken = run_cli("backup", env=in_parts)
+    assert taken.returncode == 0, taken.stderr
+    (folder,) = (Path(managed.env["DBOPS_BACKUP_URL"]) / "backups").iterdir()
+    manifest = BackupManifest.model_validate_json((folder / "manifest.json").read_text())
+    assert len(manifest.parts) == 4  # pre-data, two data parts, post-data
+    university, courses, applications = a_university(managed.url)
+    with connect(managed.url) as connection:
+        connection.execute("DELETE FROM courses WHERE university_id = %s", (university,))
+
+    result = restored(
+        managed,
+        "--table",
+        "courses",
+        "--table",
+        "applications",
+        "--where",
+        f"university_id = '{university}'",
+        "--into-schema",
+        "from_parts",
+        "--merge",
+    )
+
+    merged = {table.table: table.merged.inserted for table in result.tables if table.merged}
+    assert merged == {"courses": courses, "applications": applications}
+    for table in ("courses", "applications"):
+        assert scalar(managed.url, f"SELECT count(*) FROM {table}") == manifest.row_counts[table]
