@@ -58,13 +58,29 @@ def peak_rss(arguments: list[str], env: dict[str, str]) -> tuple[float, float, s
         "p = subprocess.run(sys.argv[1:], capture_output=True); "
         "print(json.dumps([time.perf_counter() - t, "
         "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, p.stdout.decode(), "
-        "p.stderr.decode()[-1500:], p.returncode]))"
+        "p.stderr.decode()[-1500:], p.returncode, "
+        "resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime "
+        "+ resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime]))"
     )
     done = subprocess.run(
         [sys.executable, "-c", wrapper, *arguments], env=env, capture_output=True, check=True
     )
-    seconds, rss, out, err, code = json.loads(done.stdout)
+    seconds, rss, out, err, code, cpu = json.loads(done.stdout)
+    CLIENT_CPU.append(cpu)
     return seconds, rss, out, err, code
+
+
+#: CPU seconds of the last run's processes (dbops or pg_dump, and their children).
+CLIENT_CPU: list[float] = []
+
+
+def server_cpu(server: EmbeddedServer) -> float:
+    """CPU seconds the server's ended backends used so far: the postmaster reaps each backend when
+    its session ends, and the kernel adds the backend's CPU time to the postmaster's cutime and
+    cstime. With the client's own CPU, that is the whole work of a run, whatever its parallelism."""
+    pid = int((server.data_dir / "postmaster.pid").read_text().splitlines()[0])
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
 def prepare_synth(server: EmbeddedServer, home: Path) -> str:
@@ -177,14 +193,18 @@ def bench_database(
             ),
         }
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
         for round_number in range(repeat):
             order = list(variants)
             order = order[round_number % len(order) :] + order[: round_number % len(order)]
             for name in order:
                 command, environment = variants[name]
+                before = server_cpu(server)
                 seconds, rss, _, err, code = peak_rss(command, environment)
+                time.sleep(0.5)  # the postmaster reaps the run's backends
                 assert code == 0, err
                 runs[name].append((seconds, rss))
+                cpu[name].append(CLIENT_CPU[-1] + server_cpu(server) - before)
         store = open_store(load_settings(_env_file=None, backup_url=str(directory / f"store-{database}")))
         backups = list_backups(store)
         parted = next(manifest for manifest in backups if manifest.parts)
@@ -240,6 +260,7 @@ def bench_database(
         "dump_mb": single.dump_bytes / 1e6,
         "parts": [(part.name, round(part.dump_bytes / 1e6, 1)) for part in parted.parts],
         "backup": runs,
+        "backup_cpu": cpu,
         "restore": restores,
         "small_disk": small_disk,
     }
@@ -298,11 +319,17 @@ def _report(database: str, result: dict[str, object], repeat: int) -> None:
     print(f"\n{database}: {result['dump_mb']:,.0f} MB dump; parts {result['parts']}")
     backup = result["backup"]
     assert isinstance(backup, dict)
+    cpu = result["backup_cpu"]
+    assert isinstance(cpu, dict)
     floor = statistics.median(seconds for seconds, _ in backup["F: pg_dump -Fc -Z0 > /dev/null"])
+    cores = os.cpu_count() or 1
     for name, runs in backup.items():
         median = statistics.median(seconds for seconds, _ in runs)
+        work = statistics.median(cpu[name])
+        # No run on this machine can take less wall time than its CPU work spread over every core.
         print(
             f"  {name:<40} {median:6.2f} s  {median / floor:5.2f}x F  "
+            f"CPU {work:6.2f} s (at best {work / cores / floor:4.2f}x F on {cores} cores)  "
             f"peak RSS {max(r for _, r in runs):5.0f} MiB"
             f"  runs {[round(seconds, 2) for seconds, _ in runs]}"
         )
