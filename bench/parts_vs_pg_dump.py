@@ -11,7 +11,7 @@ Two databases on one embedded server: ``synth`` (``dbops synth``: several large 
 - a rehearsal of the parallelism-2 backup with DBOPS_RESTORE_WORK_DIR on a 64 MB tmpfs (needs root to
   mount it), and of the single-object one there, which must fail saying how much room it needs.
 
-    .venv/bin/python bench/parts_vs_pg_dump.py [--repeat 3] [--only synth|dominant]
+    .venv/bin/python bench/parts_vs_pg_dump.py [--repeat 3] [--only synth|dominant] [--scale 0.5]
 """
 
 from __future__ import annotations
@@ -83,17 +83,17 @@ def server_cpu(server: EmbeddedServer) -> float:
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
-def prepare_synth(server: EmbeddedServer, home: Path) -> str:
+def prepare_synth(server: EmbeddedServer, home: Path, scale: float = 1.0) -> str:
     create_database(server, "synth")
     url = server.url("synth")
     settings = load_settings(_env_file=None, home=home, bcrypt_rounds=4)
     migrate(url, settings)
     seed(url, settings)
     plan = SynthPlan(
-        users=100_000,
-        applications=300_000,
-        audit_logs=2_000_000,
-        events=1_000_000,
+        users=int(100_000 * scale),
+        applications=int(300_000 * scale),
+        audit_logs=int(2_000_000 * scale),
+        events=int(1_000_000 * scale),
         days=365,
         seed=1,
         until=datetime(2026, 11, 1, tzinfo=UTC),
@@ -295,8 +295,17 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["synth", "dominant"], help="Measure one of the two databases (default: both)."
     )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="Rows of the synth database against the default (peak memory flat?).",
+    )
     arguments = parser.parse_args()
-    preparations = {"synth": prepare_synth, "dominant": prepare_dominant}
+    preparations = {
+        "synth": lambda server, home: prepare_synth(server, home, arguments.scale),
+        "dominant": prepare_dominant,
+    }
     chosen = [preparations[arguments.only]] if arguments.only else list(preparations.values())
     moto, endpoint = start_moto()
     results = {}
