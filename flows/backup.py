@@ -23,8 +23,8 @@ from models.backup import BackupManifest, BackupRun, manifest_key, source_of
 from models.retention import RetentionPlan
 from models.settings import load_settings
 from tasks.backup.catalog import list_backups, pins
-from tasks.backup.dump import Progress
 from tasks.backup.nightly import back_up
+from tasks.backup.progress import Progress
 from tasks.postgres.engine import resolve_database_url
 from tasks.storage import ObjectStore, open_store
 

@@ -15,8 +15,8 @@ from models.backup import source_of
 from models.rehearsal import RehearsalRecord
 from models.settings import load_settings
 from tasks.backup.catalog import backup_keys, list_backups, pin, pins, prune, rehearsals, unpin
-from tasks.backup.dump import Progress
 from tasks.backup.nightly import back_up
+from tasks.backup.progress import Progress
 from tasks.postgres.engine import database_url
 from tasks.storage import open_store
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
@@ -42,6 +41,7 @@ from models.retention import ObjectLock
 from models.settings import Settings
 from tasks.backup.catalog import remove_incomplete
 from tasks.backup.parts import count_tables, dump_parts, read_plan, with_row_counts
+from tasks.backup.progress import Progress
 from tasks.backup.source import (
     TABLES_IN_SCHEMA,
     alembic_revision,
@@ -56,47 +56,13 @@ from tasks.postgres.binaries import Program, matching_program, search_path
 from tasks.postgres.command import PgProcess
 from tasks.postgres.engine import make_engine, open_connection
 from tasks.postgres.libpq import child_environment, conninfo, needs_tls
-from tasks.postgres.locks import exclusive_holders
+from tasks.postgres.locks import LOCK_NOT_AVAILABLE, exclusive_holders
 from tasks.storage import ObjectStore
-
-if TYPE_CHECKING:
-    pass
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
-_LOCK_NOT_AVAILABLE = "55P03"
 
 DATABASE_SIZE = text("SELECT pg_database_size(current_database())")
-
-
-@dataclass
-class Progress:
-    """Bytes of the dump so far, in all and per part, against the database size estimate; read by
-    progress reporters. Parts stream from several threads at once, hence the lock."""
-
-    estimated_bytes: int
-    dump_bytes: int = 0
-    started: float = field(default_factory=time.monotonic)
-    parts: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def throughput(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.dump_bytes / elapsed if elapsed > 0 else 0.0
-
-    def add(self, part: str, size: int) -> None:
-        with self._lock:
-            self.dump_bytes += size
-            self.parts[part] = self.parts.get(part, 0) + size
-
-    def describe_parts(self) -> str:
-        """``data-1 120 MB, data-2 98 MB, ...`` for a multi-part backup; empty for one object."""
-        if len(self.parts) < 2:
-            return ""
-        with self._lock:
-            shown = dict(self.parts)
-        return ", ".join(f"{name} {size / 1e6:,.0f} MB" for name, size in shown.items())
 
 
 @dataclass(frozen=True)
@@ -267,7 +233,7 @@ def dump_while_counting(
         try:
             return count(snapshot_holder), alembic_revision(snapshot_holder)
         except OperationalError as error:
-            if getattr(error.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                 raise
             raise _lock_wait_error(job, "counting the rows of", None) from None
 

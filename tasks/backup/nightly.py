@@ -14,7 +14,8 @@ from sqlalchemy.engine import URL
 from models.backup import BackupRun
 from models.settings import Settings
 from tasks.backup.catalog import prune
-from tasks.backup.dump import Progress, backup
+from tasks.backup.dump import backup
+from tasks.backup.progress import Progress
 from tasks.postgres.guard import maintenance_guard
 from tasks.storage import ObjectStore
 

@@ -37,7 +37,8 @@ from models.errors import BackupError, DbopsError
 from models.settings import Settings
 
 if TYPE_CHECKING:
-    from tasks.backup.dump import DumpJob, Progress, StreamedDump
+    from tasks.backup.dump import DumpJob, StreamedDump
+    from tasks.backup.progress import Progress
 
 _log = logging.getLogger(__name__)
 

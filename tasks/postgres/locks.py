@@ -61,7 +61,8 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-_LOCK_NOT_AVAILABLE = "55P03"
+#: SQLSTATE lock_not_available: a lock wait ran into lock_timeout.
+LOCK_NOT_AVAILABLE = "55P03"
 _ADVISORY_HOLDER = text("""
     SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'), a.query_start
     FROM pg_locks AS l
@@ -104,7 +105,7 @@ def session_advisory_lock(
     try:
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
     except OperationalError as error:
-        if getattr(error.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+        if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
             raise
         raise on_timeout(advisory_holder(connection, key)) from None
     connection.execute(text("SELECT set_config('lock_timeout', '0', false)"))

@@ -16,7 +16,8 @@ from models.errors import BackupError
 from models.retention import RetentionPolicy
 from models.settings import Settings
 from tasks.backup.catalog import list_backups, prune, remove_incomplete
-from tasks.backup.dump import Progress, backup
+from tasks.backup.dump import backup
+from tasks.backup.progress import Progress
 from tasks.postgres.binaries import find_program
 from tasks.postgres.embedded import EmbeddedServer
 from tasks.restore.rehearsal import rehearse
