@@ -2,56 +2,153 @@
 
 SQLAlchemy's own parse error quotes the whole URL, password included, so parsing goes through here:
 every message built in this module names the parts of the URL that are safe to show.
+
+The parse itself is dbops' own, on the standard library, taking a URL apart exactly as SQLAlchemy's
+``make_url`` would; SQLAlchemy's :class:`~sqlalchemy.engine.URL` is built from the parts only when an
+engine or a child process needs it. Importing SQLAlchemy takes about 0.3 s, which is the whole budget
+of ``dbops db-url``, and loading the settings (which checks both database URLs) must not pay for it.
+A unit test holds the two parses together on a corpus of URLs.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, quote, quote_plus, unquote
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 #: The one driver dbops ships with; every PostgreSQL URL is normalised to it.
 DRIVER = "postgresql+psycopg"
 
 _POSTGRES_SCHEMES = {"postgres", "postgresql"}
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
+#: What follows ``scheme://``; the same groups, and the same greed, as SQLAlchemy's URL pattern.
+_REST = re.compile(
+    r"""
+    (?:(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@)?
+    (?:(?:\[(?P<ipv6host>[^/?]+)\]|(?P<ipv4host>[^/:?]+))?(?::(?P<port>[^/?]*))?)?
+    (?:/(?P<database>[^?]*))?
+    (?:\?(?P<query>.*))?
+    """,
+    re.X,
+)
 
 
-def parse_database_url(raw: str, *, setting: str = "DBOPS_DATABASE_URL") -> URL:
-    """Return a psycopg URL for *raw*, refusing anything that is not PostgreSQL.
+@dataclass(frozen=True)
+class ParsedUrl:
+    """A PostgreSQL URL taken apart, for the code that must not import SQLAlchemy to read one."""
+
+    username: str | None
+    password: str | None = field(repr=False)
+    host: str | None
+    port: int | None
+    database: str
+    #: The query's parameters in the order written; a name given twice keeps both values.
+    query: tuple[tuple[str, str], ...] = ()
+
+    def to_url(self) -> URL:
+        """The same URL as SQLAlchemy's, for engines and the libpq parameters of every child."""
+        from sqlalchemy.engine import URL
+
+        values: dict[str, list[str]] = {}
+        for name, value in self.query:
+            values.setdefault(name, []).append(value)
+        return URL.create(
+            DRIVER,
+            username=self.username,
+            password=self.password,
+            host=self.host,
+            port=self.port,
+            database=self.database,
+            query={name: items[0] if len(items) == 1 else items for name, items in values.items()},
+        )
+
+
+def split_database_url(raw: str, *, setting: str = "DBOPS_DATABASE_URL") -> ParsedUrl:
+    """Take *raw* apart, refusing anything that is not a PostgreSQL URL naming a database.
 
     This is the provider check of the original schema's migration lock file: a MySQL or SQLite URL is
     refused here, before any connection, migration or dump is attempted.
     """
-    match = _SCHEME.match(raw.strip())
+    text = raw.strip()
+    match = _SCHEME.match(text)
     if match is None:
         raise ValueError(f"{setting} is not a URL; expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
-    scheme = match.group("scheme").lower()
-    dialect = scheme.split("+", 1)[0]
+    dialect = match.group("scheme").lower().split("+", 1)[0]
     if dialect not in _POSTGRES_SCHEMES:
         raise ValueError(
             f"{setting} uses '{dialect}', but dbops only manages PostgreSQL; "
             "use a postgresql://USER:PASSWORD@HOST:PORT/DATABASE URL"
         )
-    try:
-        url = make_url(DRIVER + raw.strip()[len(scheme) :])
-    except (ArgumentError, ValueError):
+    parts = _REST.match(text, match.end())
+    port = parts.group("port") if parts else None
+    if parts is None or (port is not None and not port.isdigit()):
         raise ValueError(
             f"{setting} could not be parsed; expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
             "(percent-encode special characters in the password)"
-        ) from None
-    if not url.database:
+        )
+    username, password, database = (
+        None if parts.group(name) is None else unquote(parts.group(name))
+        for name in ("username", "password", "database")
+    )
+    if not database:
         raise ValueError(f"{setting} names no database; append /DATABASE to the URL")
-    return url
+    query = parts.group("query")
+    return ParsedUrl(
+        username=username,
+        password=password,
+        host=parts.group("ipv4host") or parts.group("ipv6host"),
+        port=int(port) if port else None,
+        database=database,
+        query=tuple(parse_qsl(query)) if query is not None else (),
+    )
 
 
-def masked(url: URL) -> str:
-    """The URL as it may appear in logs, artifacts and error messages."""
-    return url.render_as_string(hide_password=True)
+def parse_database_url(raw: str, *, setting: str = "DBOPS_DATABASE_URL") -> URL:
+    """Return a psycopg URL for *raw*; see :func:`split_database_url` for what is refused."""
+    return split_database_url(raw, setting=setting).to_url()
 
 
-def describe(url: URL) -> str:
+def masked(url: URL | ParsedUrl) -> str:
+    """The URL as it may appear in logs, artifacts and error messages.
+
+    Written as SQLAlchemy renders a URL with its password hidden, so that both kinds read alike.
+    """
+    pairs: Iterable[tuple[str, str]]
+    if isinstance(url, ParsedUrl):
+        driver, pairs = DRIVER, url.query
+    else:
+        driver, pairs = url.drivername, _query_pairs(url)
+    rendered = driver + "://"
+    if url.username is not None:
+        rendered += quote(url.username, safe=" +")
+        if url.password is not None:
+            rendered += ":***"
+        rendered += "@"
+    if url.host is not None:
+        rendered += f"[{url.host}]" if ":" in url.host else url.host
+    if url.port is not None:
+        rendered += f":{url.port}"
+    if url.database is not None:
+        rendered += "/" + quote(url.database, safe=" +/")
+    # Sorted by name, a name's values in the order given, as SQLAlchemy writes a query.
+    ordered = sorted(pairs, key=lambda pair: pair[0])
+    if ordered:
+        rendered += "?" + "&".join(f"{quote_plus(name)}={quote_plus(value)}" for name, value in ordered)
+    return rendered
+
+
+def _query_pairs(url: URL) -> Iterable[tuple[str, str]]:
+    for name, value in url.query.items():
+        for item in (value,) if isinstance(value, str) else value:
+            yield name, item
+
+
+def describe(url: URL | ParsedUrl) -> str:
     """A short human name for the database: ``dbname on host:port``."""
     host = url.host or "local socket"
     port = f":{url.port}" if url.port else ""

@@ -10,17 +10,20 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import URL
 
 from models.backup import Compression
-from models.database_url import parse_database_url
+from models.database_url import parse_database_url, split_database_url
 from models.errors import ConfigurationError
 from models.retention import ObjectLock, ObjectLockMode, RetentionPolicy, object_lock_until
+
+if TYPE_CHECKING:
+    # Only the methods that build engines' URLs return one; loading the settings never imports SQLAlchemy.
+    from sqlalchemy.engine import URL
 
 
 class Environment(StrEnum):
@@ -289,7 +292,7 @@ class Settings(BaseSettings):
     @classmethod
     def _must_be_postgresql(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is not None:
-            parse_database_url(value.get_secret_value(), setting=f"DBOPS_{str(info.field_name).upper()}")
+            split_database_url(value.get_secret_value(), setting=f"DBOPS_{str(info.field_name).upper()}")
         return value
 
     @field_validator("admin_email", mode="before")

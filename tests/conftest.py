@@ -1,4 +1,4 @@
-"""Shared test settings: no telemetry, no network, and the rule for missing system tools."""
+"""Shared test settings: no telemetry, no network, no Hypothesis deadline, the rule for missing tools."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ import shutil
 from typing import NoReturn
 
 import pytest
+from hypothesis import settings
+
+# Properties are checked here, not timings: on a shared, busy machine one example can take longer than
+# Hypothesis' default 200 ms deadline and fail a correct test.
+settings.register_profile("dbops", deadline=None)
+settings.load_profile("dbops")
 
 # Before anything imports prefect: nothing may phone home from a test run.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

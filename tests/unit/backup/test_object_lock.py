@@ -104,7 +104,7 @@ def later_day_starts(taken: datetime, zone: str, until: datetime) -> list[dateti
     return starts
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(moments, policies, zones, st.lists(st.floats(0, 1, exclude_max=True), max_size=40))
 def test_no_backups_before_the_lock_ends_let_the_policy_remove_it(
     taken: datetime, policy: RetentionPolicy, zone: str, shares: list[float]
@@ -119,7 +119,7 @@ def test_no_backups_before_the_lock_ends_let_the_policy_remove_it(
     assert "b" in plan_retention(history, policy, zone).keep
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(moments, policies, zones)
 def test_the_policy_can_remove_the_backup_the_moment_its_lock_ends(
     taken: datetime, policy: RetentionPolicy, zone: str

@@ -24,7 +24,7 @@ policies = st.builds(
 zones = st.sampled_from(["UTC", "Europe/Berlin", "America/Los_Angeles", "Asia/Kolkata"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(histories, policies, zones)
 def test_the_newest_backup_is_always_kept(backups: list[Dated], policy: RetentionPolicy, zone: str) -> None:
     plan = plan_retention(backups, policy, zone)
@@ -32,7 +32,7 @@ def test_the_newest_backup_is_always_kept(backups: list[Dated], policy: Retentio
         assert max(backups, key=lambda backup: backup.taken).backup_id in plan.keep
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(histories, policies, zones)
 def test_pruning_twice_removes_nothing_more(backups: list[Dated], policy: RetentionPolicy, zone: str) -> None:
     first = plan_retention(backups, policy, zone)
@@ -40,7 +40,7 @@ def test_pruning_twice_removes_nothing_more(backups: list[Dated], policy: Retent
     assert plan_retention(survivors, policy, zone).remove == []
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(histories, policies, zones)
 def test_only_given_backups_are_touched_and_each_is_decided_once(
     backups: list[Dated], policy: RetentionPolicy, zone: str
@@ -51,7 +51,7 @@ def test_only_given_backups_are_touched_and_each_is_decided_once(
     assert not set(plan.keep) & set(plan.remove)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(histories, policies, zones)
 def test_keep_last_keeps_the_most_recent(backups: list[Dated], policy: RetentionPolicy, zone: str) -> None:
     plan = plan_retention(backups, policy, zone)
