@@ -99,14 +99,24 @@ def check_mergeable(keys: Mapping[str, Sequence[str]]) -> None:
         )
 
 
-def check_where_applies(where: str, unfiltered: Mapping[str, str], tables: Sequence[str]) -> None:
+def check_where_applies(
+    where: str, unfiltered: Mapping[str, str], tables: Sequence[str], *, replace: bool = False
+) -> None:
     """A filter that applies to none of the tables is a mistake (a misspelt column), not a wish to
-    restore everything: refused."""
+    restore everything: refused. With ``replace``, so is one that misses any table: that table would
+    be restored whole, and every row of it changed since the backup (of every university, say, when
+    the filter named one) put back."""
+    reasons = "; ".join(f"{table}: {reason}" for table, reason in unfiltered.items())
     if tables and all(table in unfiltered for table in tables):
-        reasons = "; ".join(f"{table}: {reason}" for table, reason in unfiltered.items())
         raise RestoreRefusedError(
             f"--where applies to none of the tables: {reasons}; nothing was done",
             hint="use columns of at least one of the tables (\\d TABLE in psql lists them)",
+        )
+    if replace and unfiltered:
+        raise RestoreRefusedError(
+            f"--where does not apply to {_listed(list(unfiltered))} ({reasons}), so --replace would put "
+            "back every row of it that changed since the backup; nothing was done",
+            hint="restore those tables in a run of their own, or merge without --replace",
         )
 
 

@@ -106,7 +106,7 @@ def restore_into_schema(
             unfiltered = unfiltered_tables(
                 connection, catalog, request.tables, request.where, statement_timeout_ms=timeout_ms
             )
-            check_where_applies(request.where, unfiltered, request.tables)
+            check_where_applies(request.where, unfiltered, request.tables, replace=request.replace)
         identities = check_decryptable(manifest, settings)
         pg_restore = pg_restore_for(manifest.pg_dump_version, settings.pg_bindir)
         order = merge_order(request.tables, [(key.table, key.references) for key in catalog.foreign_keys])

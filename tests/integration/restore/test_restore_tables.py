@@ -331,6 +331,11 @@ REFUSALS = [
     (["--table", "courses", "--where", "unversity_id = 1"], "--where applies to none of the tables"),
     (["--table", "courses", "--into-schema", "taken"], "schema taken already exists"),
     (["--table", "courses", "--into-schema", "fresh", "--replace"], "there is no --merge"),
+    (
+        ["--table", "courses", "--table", "applications", "--where", "university_id IS NOT NULL"]
+        + ["--into-schema", "fresh", "--merge", "--replace"],
+        "--where does not apply to table applications",
+    ),
 ]
 
 

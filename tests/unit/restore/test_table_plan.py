@@ -101,3 +101,13 @@ def test_a_filter_that_applies_to_no_table_is_refused() -> None:
         check_where_applies(
             "unversity_id = 'x'", {"courses": 'column "unversity_id" does not exist'}, ["courses"]
         )
+
+
+def test_replace_is_refused_when_the_filter_misses_a_table() -> None:
+    """The table the filter misses would be restored whole, and --replace would revert all of it."""
+    missed = {"applications": 'column "university_id" does not exist'}
+    check_where_applies("university_id = 'x'", missed, ["applications", "courses"], replace=False)
+    check_where_applies("university_id = 'x'", {}, ["applications", "courses"], replace=True)
+    with pytest.raises(RestoreRefusedError, match="--where does not apply to table applications") as refused:
+        check_where_applies("university_id = 'x'", missed, ["applications", "courses"], replace=True)
+    assert "--replace would put back every row of it" in str(refused.value)
