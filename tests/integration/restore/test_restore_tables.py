@@ -332,8 +332,18 @@ REFUSALS = [
     (["--table", "courses", "--into-schema", "taken"], "schema taken already exists"),
     (["--table", "courses", "--into-schema", "fresh", "--replace"], "there is no --merge"),
     (
-        ["--table", "courses", "--table", "applications", "--where", "university_id IS NOT NULL"]
-        + ["--into-schema", "fresh", "--merge", "--replace"],
+        [
+            "--table",
+            "courses",
+            "--table",
+            "applications",
+            "--where",
+            "university_id IS NOT NULL",
+            "--into-schema",
+            "fresh",
+            "--merge",
+            "--replace",
+        ],
         "--where does not apply to table applications",
     ),
 ]
