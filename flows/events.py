@@ -36,7 +36,9 @@ RESTORE_AWAITING_APPROVAL = f"{PREFIX}.restore.awaiting-approval"
 RESTORE_SWAPPED = f"{PREFIX}.restore.swapped"
 RESTORE_REJECTED = f"{PREFIX}.restore.rejected"
 RESTORE_ROLLED_BACK = f"{PREFIX}.restore.rolled-back"
+TABLES_AWAITING_APPROVAL = f"{PREFIX}.tables.awaiting-approval"
 TABLES_MERGED = f"{PREFIX}.tables.merged"
+TABLES_REJECTED = f"{PREFIX}.tables.rejected"
 
 
 def database_resource(database: str) -> dict[str, str]:
@@ -134,6 +136,17 @@ def restore_rolled_back(result: RollbackResult) -> None:
         database=result.target,
         backup_id=None,
         payload={"restored_from": result.restored_from, "set_aside_as": result.set_aside_as},
+    )
+
+
+def tables_awaiting_approval(database: str, backup_id: str, schema: str) -> None:
+    emit(TABLES_AWAITING_APPROVAL, database=database, backup_id=backup_id, payload={"schema": schema})
+
+
+def tables_rejected(database: str, backup_id: str, schema: str, reason: str) -> None:
+    """A merge not made: rejected, or no answer. The restored rows stay in *schema*."""
+    emit(
+        TABLES_REJECTED, database=database, backup_id=backup_id, payload={"schema": schema, "reason": reason}
     )
 
 

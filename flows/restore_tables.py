@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 
 from flows.approval import ask_operator, unapproved
-from flows.events import tables_merged
+from flows.events import tables_awaiting_approval, tables_merged, tables_rejected
 from flows.maintenance_slot import maintenance_slot
 from models.settings import load_settings
 from models.table_restore import TableRestoreRequest, TableRestoreResult
@@ -74,6 +74,7 @@ def restore_tables_flow(
         if merge and not approval:  # no wait for a person: one hold of the slot, nothing in between
             result = merge_task(settings, result, replace=replace, logger=logger)
     if merge and not result.merged:
+        tables_awaiting_approval(result.database, result.backup_id, result.schema_name)
         decision = ask_operator(
             approval_markdown(result, datetime.now(UTC)), settings.restore_approval_timeout_seconds
         )
@@ -84,6 +85,7 @@ def restore_tables_flow(
                 f"were not touched; the restored rows stay in schema {result.schema_name} for inspection."
             )
             logger.warning(message)
+            tables_rejected(result.database, result.backup_id, result.schema_name, decision.answer)
             _publish(result)
             return unapproved(decision, message)
         logger.info("merge into %s %s", result.database, decision.answer)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from flows.events import tables_merged
+from flows.events import tables_merged, tables_rejected
 from models.errors import ConfigurationError, RestoreRejectedError
 from models.settings import load_settings
 from models.table_restore import TableRestoreRequest, TableRestoreResult
@@ -90,6 +90,7 @@ def restore_tables_command(
             show_default=False,
         )
         if answer.strip() != result.database:
+            tables_rejected(result.database, result.backup_id, result.schema_name, "rejected on the terminal")
             raise RestoreRejectedError(
                 f"nothing was merged into {result.database}; the restored rows stay in schema "
                 f"{result.schema_name} for inspection",

@@ -25,15 +25,17 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import State, StateType
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.flow_runs import resume_flow_run
+from prefect.settings import PREFECT_API_URL
 from sqlalchemy.engine import URL
 
-from flows.events import TABLES_MERGED
+from flows.events import TABLES_AWAITING_APPROVAL, TABLES_MERGED, TABLES_REJECTED
 from flows.maintenance_slot import MAINTENANCE_LIMIT
 from flows.restore_tables import restore_tables_flow
 from models.backup import BackupManifest
 from models.table_restore import TableRestoreResult
 from tasks.postgres.embedded import EmbeddedServer
 from tasks.postgres.guard import guard_key
+from tests.helpers import wait_for
 from tests.integration.conftest import (
     ManagedDatabase,
     cli_command,
@@ -470,16 +472,17 @@ def flows_use(managed: ManagedDatabase, monkeypatch: pytest.MonkeyPatch, **extra
         monkeypatch.setenv(name, value)
 
 
-def merged_events(database: str) -> list[dict[str, Any]]:
+def table_events(database: str, name: str) -> list[dict[str, Any]]:
+    """The payloads of the *name* events about *database*, oldest first."""
     with get_client(sync_client=True) as client:
         page = client.read_events(
             EventFilter(
-                event=EventNameFilter(name=[TABLES_MERGED]),
+                event=EventNameFilter(name=[name]),
                 resource=EventResourceFilter(id=[f"dbops.database.{database}"]),
             ),
             limit=10,
         )
-    return [dict(event.payload) for event in page.events]
+    return [dict(event.payload) for event in sorted(page.events, key=lambda event: event.occurred)]
 
 
 @pytest.mark.usefixtures("prefect_api")
@@ -515,11 +518,9 @@ def test_the_flow_merges_without_approval_publishes_the_counts_and_emits_the_eve
     assert scalar(managed.url, "SELECT count(*) FROM applications") == backed_up.row_counts["applications"]
     artifact = flow_run_artifacts(state.state_details.flow_run_id)["restore-tables"]
     assert "inserted" in str(artifact)
-    deadline = time.monotonic() + 30
-    while not (events := merged_events(str(managed.url.database))):
-        assert time.monotonic() < deadline, "no dbops.tables.merged event reached the API"
-        time.sleep(0.2)
-    assert events[0]["tables"] == expected
+    database = str(managed.url.database)
+    wait_for(lambda: bool(table_events(database, TABLES_MERGED)), "no dbops.tables.merged event")
+    assert table_events(database, TABLES_MERGED)[0]["tables"] == expected
 
 
 def paused_run(schema: str) -> UUID:
@@ -594,6 +595,20 @@ def test_the_flow_merges_only_what_an_operator_approves(
     approved = run_answered("approved", {"approve": True})
 
     assert approved.is_completed(), approved.message
+    database = str(managed.url.database)
+    wait_for(
+        lambda: (
+            len(table_events(database, TABLES_REJECTED)) == 2
+            and len(table_events(database, TABLES_AWAITING_APPROVAL)) == 3
+        ),
+        "the waits and rejections never all reached the feed",
+    )
+    rejections = table_events(database, TABLES_REJECTED)
+    assert [event["schema"] for event in rejections] == ["rejected", "unanswered"]
+    assert "wrong backup" in rejections[0]["reason"]
+    assert "no operator answered" in rejections[1]["reason"]
+    waits = table_events(database, TABLES_AWAITING_APPROVAL)
+    assert [event["schema"] for event in waits] == ["rejected", "unanswered", "approved"]
     result = approved.result()
     assert isinstance(result, TableRestoreResult)
     students = scalar(managed.url, "SELECT count(*) FROM users WHERE role = 'STUDENT'")
@@ -618,27 +633,33 @@ def test_a_merge_without_a_terminal_needs_yes_and_touches_nothing(managed: Manag
     assert schemas(managed.url) == schemas_before
 
 
-@pytest.mark.usefixtures("backed_up")
+@pytest.mark.usefixtures("backed_up", "prefect_api")
 def test_a_merge_on_a_terminal_waits_for_the_database_name(managed: ManagedDatabase) -> None:
     with connect(managed.url) as connection:
         connection.execute("DELETE FROM applications WHERE status = 'SUBMITTED'")
     before = live_state(managed.url)
     database = str(managed.url.database)
     merge = [*cli_command("restore-tables", "--table", "applications", "--merge"), "--into-schema"]
+    env = managed.env | {"PREFECT_API_URL": str(PREFECT_API_URL.value())}  # the operator's feed
 
-    declined = on_a_terminal([*merge, "declined"], managed.env, typed="no\n", asks="to merge these rows")
+    declined = on_a_terminal([*merge, "declined"], env, typed="no\n", asks="to merge these rows")
 
     assert declined.returncode == 1, declined.output
     assert f"nothing was merged into {database}" in declined.output
     assert live_state(managed.url) == before
 
-    accepted = on_a_terminal(
-        [*merge, "accepted"], managed.env, typed=f"{database}\n", asks="to merge these rows"
-    )
+    accepted = on_a_terminal([*merge, "accepted"], env, typed=f"{database}\n", asks="to merge these rows")
 
     assert accepted.returncode == 0, accepted.output
     assert "merged in one transaction" in accepted.output
     assert live_state(managed.url) != before
+    wait_for(
+        lambda: bool(table_events(database, TABLES_REJECTED) and table_events(database, TABLES_MERGED)),
+        "the terminal's rejection and merge never reached the feed",
+    )
+    rejection = table_events(database, TABLES_REJECTED)[0]
+    assert (rejection["schema"], rejection["reason"]) == ("declined", "rejected on the terminal")
+    assert "dbops command line" in rejection["operator"]
 
 
 def test_a_multi_part_backup_gives_back_the_same_rows_reading_only_its_parts(
