@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,19 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
+from harness import BUCKET, floor_command, pgbench_tables, start_moto, synth_database
 
-from models.settings import load_settings
 from tasks.postgres.binaries import embedded_bindir, find_program
-from tasks.postgres.command import run_pg_program
-from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, free_port, stop
+from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, stop
 from tasks.postgres.libpq import child_environment, conninfo
-from tasks.schema.migrate import migrate
-from tasks.seed.synth import synth
 from tasks.seed.synth_rows import SynthPlan
-from tasks.seed.upsert import seed
-
-# Runs argv[1:] with stdout to /dev/null: the floor's "pg_dump ... > /dev/null", without a shell.
-DISCARD_STDOUT = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL))"
 
 
 def baseline_script(url_env: dict[str, str], dbname_conninfo: str, endpoint: str, bucket: str) -> int:
@@ -91,36 +83,21 @@ def run_child(arguments: list[str], env: dict[str, str], temp_dir: Path) -> dict
 
 
 def prepare_synth(server: EmbeddedServer, home: Path) -> str:
-    create_database(server, "synth")
-    url = server.url("synth")
-    settings = load_settings(_env_file=None, home=home, bcrypt_rounds=4)
-    migrate(url, settings)
-    seed(url, settings)
-    synth(
-        url,
-        settings,
-        SynthPlan(
-            users=100_000,
-            applications=300_000,
-            audit_logs=4_000_000,
-            events=1_500_000,
-            days=365,
-            seed=1,
-            until=datetime(2026, 11, 1, tzinfo=UTC),
-        ),
+    plan = SynthPlan(
+        users=100_000,
+        applications=300_000,
+        audit_logs=4_000_000,
+        events=1_500_000,
+        days=365,
+        seed=1,
+        until=datetime(2026, 11, 1, tzinfo=UTC),
     )
-    return "synth"
+    return synth_database(server, home, plan)
 
 
 def prepare_pgbench(server: EmbeddedServer) -> str:
     create_database(server, "pgbench")
-    url = server.url("pgbench")
-    with child_environment(url) as environment:
-        run_pg_program(
-            find_program("pgbench", embedded_bindir()),
-            ["-i", "-s", "50", "-q", conninfo(url, purpose="bench")],
-            environment=environment,
-        )
+    pgbench_tables(server.url("pgbench"), 50)
     return "pgbench"
 
 
@@ -133,37 +110,14 @@ def main() -> None:
         conninfo_text, endpoint, bucket = arguments.baseline_child
         sys.exit(baseline_script({}, conninfo_text, endpoint, bucket))
 
-    port = free_port()
-    moto = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    credentials = {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    os.environ.update(credentials)
-    deadline = time.monotonic() + 30
-    while True:  # until moto accepts connections, rather than a fixed sleep that a slow machine outlasts
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    bucket = "bench"
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    moto, endpoint = start_moto()
+    bucket = BUCKET
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
     with tempfile.TemporaryDirectory() as directory:
         base = Path(directory) / "pg"
         server = ensure_running(base, embedded_bindir())
         try:
             databases = [prepare_synth(server, Path(directory)), prepare_pgbench(server)]
-            pg_dump = str(find_program("pg_dump", embedded_bindir()))
             for database in databases:
                 url = server.url(database)
                 with child_environment(url) as pgpass:
@@ -184,17 +138,7 @@ def main() -> None:
                             endpoint,
                             bucket,
                         ],
-                        "F: pg_dump -Fc -Z0 > /dev/null": [
-                            sys.executable,
-                            "-c",
-                            DISCARD_STDOUT,
-                            pg_dump,
-                            "--no-password",
-                            "-Fc",
-                            "-Z0",
-                            "--dbname",
-                            conninfo(url, purpose="bench"),
-                        ],
+                        "F: pg_dump -Fc -Z0 > /dev/null": floor_command(url),
                         "dbops backup": [sys.executable, "-m", "deployments.cli", "backup", "--no-prune"],
                         "dbops backup, zstd level 3": [
                             sys.executable,

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,23 +29,17 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import boto3
+from harness import BUCKET, floor_command, pgbench_tables, platform_database, start_moto, synth_database
 
 from models.settings import load_settings
 from tasks.backup.catalog import list_backups
 from tasks.postgres.binaries import embedded_bindir, find_program
-from tasks.postgres.command import run_pg_program
-from tasks.postgres.driver import connect
-from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, free_port, stop
+from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, stop
 from tasks.postgres.libpq import child_environment, conninfo
 from tasks.restore.fetch import fetch_dump
-from tasks.schema.migrate import migrate
-from tasks.seed.synth import synth
 from tasks.seed.synth_rows import SynthPlan
-from tasks.seed.upsert import seed
 from tasks.storage import open_store
 
-DISCARD_STDOUT = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL))"
 CLI = [sys.executable, "-m", "deployments.cli"]
 
 
@@ -84,11 +77,6 @@ def server_cpu(server: EmbeddedServer) -> float:
 
 
 def prepare_synth(server: EmbeddedServer, home: Path, scale: float = 1.0) -> str:
-    create_database(server, "synth")
-    url = server.url("synth")
-    settings = load_settings(_env_file=None, home=home, bcrypt_rounds=4)
-    migrate(url, settings)
-    seed(url, settings)
     plan = SynthPlan(
         users=int(100_000 * scale),
         applications=int(300_000 * scale),
@@ -98,57 +86,18 @@ def prepare_synth(server: EmbeddedServer, home: Path, scale: float = 1.0) -> str
         seed=1,
         until=datetime(2026, 11, 1, tzinfo=UTC),
     )
-    synth(url, settings, plan)
-    return "synth"
+    return synth_database(server, home, plan)
 
 
 def prepare_dominant(server: EmbeddedServer, home: Path) -> str:
-    create_database(server, "dominant")
-    url = server.url("dominant")
-    settings = load_settings(_env_file=None, home=home, bcrypt_rounds=4)
-    migrate(url, settings)
-    seed(url, settings)
-    # In a schema of their own: in public they would be drift to the integrity checks a rehearsal runs.
-    with connect(url, purpose="bench", autocommit=True) as connection:
-        connection.execute("CREATE SCHEMA bench")
-    with child_environment(url) as environment:
-        run_pg_program(
-            find_program("pgbench", embedded_bindir()),
-            ["-i", "-s", "40", "-q", conninfo(url, purpose="bench")],
-            environment={**environment, "PGOPTIONS": "-c search_path=bench"},
-        )
+    pgbench_tables(platform_database(server, "dominant", home), 40, schema="bench")
     return "dominant"
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    moto = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.environ.update(
-        {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench")
-    return moto, endpoint
 
 
 def bench_database(
     server: EmbeddedServer, database: str, directory: Path, endpoint: str, repeat: int
 ) -> dict[str, object]:
     url = server.url(database)
-    pg_dump = str(find_program("pg_dump", embedded_bindir()))
     pg_restore = str(find_program("pg_restore", embedded_bindir()))
     with child_environment(url) as pgpass:
         env = {**os.environ, **pgpass}
@@ -161,17 +110,7 @@ def bench_database(
         }
         variants: dict[str, tuple[list[str], dict[str, str]]] = {
             "F: pg_dump -Fc -Z0 > /dev/null": (
-                [
-                    sys.executable,
-                    "-c",
-                    DISCARD_STDOUT,
-                    pg_dump,
-                    "--no-password",
-                    "-Fc",
-                    "-Z0",
-                    "--dbname",
-                    conninfo(url, purpose="bench"),
-                ],
+                floor_command(url),
                 env,
             ),
             "dbops backup, parallelism 1, local": (
@@ -187,7 +126,7 @@ def bench_database(
                 {
                     **dbops,
                     "DBOPS_BACKUP_PARALLELISM": "2",
-                    "DBOPS_BACKUP_URL": f"s3://bench/{database}",
+                    "DBOPS_BACKUP_URL": f"s3://{BUCKET}/{database}",
                     "DBOPS_S3_ENDPOINT_URL": endpoint,
                 },
             ),

@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import pgbench_tables, platform_database
 from pydantic import SecretStr
 
 from models.settings import load_settings
@@ -32,29 +33,15 @@ from tasks.backup.dump import backup
 from tasks.postgres.binaries import embedded_bindir, find_program
 from tasks.postgres.command import run_pg_program
 from tasks.postgres.driver import connect
-from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, stop
+from tasks.postgres.embedded import EmbeddedServer, ensure_running, stop
 from tasks.postgres.libpq import child_environment, conninfo
 from tasks.restore.fetch import fetch_dump
 from tasks.restore.rehearsal import rehearse
-from tasks.schema.migrate import migrate
-from tasks.seed.upsert import seed
 from tasks.storage import open_store
 
 
 def prepare(server: EmbeddedServer, home: Path) -> None:
-    create_database(server, "platform")
-    url = server.url("platform")
-    settings = load_settings(_env_file=None, home=home, bcrypt_rounds=4)
-    migrate(url, settings)
-    seed(url, settings)
-    with connect(url, purpose="bench", autocommit=True) as connection:
-        connection.execute("CREATE SCHEMA bench")
-    with child_environment(url) as environment:
-        run_pg_program(
-            find_program("pgbench", embedded_bindir()),
-            ["-i", "-s", "50", "-q", conninfo(url, purpose="bench")],
-            environment={**environment, "PGOPTIONS": "-c search_path=bench"},
-        )
+    pgbench_tables(platform_database(server, "platform", home), 50, schema="bench")
 
 
 def raw_pg_restore(server: EmbeddedServer, dump: Path, database: str) -> float:
