@@ -305,12 +305,15 @@ def test_an_endpoint_that_dies_mid_upload_fails_cleanly_and_stops_pg_dump(
         moto.wait()
 
     assert f"s3://dying/nightly at {endpoint}" in str(failure.value)
+    # This test's pg_dump only: another test (a parallel worker's) may be dumping its own database.
+    database = f"dbname={seeded_url.database}".encode()
     running = [
         entry
         for entry in Path("/proc").iterdir()
         if entry.name.isdigit()
         and b"pg_dump" in _command_line(entry)
         and b"--snapshot" in _command_line(entry)
+        and database in _command_line(entry)
     ]
     assert running == [], "pg_dump must not outlive a failed backup"
 

@@ -23,7 +23,8 @@ from models.backup import S3Location, manifest_key, pin_key, rehearsal_key
 from models.retention import ObjectLock, ObjectLockMode, RetentionPolicy
 from models.settings import Settings
 from tasks.backup.catalog import backup_keys, list_backups, prune
-from tasks.storage import ObjectStore, S3Store, open_store
+from tasks.storage import ObjectStore, open_store
+from tasks.storage.s3 import S3Store
 from tests.integration.backup.test_prune import put_backup
 from tests.integration.conftest import run_cli
 from tests.integration.s3_proxy import faulty_s3_proxy

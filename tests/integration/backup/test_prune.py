@@ -12,7 +12,8 @@ import pytest
 from models.backup import BackupManifest, Compression, S3Location, dump_key, manifest_key, new_backup_id
 from models.retention import RetentionPolicy
 from tasks.backup.catalog import list_backups, prune, remove_incomplete
-from tasks.storage import LocalStore, ObjectStore, S3Store
+from tasks.storage import LocalStore, ObjectStore
+from tasks.storage.s3 import S3Store
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

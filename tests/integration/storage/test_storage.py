@@ -12,7 +12,8 @@ import pytest
 
 from models.backup import S3Location
 from models.errors import StorageError
-from tasks.storage import LocalStore, ObjectStore, S3Store
+from tasks.storage import LocalStore, ObjectStore
+from tasks.storage.s3 import S3Store
 
 KEY = "backups/20261127T020000Z-abcdef/dump.pgcustom.zst"
 

@@ -12,7 +12,8 @@ import boto3
 from models.backup import S3Location
 from models.settings import Settings
 from tasks.backup.catalog import remove_incomplete
-from tasks.storage import S3Store, open_store
+from tasks.storage import open_store
+from tasks.storage.s3 import S3Store
 
 
 def test_a_multipart_upload_still_receiving_parts_is_not_swept(s3_endpoint: str, bucket: str) -> None:

@@ -85,3 +85,22 @@ def test_db_url_imports_its_own_module_and_nothing_heavy(tmp_path: Path) -> None
     assert sorted(modules & COMMAND_MODULES) == ["deployments.cli.database"]
     # A configured URL is taken apart and masked without SQLAlchemy, a third of the budget on its own.
     assert sorted(name for name in modules if name.split(".")[0] == "sqlalchemy") == []
+
+
+def test_a_local_store_opens_without_boto3(tmp_path: Path) -> None:
+    """boto3 is a third of a second of every command's start-up; only an S3 store needs it."""
+    probe = (
+        "import sys; from models.settings import load_settings; from tasks.storage import open_store; "
+        "open_store(load_settings(_env_file=None, backup_url=sys.argv[1])); "
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in {'boto3', 'botocore'}))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "backups")],
+        env=environment_without_dbops(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "[]"
