@@ -12,7 +12,8 @@ from models.marks import DatabaseMark, parse_mark
 _MARKED = text("""
     SELECT d.datname, shobj_description(d.oid, 'pg_database'),
            CASE WHEN has_database_privilege(d.oid, 'CONNECT') THEN pg_database_size(d.oid) END AS bytes,
-           (SELECT count(*) FROM pg_stat_activity AS a WHERE a.datid = d.oid) AS sessions
+           (SELECT count(*) FROM pg_stat_activity AS a
+            WHERE a.datid = d.oid AND a.backend_type = 'client backend') AS sessions
     FROM pg_database AS d
     WHERE shobj_description(d.oid, 'pg_database') LIKE 'dbops: %'
     ORDER BY d.datname
@@ -28,7 +29,11 @@ class MarkedDatabase:
 
 
 def marked_databases(connection: Connection) -> list[MarkedDatabase]:
-    """Every database on the server that carries a dbops mark, with its size and connected sessions."""
+    """Every database on the server that carries a dbops mark, with its size and connected sessions.
+
+    Sessions are client sessions only: an autovacuum worker tidying a freshly restored copy is not
+    someone using it, and DROP DATABASE ends such a worker by itself.
+    """
     found = []
     for name, comment, size, sessions in connection.execute(_MARKED):
         mark = parse_mark(comment)

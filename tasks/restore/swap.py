@@ -25,14 +25,19 @@ Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 _SESSIONS_GONE_SECONDS = 15.0
 
 DATABASE_EXISTS = text("SELECT 1 FROM pg_database WHERE datname = :name")
+# Client sessions only. Autovacuum workers are the server's own: before PostgreSQL 18 only a superuser
+# may signal them, so a managed role's swap would fail on one, and the rename or drop that follows
+# ends them by itself.
 TERMINATE_SESSIONS = text("""
     SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-    WHERE datname = :name AND pid <> pg_backend_pid()
+    WHERE datname = :name AND pid <> pg_backend_pid() AND backend_type = 'client backend'
 """)
-REMAINING_SESSIONS = text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name")
+REMAINING_SESSIONS = text("""
+    SELECT count(*) FROM pg_stat_activity WHERE datname = :name AND backend_type = 'client backend'
+""")
 SUPERUSER_SESSIONS = text("""
     SELECT a.pid, a.usename FROM pg_stat_activity AS a JOIN pg_roles AS r ON r.oid = a.usesysid
-    WHERE a.datname = :name AND r.rolsuper ORDER BY a.pid
+    WHERE a.datname = :name AND r.rolsuper AND a.backend_type = 'client backend' ORDER BY a.pid
 """)
 
 
