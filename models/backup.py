@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from models.compression import Compression
 from models.retention import RetentionPlan
 
 BACKUPS_FOLDER = "backups"
@@ -22,16 +23,6 @@ MANIFEST_NAME = "manifest.json"
 REHEARSAL_NAME = "rehearsal.json"
 PIN_NAME = "pin.json"
 _BACKUP_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
-
-
-class Compression(StrEnum):
-    ZSTD = "zstd"
-    GZIP = "gzip"
-    NONE = "none"
-
-    @property
-    def suffix(self) -> str:
-        return {"zstd": ".zst", "gzip": ".gz", "none": ""}[self.value]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from models.backup import Compression
+from models.compression import Compression
 from models.database_url import parse_database_url, split_database_url
 from models.errors import ConfigurationError
 from models.retention import ObjectLock, ObjectLockMode, RetentionPolicy, object_lock_until

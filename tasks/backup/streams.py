@@ -19,7 +19,7 @@ from typing import IO
 
 import zstandard
 
-from models.backup import Compression
+from models.compression import Compression
 
 CHUNK = 1 << 20
 

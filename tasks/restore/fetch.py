@@ -19,7 +19,8 @@ from typing import IO, cast
 
 import zstandard
 
-from models.backup import BackupManifest, BackupPart, Compression, PartKind, stored_parts
+from models.backup import BackupManifest, BackupPart, PartKind, stored_parts
+from models.compression import Compression
 from models.errors import BackupCorruptError, RestoreError, RestoreRefusedError
 from models.settings import Settings
 from tasks.backup.source import recipient_fingerprint

@@ -21,7 +21,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 from sqlalchemy.engine import URL
 
-from models.backup import BackupManifest, Compression
+from models.backup import BackupManifest
+from models.compression import Compression
 from models.errors import BackupError, StorageError
 from models.settings import Settings
 from tasks.backup.catalog import list_backups

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from models.backup import BackupManifest, Compression, S3Location, dump_key, manifest_key, new_backup_id
+from models.backup import BackupManifest, S3Location, dump_key, manifest_key, new_backup_id
+from models.compression import Compression
 from models.retention import RetentionPolicy
 from tasks.backup.catalog import list_backups, prune, remove_incomplete
 from tasks.storage import LocalStore, ObjectStore

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from models.backup import (
-    Compression,
     LocalLocation,
     S3Location,
     backup_id_of,
@@ -16,6 +15,7 @@ from models.backup import (
     new_backup_id,
     parse_backup_url,
 )
+from models.compression import Compression
 from tasks.storage.s3 import MAX_PARTS, MIN_PART_BYTES, part_size
 
 

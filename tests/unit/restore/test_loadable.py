@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from models.backup import BackupManifest, Compression
+from models.backup import BackupManifest
+from models.compression import Compression
 from models.errors import RestoreRefusedError
 from tasks.postgres.binaries import Program
 from tasks.restore.copy import check_dump_loadable, check_pg_restore_fits
