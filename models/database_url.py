@@ -13,7 +13,6 @@ A unit test holds the two parses together on a corpus of URLs.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, quote_plus, unquote
@@ -116,14 +115,11 @@ def parse_database_url(raw: str, *, setting: str = "DBOPS_DATABASE_URL") -> URL:
 def masked(url: URL | ParsedUrl) -> str:
     """The URL as it may appear in logs, artifacts and error messages.
 
-    Written as SQLAlchemy renders a URL with its password hidden, so that both kinds read alike.
+    A SQLAlchemy URL renders itself; a parsed one is written the same way, so that both read alike.
     """
-    pairs: Iterable[tuple[str, str]]
-    if isinstance(url, ParsedUrl):
-        driver, pairs = DRIVER, url.query
-    else:
-        driver, pairs = url.drivername, _query_pairs(url)
-    rendered = driver + "://"
+    if not isinstance(url, ParsedUrl):
+        return url.render_as_string(hide_password=True)
+    rendered = DRIVER + "://"
     if url.username is not None:
         rendered += quote(url.username, safe=" +")
         if url.password is not None:
@@ -133,19 +129,12 @@ def masked(url: URL | ParsedUrl) -> str:
         rendered += f"[{url.host}]" if ":" in url.host else url.host
     if url.port is not None:
         rendered += f":{url.port}"
-    if url.database is not None:
-        rendered += "/" + quote(url.database, safe=" +/")
+    rendered += "/" + quote(url.database, safe=" +/")
     # Sorted by name, a name's values in the order given, as SQLAlchemy writes a query.
-    ordered = sorted(pairs, key=lambda pair: pair[0])
+    ordered = sorted(url.query, key=lambda pair: pair[0])
     if ordered:
         rendered += "?" + "&".join(f"{quote_plus(name)}={quote_plus(value)}" for name, value in ordered)
     return rendered
-
-
-def _query_pairs(url: URL) -> Iterable[tuple[str, str]]:
-    for name, value in url.query.items():
-        for item in (value,) if isinstance(value, str) else value:
-            yield name, item
 
 
 def describe(url: URL | ParsedUrl) -> str:
