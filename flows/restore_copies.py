@@ -15,7 +15,7 @@ from models.marks import SweepReport
 from models.settings import load_settings
 from tasks.postgres.engine import database_url
 from tasks.restore.leftovers import dbops_databases, sweep
-from tasks.restore.target import run_id
+from tasks.restore.runs import run_id
 
 
 @flow(name="restore-copies")

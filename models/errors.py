@@ -70,6 +70,14 @@ class MaintenanceBusyError(DbopsError):
     retryable = True
 
 
+class GuardLostError(DbopsError):
+    """The session holding a job's guard ended (an idle-session timeout, a connection reaper,
+    pg_terminate_backend), so another job may have started: the job stopped before its next step
+    that changes a live database."""
+
+    retryable = True
+
+
 class MigrationError(DbopsError):
     """A schema migration could not be applied."""
 

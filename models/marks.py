@@ -19,6 +19,37 @@ from pydantic import BaseModel, Field, ValidationError
 PREFIX = "dbops: "
 
 
+class Sequence(StrEnum):
+    """The journaled sequences that change a live database (:mod:`tasks.restore.journal`)."""
+
+    SWAP = "swap"  # a restore's copy takes the target's place, the target is set aside
+    ROLLBACK = "rollback"  # a set-aside database takes the target's place again
+    IN_PLACE = "in-place"  # the target is dropped and rebuilt from the backup
+
+
+class Journal(BaseModel):
+    """The intent of a sequence in progress, written before each step that changes a live database.
+
+    It rides on the mark of the database the sequence puts in place (until the renames) and then on
+    the mark of the one it moved aside, so a kill at any instruction leaves a record that says which
+    databases take part, by name and OID, and how far the sequence got.
+    """
+
+    sequence: Sequence
+    run: str = Field(description="The run taking the steps; the sequence is interrupted once it is gone.")
+    step: str = Field(description="The step about to be taken, or last taken.")
+    target: str
+    target_oid: int | None = Field(default=None, description="The live database being replaced, if any.")
+    replacement_oid: int = Field(description="The database put in the target's place.")
+    moved_to: str | None = Field(default=None, description="The name the replaced database gets.")
+    since: datetime
+    properties: dict[str, object] | None = Field(
+        default=None,
+        description="In place: the dropped target's own properties (owner, ACL, settings, comment), "
+        "for the replacement once it is checked.",
+    )
+
+
 class MarkKind(StrEnum):
     SCRATCH = "scratch"  # a rehearsal's copy, dropped when the rehearsal ends
     RESTORING = "restoring"  # a restore's copy under construction, swapped in or dropped
@@ -41,6 +72,12 @@ class DatabaseMark(BaseModel):
         description="A restoring copy awaiting an operator's approval, and so without sessions, is not "
         "a killed run's before this moment.",
     )
+    swapped_in_oid: int | None = Field(
+        default=None,
+        description="Set aside: the OID of the database the swap put in the target's place. Rollback "
+        "puts this one back only while the target is still that database.",
+    )
+    journal: Journal | None = None
 
     def render(self) -> str:
         return PREFIX + self.model_dump_json(exclude_none=True)
@@ -57,11 +94,18 @@ class DbopsDatabase(BaseModel):
     created: datetime
     bytes: int
     sessions: int
+    alive: bool = Field(default=False, description="Whether the run that made it still holds its lock.")
+    interrupted: str | None = Field(
+        default=None, description="The step a sequence of a run that is gone stopped at, if any."
+    )
 
 
 class SweepReport(BaseModel):
     """What a sweep of a killed run's leftovers did, and what it left for a person."""
 
+    recovered: list[str] = Field(
+        default_factory=list, description="Interrupted sequences finished or undone, one line each."
+    )
     dropped: list[DbopsDatabase] = Field(default_factory=list)
     removed_directories: list[str] = Field(default_factory=list)
     left: list[str] = Field(default_factory=list, description="What was not dropped, and why.")

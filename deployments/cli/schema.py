@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from models.marks import DbopsDatabase
 from models.settings import load_settings
 from tasks.postgres.engine import database_url
 from tasks.schema.drift import detect_drift
@@ -61,11 +62,24 @@ def check_command(
 
 
 def status_command() -> None:
-    """Show the schema's revision and each table's rows, indexes and size."""
-    from tasks.restore.leftovers import dbops_databases  # only this command needs it
+    """Show the schema's revision and each table's rows, indexes and size, and what dbops left on
+    the server: an interrupted restore is finished or undone here when no job holds its guard."""
+    from tasks.restore.leftovers import dbops_databases  # only this command needs them
+    from tasks.restore.recovery import examine
 
     settings = load_settings()
     url = database_url(settings)
+    server = url.set(database="postgres")
+    reachable, lines = examine(server, settings, url.database or "")
+    for line in lines:
+        typer.echo(line)
+    if reachable != "open":
+        typer.echo(
+            f"{url.database}: {'refuses connections' if reachable == 'closed' else 'does not exist'} "
+            f"on {server.host}:{server.port}"
+        )
+        _list_made(dbops_databases(server, settings))
+        raise typer.Exit(1)
     state = schema_state(url, settings)
     marker = "at head" if state.at_head else f"head is {state.head}: run dbops migrate"
     typer.echo(f"{state.database} (PostgreSQL {state.server_version})")
@@ -76,14 +90,19 @@ def status_command() -> None:
             typer.echo(
                 f"{table.name:<20} {table.rows:>12,} {table.indexes:>8} {_size(table.total_bytes):>10}"
             )
-    made = dbops_databases(url.set(database="postgres"), settings)
+    _list_made(dbops_databases(server, settings))
+
+
+def _list_made(made: list[DbopsDatabase]) -> None:
     typer.echo(f"databases dbops made on this server: {len(made)}, {_size(sum(d.bytes for d in made))}")
     now = datetime.now(UTC)
     for database in made:
         age = (now - database.created).total_seconds() / 3600
+        run = "run alive" if database.alive else "run gone"
         typer.echo(
             f"  {database.name:<48} {database.kind.value:<15} {_size(database.bytes):>10} "
-            f"{age:>7.1f} h old  sessions {database.sessions}"
+            f"{age:>7.1f} h old  sessions {database.sessions}  {run}"
+            + (f"  interrupted: {database.interrupted}" if database.interrupted else "")
         )
 
 

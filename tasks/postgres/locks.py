@@ -75,28 +75,24 @@ _ADVISORY_HOLDER = text("""
 
 def advisory_holder(connection: Connection, key: int) -> LockHolder | None:
     """Who holds the session advisory lock *key* in this database right now."""
-    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
-    row = connection.execute(
-        _ADVISORY_HOLDER, {"high": unsigned >> 32, "low": unsigned & 0xFFFF_FFFF}
-    ).first()
+    high, low = _halves(key)
+    row = connection.execute(_ADVISORY_HOLDER, {"high": high, "low": low}).first()
     if row is None:
         return None
     return LockHolder(pid=row[0], application_name=row[1], client=row[2], holding_since=row[3])
 
 
-@contextmanager
-def session_advisory_lock(
+def wait_for_advisory_lock(
     connection: Connection,
     key: int,
     timeout_seconds: float,
     on_timeout: Callable[[LockHolder | None], Exception],
-) -> Iterator[None]:
-    """Hold the session advisory lock *key* on the autocommit *connection* for the block.
+) -> None:
+    """Take the session advisory lock *key* on the autocommit *connection*, waiting at most
+    *timeout_seconds*.
 
     The wait is bounded by ``lock_timeout`` (advisory lock waits honour it), so waiters queue fairly
     behind the holder; after *timeout_seconds* the error *on_timeout* makes from the holder is raised.
-    The connection runs nothing while it holds the lock, so its ``query_start`` stays the moment the lock
-    was taken: that is what a waiting run reports as "since".
     """
     connection.execute(
         text("SELECT set_config('lock_timeout', :timeout, false)"),
@@ -109,8 +105,57 @@ def session_advisory_lock(
             raise
         raise on_timeout(advisory_holder(connection, key)) from None
     connection.execute(text("SELECT set_config('lock_timeout', '0', false)"))
+
+
+@contextmanager
+def session_advisory_lock(
+    connection: Connection,
+    key: int,
+    timeout_seconds: float,
+    on_timeout: Callable[[LockHolder | None], Exception],
+) -> Iterator[None]:
+    """Hold the session advisory lock *key* on the autocommit *connection* for the block
+    (:func:`wait_for_advisory_lock` says how the wait is bounded).
+
+    The connection runs nothing while it holds the lock, so its ``query_start`` stays the moment the lock
+    was taken: that is what a waiting run reports as "since".
+    """
+    wait_for_advisory_lock(connection, key, timeout_seconds, on_timeout)
     try:
         yield
     finally:
         if not connection.invalidated:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+
+_HELD = text("""
+    SELECT EXISTS (
+        SELECT 1 FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
+          AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid) AND objsubid = 1)
+""")
+_HOLDERS_ANYWHERE = text("""
+    SELECT classid::bigint, objid::bigint FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 1
+""")
+
+
+def _halves(key: int) -> tuple[int, int]:
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+    return unsigned >> 32, unsigned & 0xFFFF_FFFF
+
+
+def holds_advisory_lock(connection: Connection, key: int) -> bool:
+    """Whether this connection's own session still holds the session advisory lock *key*."""
+    high, low = _halves(key)
+    return bool(connection.execute(_HELD, {"high": high, "low": low}).scalar())
+
+
+def held_advisory_keys(connection: Connection) -> set[int]:
+    """The keys of every session advisory lock held on the server right now (pg_locks shows every
+    session's locks to every role, unlike pg_stat_activity)."""
+    held = set()
+    for high, low in connection.execute(_HOLDERS_ANYWHERE):
+        unsigned = (int(high) << 32) | int(low)
+        held.add(unsigned - (1 << 64) if unsigned >= 1 << 63 else unsigned)
+    return held

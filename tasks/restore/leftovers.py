@@ -5,10 +5,14 @@ mid-way leaves a production-sized scratch or ``_restoring_`` database and a dump
 every successful swap leaves the database it set aside. The sweep runs at the start of every
 rehearsal and restore (and the set-aside expiry in the weekly maintenance):
 
-- a scratch or restoring copy goes when its mark says dbops made it, no session is connected, and
-  it is older than ``DBOPS_STALE_AFTER_MINUTES`` (a live run's copy is younger, or has its sessions;
-  a copy awaiting approval counts its age from the end of the wait its mark holds it for);
+- an interrupted sequence (a swap, rollback or in-place restore whose run is gone) is finished or
+  undone first (:mod:`tasks.restore.journal`), and a database that carries one is never dropped;
+- a scratch or restoring copy goes when its mark says dbops made it, its run is gone (nobody holds
+  the run's lock, :mod:`tasks.restore.runs`), no session is connected, and no approval holds it
+  (``held_until``). Its age does not matter: a live run's copy stays however old, a dead one's goes
+  at once;
 - set-aside and rolled-back copies go once older than ``DBOPS_RESTORE_KEEP_SET_ASIDE_DAYS``;
+- a copy of another database goes only under that database's guard, so no job on it runs meanwhile;
 - a work directory goes when the process that made it is gone.
 
 A database without the mark, or with a session connected, is never dropped: it is reported. Nothing
@@ -33,7 +37,9 @@ from models.errors import DbopsError
 from models.marks import DbopsDatabase, MarkKind, SweepReport
 from models.settings import Settings
 from tasks.postgres.engine import make_engine, open_connection, quote_identifier
+from tasks.postgres.guard import try_guard
 from tasks.restore.marks import MarkedDatabase, marked_databases
+from tasks.restore.recovery import recover_others
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 _log = logging.getLogger(__name__)
@@ -65,21 +71,26 @@ def sweep(
     settings: Settings,
     *,
     run: str,
+    held: str | None = None,
     temporary: bool = True,
     set_aside: bool = True,
     logger: Logger | None = None,
 ) -> SweepReport:
-    """Drop what gone runs left on *server* and in the work directory; never raises for housekeeping."""
+    """Drop what gone runs left on *server* and in the work directory; never raises for housekeeping.
+
+    *held* names the database whose guard the caller holds: its copies need no guard of their own.
+    """
     log = logger or _log
     report = SweepReport()
     now = datetime.now(UTC)
     try:
+        report.recovered = recover_others(server, settings, held, log)
         engine = make_engine(server, settings, purpose="sweep")
         try:
             with open_connection(engine, autocommit=True) as connection:
                 for found in marked_databases(connection):
                     if _due(found, run, now, settings, temporary=temporary, set_aside=set_aside):
-                        _drop(connection, found, now, report, log)
+                        _drop_guarded(server, settings, connection, found, held, now, report, log)
                     elif found.sessions and found.mark.kind in _TEMPORARY and found.mark.run != run:
                         _leave(
                             report, log, f"{found.name}: {found.sessions} session(s) connected, not dropped"
@@ -111,15 +122,35 @@ def mark_work_directory(directory: Path, run: str) -> None:
 def _due(
     found: MarkedDatabase, run: str, now: datetime, settings: Settings, *, temporary: bool, set_aside: bool
 ) -> bool:
-    age = now - found.mark.created
-    if found.mark.run == run or found.sessions:
+    if found.mark.run == run or found.sessions or found.mark.journal is not None:
         return False
     if temporary and found.mark.kind in _TEMPORARY:
-        idle = now - max(found.mark.created, found.mark.held_until or found.mark.created)
-        return idle > timedelta(minutes=settings.stale_after_minutes)
+        return not found.alive and not (found.mark.held_until and found.mark.held_until > now)
     if set_aside and found.mark.kind in _KEPT_FOR_ROLLBACK:
-        return age > timedelta(days=settings.restore_keep_set_aside_days)
+        return now - found.mark.created > timedelta(days=settings.restore_keep_set_aside_days)
     return False
+
+
+def _drop_guarded(
+    server: URL,
+    settings: Settings,
+    connection: Connection,
+    found: MarkedDatabase,
+    held: str | None,
+    now: datetime,
+    report: SweepReport,
+    log: Logger,
+) -> None:
+    """Drop *found* under the guard of the database it stands for, unless the caller holds that one."""
+    target = found.mark.target
+    if target is None or target == held:
+        _drop(connection, found, now, report, log)
+        return
+    with try_guard(server, settings, target, "sweep") as guard:
+        if guard is None:
+            _leave(report, log, f"{found.name}: a dbops job on {target} holds its guard, not dropped")
+            return
+        _drop(connection, found, now, report, log)
 
 
 def _drop(
@@ -190,6 +221,7 @@ def _process_start(pid: int) -> int | None:
 
 
 def _listed(found: MarkedDatabase) -> DbopsDatabase:
+    journal = found.mark.journal
     return DbopsDatabase(
         name=found.name,
         kind=found.mark.kind,
@@ -199,6 +231,10 @@ def _listed(found: MarkedDatabase) -> DbopsDatabase:
         created=found.mark.created,
         bytes=found.bytes,
         sessions=found.sessions,
+        alive=found.alive,
+        interrupted=f"{journal.sequence.value} of {journal.target} stopped before '{journal.step}'"
+        if journal is not None and found.interrupted
+        else None,
     )
 
 

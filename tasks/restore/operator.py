@@ -22,14 +22,14 @@ from datetime import UTC, datetime
 
 from sqlalchemy.engine import URL
 
-from models.backup import BackupSource
+from models.backup import BackupSource, source_of
 from models.errors import RestoreError, RestoreRefusedError, RestoreRejectedError
 from models.rehearsal import RestoreMode, RestoreResult, RestoreSummary
 from models.settings import Environment, Settings
-from tasks.backup.catalog import rehearsals
+from tasks.backup.catalog import read_manifest, rehearsals
 from tasks.backup.source import database_source
 from tasks.postgres.engine import database_url, make_engine, open_connection
-from tasks.postgres.guard import maintenance_guard
+from tasks.postgres.guard import Guard, maintenance_guard
 from tasks.restore.copy import (
     Logger,
     Validator,
@@ -39,6 +39,7 @@ from tasks.restore.copy import (
 )
 from tasks.restore.leftovers import sweep
 from tasks.restore.parts import fetch_backup
+from tasks.restore.properties import DatabaseProperties
 from tasks.restore.replacement import (
     RestoreJob,
     build_copy,
@@ -46,10 +47,11 @@ from tasks.restore.replacement import (
     swap_in,
     target_properties,
 )
+from tasks.restore.runs import RunLease, hold_run, run_id
 from tasks.restore.summary import compare_tables
 from tasks.restore.swap import database_exists
-from tasks.restore.target import CreatedDatabase, drop_created, live_oid, live_state, run_id
-from tasks.storage import ObjectStore
+from tasks.restore.target import CreatedDatabase, drop_created, live_oid, live_state
+from tasks.storage import ObjectStore, open_store
 
 _log = logging.getLogger(__name__)
 _MAX_NAME = 63
@@ -113,14 +115,16 @@ def restore(
 class PreparedRestore:
     """A restore up to the operator's decision: vetted, and in swap mode built and checked.
 
-    It holds no lock and no connection, so a flow can wait for a person with it, for as long as the
-    mark on the copy holds it (``held_until``), while the nightly backup runs.
+    It holds no guard, so a flow can wait for a person with it while the nightly backup runs. It
+    holds its run's lock (*lease*), which keeps the copy from any sweep while this process lives;
+    if the process dies, the mark on the copy still holds it until ``held_until``.
     """
 
     job: RestoreJob
     copy: CreatedDatabase | None
     target_oid: int | None
     summary: RestoreSummary
+    lease: RunLease
     seconds: float = 0.0
 
 
@@ -157,10 +161,14 @@ def prepare_restore(
     job = RestoreJob(
         server, settings, target, manifest, run_id(), now, result, pg_restore, reseed, validate, log
     )
-    with maintenance_guard(server, settings, target, "restore", logger=log):
-        sweep(server, settings, run=job.run, logger=log)
-        copy = build_copy(job, store) if mode is RestoreMode.SWAP else None
+    lease = hold_run(server, settings, job.run)
+    copy: CreatedDatabase | None = None
     try:
+        with maintenance_guard(server, settings, target, "restore", logger=log):
+            sweep(server, settings, run=job.run, held=target, logger=log)
+            properties = target_properties(server, settings, target)  # refuses what could not be replaced
+            if mode is RestoreMode.SWAP:
+                copy = build_copy(job, store, properties)
         live = live_state(server, settings, target)
         if copy is not None:
             built = live_state(server, settings, copy.name)
@@ -185,8 +193,9 @@ def prepare_restore(
     except BaseException:
         if copy is not None:
             drop_created(copy, settings, logger=log)
+        lease.release()
         raise
-    return PreparedRestore(job, copy, live.oid, summary, round(time.monotonic() - started, 3))
+    return PreparedRestore(job, copy, live.oid, summary, lease, round(time.monotonic() - started, 3))
 
 
 def finish_restore(prepared: PreparedRestore, store: ObjectStore) -> RestoreResult:
@@ -197,23 +206,26 @@ def finish_restore(prepared: PreparedRestore, store: ObjectStore) -> RestoreResu
     """
     job = prepared.job
     started = time.monotonic()
-    with maintenance_guard(job.server, job.settings, job.target, "restore", logger=job.log):
-        try:
-            _check_unchanged(prepared)
-        except RestoreError:
-            if prepared.copy is not None:  # approved for a target that is gone: the copy has no use
-                drop_created(prepared.copy, job.settings, logger=job.log)
-            raise
-        properties = target_properties(job.server, job.settings, job.target)
-        if prepared.copy is not None:
-            assert properties is not None  # _check_unchanged saw the target
-            job.result.previous_database = swap_in(job, prepared.copy, properties)
-        else:
-            with work_directory(job.settings, job.run) as directory:
-                fetched = fetch_backup(store, job.manifest, job.settings, directory, logger=job.log)
-                fetched.verify(job.settings)  # every part sound before the target is dropped
-                job.result.timings.download, job.result.dump_bytes = fetched.seconds, fetched.dump_bytes
-                rebuild_in_place(job, properties, fetched)
+    try:
+        with maintenance_guard(job.server, job.settings, job.target, "restore", logger=job.log) as guard:
+            try:
+                _check_unchanged(prepared)
+            except RestoreError:
+                if prepared.copy is not None:  # approved for a target that is gone: the copy has no use
+                    drop_created(prepared.copy, job.settings, logger=job.log)
+                raise
+            properties = target_properties(job.server, job.settings, job.target)
+            if prepared.copy is not None:
+                assert properties is not None  # _check_unchanged saw the target
+                job.result.previous_database = swap_in(job, prepared.copy, properties, guard)
+            else:
+                with work_directory(job.settings, job.run) as directory:
+                    fetched = fetch_backup(store, job.manifest, job.settings, directory, logger=job.log)
+                    fetched.verify(job.settings)  # every part sound before the target is dropped
+                    job.result.timings.download, job.result.dump_bytes = fetched.seconds, fetched.dump_bytes
+                    rebuild_in_place(job, properties, fetched, guard)
+    finally:
+        prepared.lease.release()
     result = job.result
     result.timings.total = round(prepared.seconds + time.monotonic() - started, 3)
     job.log.info(
@@ -228,8 +240,11 @@ def finish_restore(prepared: PreparedRestore, store: ObjectStore) -> RestoreResu
 
 def discard_restore(prepared: PreparedRestore) -> None:
     """Drop the copy a rejected restore built; the target was never touched."""
-    if prepared.copy is not None:
-        drop_created(prepared.copy, prepared.job.settings, logger=prepared.job.log)
+    try:
+        if prepared.copy is not None:
+            drop_created(prepared.copy, prepared.job.settings, logger=prepared.job.log)
+    finally:
+        prepared.lease.release()
     prepared.job.log.warning(
         "the restore of %s from backup %s was not approved; %s was left as it was",
         prepared.job.target,
@@ -291,3 +306,41 @@ def _check_unchanged(prepared: PreparedRestore) -> None:
             hint="an answer after DBOPS_RESTORE_APPROVAL_TIMEOUT_SECONDS may find the copy swept; "
             "start the restore again",
         )
+
+
+def resume_in_place(
+    settings: Settings,
+    server: URL,
+    *,
+    backup_id: str,
+    target: str,
+    properties: DatabaseProperties | None,
+    guard: Guard,
+    logger: Logger | None = None,
+) -> RestoreResult:
+    """Finish an in-place restore whose run died after dropping *target* and before its copy was
+    checked: restore the same backup again, as that run would have.
+
+    Recovery (:mod:`tasks.restore.recovery`) calls this under *target*'s guard, which it holds: the
+    target is gone, and the backup it was being replaced with is the only way back.
+    """
+    log = logger or _log
+    store = open_store(settings)
+    manifest, pg_restore = vet_backup(
+        store, backup_id, settings, server, wanted=source_of(read_manifest(store, backup_id)), target=target
+    )
+    now = datetime.now(UTC)
+    result = RestoreResult(
+        **copy_basis(manifest, server, pg_restore, settings),
+        target=target,
+        mode=RestoreMode.IN_PLACE,
+        restored_at=now,
+        reseeded=False,
+    )
+    job = RestoreJob(server, settings, target, manifest, run_id(), now, result, pg_restore, False, None, log)
+    with hold_run(server, settings, job.run), work_directory(settings, job.run) as directory:
+        fetched = fetch_backup(store, manifest, settings, directory, logger=log)
+        fetched.verify(settings)
+        job.result.timings.download, job.result.dump_bytes = fetched.seconds, fetched.dump_bytes
+        rebuild_in_place(job, properties, fetched, guard)
+    return result

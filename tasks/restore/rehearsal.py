@@ -31,12 +31,12 @@ from tasks.restore.copy import (
 )
 from tasks.restore.leftovers import sweep
 from tasks.restore.parts import fetch_backup
+from tasks.restore.runs import hold_run, run_id
 from tasks.restore.target import (
     CreatedDatabase,
     create_database,
     drop_created,
     rehearsal_server,
-    run_id,
     timestamped_name,
 )
 from tasks.storage import ObjectStore
@@ -64,9 +64,12 @@ def rehearse(
     server = rehearsal_server(settings)
     wanted = database_source(database_url(settings), settings)
     manifest, pg_restore = vet_backup(store, backup_id, settings, server, wanted=wanted)
-    with maintenance_guard(server, settings, wanted.database, "rehearsal", logger=log):
-        run = run_id()
-        sweep(server, settings, run=run, set_aside=False, logger=log)
+    run = run_id()
+    with (
+        hold_run(server, settings, run),
+        maintenance_guard(server, settings, wanted.database, "rehearsal", logger=log),
+    ):
+        sweep(server, settings, run=run, held=wanted.database, set_aside=False, logger=log)
         record = RehearsalRecord(
             **copy_basis(manifest, server, pg_restore, settings),
             rehearsed_at=datetime.now(UTC),

@@ -14,21 +14,20 @@ from sqlalchemy.engine import URL, Engine
 
 from models.backup import BackupManifest
 from models.errors import DbopsError, RestoreError
-from models.marks import DatabaseMark, MarkKind
+from models.marks import DatabaseMark, MarkKind, Sequence
 from models.rehearsal import RestoreResult
 from models.settings import Settings
 from tasks.postgres.binaries import Program
-from tasks.postgres.engine import make_engine, open_connection, quote_identifier
+from tasks.postgres.engine import make_engine, open_connection
+from tasks.postgres.failpoints import failpoint
+from tasks.postgres.guard import Guard
 from tasks.restore.copy import Logger, Validator, restore_and_check, work_directory
+from tasks.restore.journal import Database, Exchange, exchange, rebuild
+from tasks.restore.marks import write_mark
 from tasks.restore.parts import FetchedBackup, fetch_backup
-from tasks.restore.properties import (
-    DatabaseProperties,
-    comment_statement,
-    granting_statements,
-    read_properties,
-)
-from tasks.restore.swap import database_exists, rename_in_one_transaction, replace, take_offline
-from tasks.restore.target import CreatedDatabase, create_database, derived_name, drop_created
+from tasks.restore.preflight import check_replaceable
+from tasks.restore.properties import DatabaseProperties, granting_statements, read_properties
+from tasks.restore.target import CreatedDatabase, create_database, derived_name, drop_created, live_oid
 from tasks.storage import ObjectStore
 
 SET_ASIDE_MARK = "_pre_restore"
@@ -49,6 +48,11 @@ class RestoreJob:
     reseed: bool
     validate: Validator | None
     log: Logger
+
+    def held(self) -> DatabaseMark:
+        """The mark of a checked copy: held for the operator's answer, however long the run waits."""
+        until = datetime.now(UTC) + timedelta(seconds=self.settings.restore_approval_timeout_seconds)
+        return self.mark(held_until=until)
 
     def mark(self, **changes: object) -> DatabaseMark:
         return DatabaseMark(
@@ -83,20 +87,23 @@ def fill_and_check(job: RestoreJob, dump: FetchedBackup, url: URL, *, what: str,
 
 
 def target_properties(server: URL, settings: Settings, target: str) -> DatabaseProperties | None:
+    """*target*'s own properties, after refusing a target this role could not replace and give them
+    back to (:mod:`tasks.restore.preflight`); None when there is no such database."""
     engine = make_engine(server, settings, purpose="restore")
     try:
         with open_connection(engine) as connection:
-            return read_properties(connection, target)
+            properties = read_properties(connection, target)
+            if properties is not None:
+                check_replaceable(connection, target, properties)
+            return properties
     finally:
         engine.dispose()
 
 
-def build_copy(job: RestoreJob, store: ObjectStore) -> CreatedDatabase:
+def build_copy(job: RestoreJob, store: ObjectStore, properties: DatabaseProperties | None) -> CreatedDatabase:
     """Build the copy beside the target and check it; the target is not touched. A copy that fails
-    is dropped. The checked copy's mark then holds it for the approval wait, when no session keeps
-    the sweep of another run off it."""
-    properties = target_properties(job.server, job.settings, job.target)
-    name = derived_name(job.target, "_restoring", job.now)
+    is dropped. The checked copy's mark then holds it for the approval wait."""
+    name = derived_name(job.target, "_restoring", datetime.now(UTC))
     copy = create_database(job.server, job.settings, name, mark=job.mark(), like=properties)
     try:
         with work_directory(job.settings, job.run) as directory:
@@ -109,44 +116,64 @@ def build_copy(job: RestoreJob, store: ObjectStore) -> CreatedDatabase:
                 what=f"the restored copy {copy.name}",
                 hint="the target was not replaced; look at the backup with dbops rehearse --backup ID --keep",
             )
-        held = datetime.now(UTC) + timedelta(seconds=job.settings.restore_approval_timeout_seconds)
-        _comment(job, copy.name, job.mark(held_until=held).render())
+        _mark(job, copy, job.held())
     except BaseException:
         drop_created(copy, job.settings, logger=job.log)  # gone only while it is still the copy
         raise
     return copy
 
 
-def _comment(job: RestoreJob, name: str, comment: str) -> None:
+def _mark(job: RestoreJob, copy: CreatedDatabase, mark: DatabaseMark) -> None:
     engine = make_engine(job.server, job.settings, purpose="restore")
     try:
         with open_connection(engine, autocommit=True) as connection:
-            connection.exec_driver_sql(comment_statement(name, comment))
+            write_mark(connection, copy.name, copy.oid, mark)
     finally:
         engine.dispose()
 
 
-def swap_in(job: RestoreJob, copy: CreatedDatabase, properties: DatabaseProperties) -> str:
-    """Give the checked copy the target's properties, then swap names.
+def swap_in(job: RestoreJob, copy: CreatedDatabase, properties: DatabaseProperties, guard: Guard) -> str:
+    """Give the checked copy the target's properties, then swap names (:func:`journal.exchange`).
 
     The replaced database is kept, marked as set aside for :func:`~tasks.restore.rollback.rollback`;
-    returns its name. A copy that fails to swap is dropped and the target left as it was.
+    returns its name. If the swap fails, the target is left as it was and the approved copy is kept,
+    held for another approval period: a step that failed is no reason to lose a checked copy.
     """
-    set_aside = derived_name(job.target, SET_ASIDE_MARK, job.now)
+    set_aside = derived_name(job.target, SET_ASIDE_MARK, datetime.now(UTC))
+    target_oid = live_oid(job.server, job.settings, job.target)
+    assert target_oid is not None  # the caller checked that the target is the one approved
     engine = make_engine(job.server, job.settings, purpose="restore swap")
     try:
+        failpoint("swap.grant")
+        guard.verify("swap.grant")
         _grant(engine, copy.name, properties)
-        kept = job.mark(kind=MarkKind.SET_ASIDE, comment=properties.comment)
-        replace(
+        exchange(
             engine,
-            target=job.target,
-            replacement=copy.name,
-            moved_to=set_aside,
-            comments={job.target: properties.comment, set_aside: kept.render()},
-            log=job.log,
+            Exchange(
+                sequence=Sequence.SWAP,
+                target=Database(job.target, target_oid),
+                replacement=Database(copy.name, copy.oid),
+                replacement_mark=job.held(),
+                run=job.run,
+                moved_to=set_aside,
+                moved_mark=job.mark(
+                    kind=MarkKind.SET_ASIDE, comment=properties.comment, swapped_in_oid=copy.oid
+                ),
+                target_comment=properties.comment,
+            ),
+            guard,
+            job.log,
         )
+    except DbopsError as error:
+        kept = _keep_for_retry(job, copy)
+        raise RestoreError(
+            f"the swap of {job.target} stopped: {error.message.rstrip('.')}; {job.target} accepts "
+            f"connections as before" + (f", and the checked copy {copy.name} is kept" if kept else ""),
+            detail=error.detail,
+            hint=error.hint,
+        ) from None
     except BaseException:
-        drop_created(copy, job.settings, logger=job.log)  # gone only while it is still the copy
+        _keep_for_retry(job, copy)
         raise
     finally:
         engine.dispose()
@@ -156,36 +183,57 @@ def swap_in(job: RestoreJob, copy: CreatedDatabase, properties: DatabaseProperti
     return set_aside
 
 
-def rebuild_in_place(job: RestoreJob, properties: DatabaseProperties | None, dump: FetchedBackup) -> None:
-    """Drop the target, then build the copy under another name and give it the target's name only
-    once it is restored, migrated and checked: until then no application can connect to a
-    half-filled database. A copy that fails its checks is kept, marked, for a person to look at."""
-    target, mark = job.target, job.mark()
-    engine = make_engine(job.server, job.settings, purpose="restore in place")
+def _keep_for_retry(job: RestoreJob, copy: CreatedDatabase) -> bool:
+    """Hold the checked copy for another approval period; False if it is no longer there as a copy."""
     try:
-        with open_connection(engine, autocommit=True) as connection:
-            if database_exists(connection, target):
-                take_offline(connection, target, job.log)
-                connection.exec_driver_sql(f"DROP DATABASE {quote_identifier(target)} WITH (FORCE)")
-                job.log.warning("dropped database %s to restore it in place", target)
-        name = derived_name(target, "_restoring", job.now)
-        copy = create_database(job.server, job.settings, name, mark=mark, like=properties)
+        _mark(job, copy, job.held())
+    except Exception as error:  # the copy took the target's name, or is gone: nothing to hold
+        job.log.debug("not holding %s: %s", copy.name, error)
+        return False
+    return True
+
+
+def rebuild_in_place(
+    job: RestoreJob, properties: DatabaseProperties | None, dump: FetchedBackup, guard: Guard
+) -> None:
+    """Drop the target, then build the copy under another name and give it the target's name only
+    once it is restored, migrated and checked (:func:`journal.rebuild`): until then no application can
+    connect to a half-filled database. A copy that fails its checks is kept, marked, for a person."""
+    target = job.target
+    target_oid = live_oid(job.server, job.settings, target)
+    name = derived_name(target, "_restoring", datetime.now(UTC))
+    mark = job.mark()
+    copy = create_database(job.server, job.settings, name, mark=mark, like=properties)
+
+    def fill() -> None:
         try:
             fill_and_check(job, dump, copy.url, what=f"the restored copy {copy.name}", hint="")
         except DbopsError as error:
-            _keep_failed(engine, copy, mark)
             raise RestoreError(
                 f"the in-place restore of {target} failed, so {target} does not exist now; the copy is "
                 f"kept as {copy.name}, closed to the application",
                 detail=error.message,
-                hint=f"restore another backup (dbops restore --mode in-place --target {target}), or inspect "
-                f"{copy.name} and, if it will do, rename it to {target} yourself",
+                hint=f"restore another backup (dbops restore --mode in-place --target {target}), or "
+                f"inspect {copy.name} and, if it will do, rename it to {target} yourself",
             ) from None
-        if properties is not None:
-            _grant(engine, copy.name, properties)
-        rename_in_one_transaction(
-            engine, [(copy.name, target)], {target: properties.comment if properties else None}
+
+    engine = make_engine(job.server, job.settings, purpose="restore in place")
+    try:
+        rebuild(
+            engine,
+            target_name=target,
+            target=Database(target, target_oid) if target_oid is not None else None,
+            properties=properties,
+            copy=Database(copy.name, copy.oid),
+            copy_mark=mark,
+            fill=fill,
+            guard=guard,
+            log=job.log,
         )
+    except BaseException:
+        if target_oid is not None and live_oid(job.server, job.settings, target) == target_oid:
+            drop_created(copy, job.settings, logger=job.log)  # the target stands: the empty copy goes
+        raise
     finally:
         engine.dispose()
 
@@ -195,9 +243,3 @@ def _grant(engine: Engine, name: str, properties: DatabaseProperties) -> None:
     with engine.begin() as connection:
         for statement in granting_statements(name, properties):
             connection.exec_driver_sql(statement)
-
-
-def _keep_failed(engine: Engine, copy: CreatedDatabase, mark: DatabaseMark) -> None:
-    failed = mark.model_copy(update={"kind": MarkKind.FAILED})
-    with open_connection(engine, autocommit=True) as connection:
-        connection.exec_driver_sql(comment_statement(copy.name, failed.render()))

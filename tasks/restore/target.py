@@ -9,9 +9,7 @@ exists, so whatever a killed run leaves behind can be told apart from everything
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,6 +24,7 @@ from models.settings import Settings
 from tasks.backup.source import count_rows
 from tasks.postgres.engine import database_url, make_engine, open_connection, quote_identifier
 from tasks.restore.properties import DatabaseProperties, comment_statement, creation_options
+from tasks.restore.runs import run_id as run_id  # where the table restore imports it from
 
 _log = logging.getLogger(__name__)
 DATABASE_OID = text("SELECT oid::bigint FROM pg_database WHERE datname = :name")
@@ -100,15 +99,16 @@ def timestamped_name(prefix: str, now: datetime | None = None) -> str:
     return f"{prefix}_{moment:%Y%m%dt%H%M%S}_{secrets.token_hex(2)}"
 
 
-def run_id() -> str:
-    """Names the dbops run in the marks it leaves: host, process, and a token for this run."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
 def derived_name(target: str, mark: str, now: datetime) -> str:
-    """``<target><mark>_<timestamp>``, the target part shortened to fit PostgreSQL's 63 bytes."""
+    """``<target><mark>_<timestamp>``, the target part shortened to fit PostgreSQL's 63 bytes.
+
+    Shortened by bytes, on a character boundary: PostgreSQL cuts a longer name at 63 bytes without a
+    word, mid-character if need be, and the database would then not have the name its mark was
+    written under.
+    """
     suffix = f"{mark}_{now.astimezone(UTC):%Y%m%dt%H%M%S}"
-    return target[: _MAX_NAME - len(suffix)] + suffix
+    room = _MAX_NAME - len(suffix.encode())
+    return target.encode()[:room].decode(errors="ignore") + suffix
 
 
 def create_database(

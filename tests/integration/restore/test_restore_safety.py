@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from models.errors import RestoreError, RestoreRefusedError
-from models.marks import DatabaseMark, MarkKind
+from models.marks import DatabaseMark, MarkKind, parse_mark
 from models.rehearsal import RestoreMode
 from models.settings import Settings
 from tasks.backup.dump import backup
@@ -55,16 +55,25 @@ def test_a_superusers_session_fails_the_swap_with_one_line_and_the_target_stays_
         assert result.returncode == 1, result.stderr
         error = result.stderr.strip().splitlines()[-1]
         assert error.startswith(
-            f"dbops: error: could not end the sessions of {target}; it accepts connections"
+            f"dbops: error: the swap of {target} stopped: could not end the sessions of the target "
+            f"{target}; {target} accepts connections as before, and the checked copy {target}_restoring_"
         )
         assert f"pid {pid} (dbops)" in error
         assert allows_connections(pg_server, target)
         superuser_session.execute("SELECT 1")  # never ended
     with admin_connection(pg_server) as connection:
         left = connection.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s", (target + "_%",)
+            "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname LIKE %s",
+            (target + "_%",),
         ).fetchall()
-    assert left == [], "the copy that could not be swapped in is dropped"
+    assert len(left) == 1, "the approved, checked copy is kept for another try, never dropped"
+    mark = parse_mark(str(left[0][1]))
+    assert mark is not None
+    assert mark.kind is MarkKind.RESTORING
+    assert mark.journal is None
+    assert mark.held_until is not None
+    assert mark.held_until > datetime.now(UTC)
+    assert allows_connections(pg_server, str(left[0][0])), "the copy was reopened too"
 
 
 def test_the_replacement_keeps_owner_acl_settings_comment_and_tablespace(
