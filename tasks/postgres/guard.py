@@ -28,7 +28,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 
 from models.errors import GuardLostError, MaintenanceBusyError
 from models.settings import Settings
@@ -63,7 +63,7 @@ class Guard:
         """Raise :class:`GuardLostError` unless this job still holds the guard, before *step*."""
         try:
             held = holds_advisory_lock(self._connection, guard_key(self.database))
-        except DBAPIError:
+        except SQLAlchemyError:  # the session is gone, or broken: either way the lock is not ours
             held = False
         if not held:
             raise GuardLostError(
@@ -160,8 +160,8 @@ def _release(connection: Connection, key: int, database: str, job: str, log: Log
     """Unlock; a guard already gone with its session is reported, never a failure of the job."""
     try:
         released = connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key}).scalar()
-    except DBAPIError as error:
-        first = str(error.orig).splitlines()[0] if error.orig is not None else str(error)
+    except SQLAlchemyError as error:
+        first = str(error).splitlines()[0]
         log.warning(
             "%s of %s: the guard's session had ended by the end of the job (%s)", job, database, first
         )
