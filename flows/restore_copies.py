@@ -40,11 +40,18 @@ def restore_copies_flow() -> SweepReport:
                     "MB": round(database.bytes / 1e6, 1),
                     "made": database.created.isoformat(timespec="seconds"),
                     "sessions": database.sessions,
+                    "run": "alive" if database.alive else "gone",
+                    "interrupted": database.interrupted or "",
                 }
                 for database in made
             ],
             description=f"{len(made)} database(s) made by dbops, {total / 1e6:,.1f} MB in all; "
-            f"{len(report.dropped)} dropped by this run",
+            f"{len(report.dropped)} dropped by this run"
+            + (
+                f"; {len(report.recovered)} interrupted restore(s) finished or undone"
+                if report.recovered
+                else ""
+            ),
         ),
     )
     return report

@@ -156,8 +156,9 @@ class Settings(BaseSettings):
     stale_after_minutes: float = Field(
         default=60.0,
         ge=0,
-        description="A scratch or restoring copy with no session for this long belongs to a run that is "
-        "gone, and the next rehearsal or restore drops it.",
+        description="A work directory that does not say which process made it (an earlier release's) "
+        "belongs to a run that is gone once untouched this long. Databases are judged by whether "
+        "their run is alive, never by age.",
     )
     restore_keep_set_aside_days: float = Field(
         default=7.0,

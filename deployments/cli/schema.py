@@ -62,8 +62,11 @@ def check_command(
 
 
 def status_command() -> None:
-    """Show the schema's revision and each table's rows, indexes and size, and what dbops left on
-    the server: an interrupted restore is finished or undone here when no job holds its guard."""
+    """Show the schema's revision and each table's rows, indexes and size.
+
+    Also what dbops left on the server: an interrupted restore is finished or undone here when no job
+    holds its guard, and a closed or missing database is reported, not an error about the URL.
+    """
     from tasks.restore.leftovers import dbops_databases  # only this command needs them
     from tasks.restore.recovery import examine
 

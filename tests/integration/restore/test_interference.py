@@ -108,6 +108,33 @@ def test_status_reaches_a_target_a_killed_swap_left_closed_and_reopens_it(
     assert "revision" in status.stdout
 
 
+def test_status_says_what_the_job_holding_the_guard_will_do_about_an_interrupted_swap(
+    platform: str, env: dict[str, str], pg_server: EmbeddedServer
+) -> None:
+    assert run_cli("backup", env=env).returncode == 0
+    killed = run_cli(
+        "restore",
+        "--target",
+        platform,
+        "--confirm",
+        platform,
+        "--yes",
+        env=env | {"DBOPS_FAILPOINT": "swap.reopen"},
+    )
+    assert killed.returncode == KILLED
+    with admin_connection(pg_server) as holder:  # another job holds the guard right now
+        holder.execute("SELECT pg_advisory_lock(%s)", (guard_key(platform),))
+        status = run_cli("status", env=env)
+
+        assert status.returncode == 1, "the target still refuses connections"
+        assert "interrupted:" in status.stdout
+        assert f"the swap of {platform}; a dbops job holds its guard now, and the next one will finish" in (
+            status.stdout
+        )
+        assert f"{platform}: refuses connections" in status.stdout
+    assert run_cli("status", env=env).returncode == 0, "with the guard free, status finishes the swap"
+
+
 def test_in_place_over_a_database_with_a_subscription_is_refused_before_anything_is_touched(
     platform: str, env: dict[str, str], pg_server: EmbeddedServer, seeded_url: URL
 ) -> None:
