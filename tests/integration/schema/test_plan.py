@@ -1,0 +1,150 @@
+"""The migration tracer on real data: what each statement of a revision locks, rewrites and blocks.
+
+Each test adds a revision on top of the project's head, in a copy of the migrations directory, and
+traces the upgrade to it on a migrated database with a table of rows of its own.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL
+
+from models.plan import judge, verdict
+from models.settings import Settings
+from tasks.schema.migrate import MIGRATIONS_DIR, head_revision
+from tasks.schema.tracer import trace_upgrade
+from tests.integration.conftest import connect
+
+ROWS = 1_000_000
+
+
+def revisions_with(tmp_path: Path, body: str, *, allow: str = "") -> Path:
+    """The project's migrations plus one revision on top whose upgrade() is *body*."""
+    location = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, location, ignore=shutil.ignore_patterns("__pycache__"))
+    head = head_revision()
+    lines = [
+        '"""a revision under test',
+        "",
+        "Revision ID: 9001",
+        f"Revises: {head}",
+        '"""',
+        "from alembic import op",
+        "",
+        'revision = "9001"',
+        f'down_revision = "{head}"',
+        "branch_labels = None",
+        "depends_on = None",
+        allow,
+        "",
+        "def upgrade() -> None:",
+        textwrap.indent(textwrap.dedent(body).strip(), "    "),
+        "",
+        "def downgrade() -> None:",
+        "    pass",
+    ]
+    revision = "\n".join(lines) + "\n"
+    (location / "versions" / "9001_under_test.py").write_text(revision)
+    return location
+
+
+@pytest.fixture
+def ledger(migrated_url: URL) -> URL:
+    with connect(migrated_url) as connection:
+        connection.execute("CREATE TABLE ledger (id bigint PRIMARY KEY, amount integer NOT NULL)")
+        connection.execute(f"INSERT INTO ledger SELECT g, g % 1000 FROM generate_series(1, {ROWS}) AS g")
+        connection.execute("ANALYZE ledger")
+    return migrated_url
+
+
+def test_a_type_change_rewrites_the_table_under_access_exclusive_and_blocks_the_probes(
+    ledger: URL, settings: Settings, tmp_path: Path
+) -> None:
+    location = revisions_with(tmp_path, 'op.execute("ALTER TABLE ledger ALTER COLUMN amount TYPE bigint")')
+
+    traced = trace_upgrade(ledger, settings, script_location=location)
+
+    assert traced.to_revision == "9001"
+    [revision] = traced.revisions
+    assert len(revision.statements) == 1, [statement.sql for statement in revision.statements]
+    [statement] = revision.statements
+    assert statement.rewrites == ["public.ledger", "public.ledger_pkey"], "the table and its index"
+    [lock] = [lock for lock in statement.locks if lock.relation == "public.ledger"]
+    assert lock.mode == "AccessExclusiveLock"
+    assert lock.held_seconds >= statement.seconds
+    assert statement.wal_bytes > 1_000_000
+    blocked = statement.probe_blocked_seconds["public.ledger"]
+    assert blocked.max >= 0.5 * statement.seconds, (blocked, statement.seconds)
+    before, after = statement.sizes["public.ledger"]
+    assert before > 0
+    assert after > before, "bigint rows are wider"
+
+    judged = judge(revision, rows=traced.rows, max_lock_seconds=0.01, max_rewrite_mb=1)
+    assert verdict([judged]) == "fail"
+    assert any("AccessExclusiveLock on public.ledger" in line for line in judged.failures)
+    assert any("rewrites public.ledger" in line for line in judged.failures)
+
+
+def test_an_allowance_declared_by_the_revision_accepts_its_lock_and_rewrite(
+    ledger: URL, settings: Settings, tmp_path: Path
+) -> None:
+    location = revisions_with(
+        tmp_path,
+        'op.execute("ALTER TABLE ledger ALTER COLUMN amount TYPE bigint")',
+        allow='DBOPS_PLAN_ALLOW = {"lock": "a quiet hour", "rewrite": "small enough"}',
+    )
+
+    [revision] = trace_upgrade(ledger, settings, script_location=location).revisions
+
+    judged = judge(revision, rows={"public.ledger": ROWS}, max_lock_seconds=0.01, max_rewrite_mb=1)
+    assert judged.allowed == {"lock": "a quiet hour", "rewrite": "small enough"}
+    assert judged.failures == []
+    assert any(line.endswith("(allowed: a quiet hour)") for line in judged.accepted)
+    assert any(line.endswith("(allowed: small enough)") for line in judged.accepted)
+    assert verdict([judged]) == "pass"
+
+
+def test_create_index_concurrently_in_an_autocommit_block_holds_no_blocking_lock(
+    ledger: URL, settings: Settings, tmp_path: Path
+) -> None:
+    body = """
+    with op.get_context().autocommit_block():
+        op.execute("CREATE INDEX CONCURRENTLY ledger_amount ON ledger (amount)")
+    """
+    location = revisions_with(tmp_path, body)
+
+    [revision] = trace_upgrade(ledger, settings, script_location=location).revisions
+
+    [statement] = revision.statements
+    assert statement.rewrites == []
+    assert all(lock.mode not in ("ShareLock", "AccessExclusiveLock") for lock in statement.locks)
+    assert "public.ledger" not in statement.probe_blocked_seconds
+    assert (
+        judge(revision, rows={"public.ledger": ROWS}, max_lock_seconds=0.01, max_rewrite_mb=1).failures == []
+    )
+
+
+def test_not_valid_then_a_separate_validate_takes_share_update_exclusive_only(
+    ledger: URL, settings: Settings, tmp_path: Path
+) -> None:
+    body = """
+    op.execute("ALTER TABLE ledger ADD CONSTRAINT amount_small CHECK (amount < 1000000) NOT VALID")
+    with op.get_context().autocommit_block():
+        op.execute("ALTER TABLE ledger VALIDATE CONSTRAINT amount_small")
+    """
+    location = revisions_with(tmp_path, body)
+
+    [revision] = trace_upgrade(ledger, settings, script_location=location).revisions
+
+    add, validate = revision.statements
+    assert [lock.mode for lock in add.locks if lock.relation == "public.ledger"] == ["AccessExclusiveLock"]
+    assert add.rewrites == []
+    assert validate.rewrites == []
+    assert {lock.mode for lock in validate.locks if lock.relation == "public.ledger"} == {
+        "ShareUpdateExclusiveLock"
+    }
+    assert "public.ledger" not in validate.probe_blocked_seconds
