@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import URL
@@ -369,7 +370,7 @@ def test_a_walsender_on_the_target_is_ended_with_its_sessions(
 ) -> None:
     settings, store = taken
     parameters = connection_parameters(seeded_url, purpose="test", connect_timeout=10)
-    walsender = psycopg.connect(**parameters, replication="database", autocommit=True)
+    walsender = psycopg.connect(make_conninfo("", **parameters, replication="database"), autocommit=True)
     with admin_connection(pg_server) as connection:
         kinds = connection.execute(
             "SELECT backend_type FROM pg_stat_activity WHERE datname = %s", (platform,)
