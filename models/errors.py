@@ -78,6 +78,13 @@ class GuardLostError(DbopsError):
     retryable = True
 
 
+class PlanUnavailableError(DbopsError):
+    """``dbops migrate --plan`` could not measure (no backup to restore, a copy that would not
+    restore): a pipeline may fall back to the lint alone."""
+
+    exit_code = 2
+
+
 class MigrationError(DbopsError):
     """A schema migration could not be applied."""
 

@@ -81,6 +81,17 @@ class Settings(BaseSettings):
     ddl_statement_timeout_seconds: float = Field(
         default=600.0, ge=0, description="statement_timeout for migration DDL (0 disables it)."
     )
+    migration_max_lock_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="dbops migrate --plan fails a revision that holds a lock blocking reads or writes on a "
+        "table with rows for longer than this, measured on a restored copy.",
+    )
+    migration_max_rewrite_mb: float = Field(
+        default=100.0,
+        gt=0,
+        description="dbops migrate --plan fails a revision that rewrites a relation larger than this.",
+    )
     admin_email: str = Field(
         default="admin@platform.example",
         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",

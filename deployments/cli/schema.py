@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from models.marks import DbopsDatabase
-from models.settings import load_settings
+from models.settings import Settings, load_settings
 from tasks.postgres.engine import database_url
 from tasks.schema.drift import detect_drift
 from tasks.schema.migrate import migrate
@@ -27,9 +27,24 @@ def migrate_command(
     allow_downgrade: Annotated[
         bool, typer.Option("--allow-downgrade", help="Permit a downgrade when DBOPS_ENVIRONMENT=production.")
     ] = False,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="Measure every pending revision on a copy restored from a backup instead; exit 1 if one "
+            "fails the limits, 2 if nothing could be measured.",
+        ),
+    ] = False,
+    backup_id: Annotated[
+        str | None, typer.Option("--backup", help="With --plan: the backup to restore.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With --plan: print the plan as JSON.")] = False,
 ) -> None:
     """Upgrade (or downgrade) the database to a revision, under the migration lock."""
     settings = load_settings()
+    if plan:
+        _plan(settings, backup_id, as_json)
+        return
     result = migrate(database_url(settings), settings, target=to, allow_downgrade=allow_downgrade)
     if result.steps:
         typer.echo(
@@ -41,6 +56,17 @@ def migrate_command(
             typer.echo(f"  {step}")
     else:
         typer.echo(f"{result.database}: already at {result.revision_after or 'base'}, nothing to do")
+
+
+def _plan(settings: Settings, backup_id: str | None, as_json: bool) -> None:
+    from tasks.schema.plan import plan_migrations  # the restore machinery: only --plan needs it
+    from tasks.schema.plan_report import text
+    from tasks.storage import open_store
+
+    measured = plan_migrations(settings, open_store(settings), backup_id=backup_id)
+    typer.echo(measured.model_dump_json(indent=2) if as_json else text(measured))
+    if measured.verdict == "fail":
+        raise typer.Exit(1)
 
 
 def check_command(

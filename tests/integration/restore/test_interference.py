@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 import pytest
+from psycopg.conninfo import make_conninfo
 from pydantic import SecretStr
 from sqlalchemy.engine import URL
 

@@ -6,6 +6,7 @@ traces the upgrade to it on a migrated database with a table of rows of its own.
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -15,9 +16,13 @@ from sqlalchemy.engine import URL
 
 from models.plan import judge, verdict
 from models.settings import Settings
+from tasks.backup.dump import backup
+from tasks.postgres.embedded import EmbeddedServer
 from tasks.schema.migrate import MIGRATIONS_DIR, head_revision
+from tasks.schema.plan import plan_migrations
 from tasks.schema.tracer import trace_upgrade
-from tests.integration.conftest import connect
+from tasks.storage import open_store
+from tests.integration.conftest import connect, run_cli
 
 ROWS = 1_000_000
 
@@ -148,3 +153,68 @@ def test_not_valid_then_a_separate_validate_takes_share_update_exclusive_only(
         "ShareUpdateExclusiveLock"
     }
     assert "public.ledger" not in validate.probe_blocked_seconds
+
+
+def test_the_plan_restores_the_newest_backup_measures_the_revision_and_fails_it(
+    ledger: URL, settings: Settings, tmp_path: Path, pg_server: EmbeddedServer
+) -> None:
+    configured = settings.model_copy(
+        update={"backup_url": str(tmp_path / "backups"), "migration_max_rewrite_mb": 10}
+    )
+    store = open_store(configured)
+    backup(ledger, configured, store)
+    location = revisions_with(tmp_path, 'op.execute("ALTER TABLE ledger ALTER COLUMN amount TYPE bigint")')
+
+    plan = plan_migrations(configured, store, script_location=location)
+
+    assert plan.verdict == "fail"
+    assert (plan.from_revision, plan.to_revision) == (head_revision(), "9001")
+    shape = json.loads(plan.model_dump_json())
+    assert set(shape) >= {"backup", "from_revision", "to_revision", "verdict", "revisions"}
+    [revision] = shape["revisions"]
+    assert set(revision) >= {"revision", "seconds", "allowed", "statements"}
+    [statement] = revision["statements"]
+    assert set(statement) >= {
+        "sql",
+        "seconds",
+        "rows",
+        "wal_bytes",
+        "rewrites",
+        "locks",
+        "probe_blocked_seconds",
+        "lint",
+    }
+    assert "public.ledger" in statement["rewrites"]
+    assert {"relation": "public.ledger", "mode": "AccessExclusiveLock"} in [
+        {"relation": lock["relation"], "mode": lock["mode"]} for lock in statement["locks"]
+    ]
+    assert any("rewrites public.ledger" in failure for failure in revision["failures"])
+    with connect(ledger) as connection:  # production was only read
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == (head_revision(),)
+        column = connection.execute(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_name = 'ledger' AND column_name = 'amount'"
+        ).fetchone()
+        assert column == ("integer",)
+    with connect(pg_server.url("postgres")) as connection:
+        assert connection.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'plan\\_%'"
+        ).fetchone() == (0,)
+
+
+def test_the_plan_without_a_backup_exits_2_and_with_nothing_pending_passes(
+    migrated_url: URL, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = cli_env | {"DBOPS_BACKUP_URL": str(tmp_path / "backups")}
+    missing = run_cli("migrate", "--plan", env=env)
+    assert missing.returncode == 2, missing.stderr
+    [line] = missing.stderr.strip().splitlines()
+    assert line.startswith(f"dbops: error: no backup of {migrated_url.database} to measure the migrations on")
+
+    assert run_cli("backup", env=env).returncode == 0
+    planned = run_cli("migrate", "--plan", "--json", env=env)
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    assert plan["verdict"] == "pass"
+    assert plan["revisions"] == []
+    assert plan["from_revision"] == plan["to_revision"] == head_revision()

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from alembic.config import Config
 
-from migrations.lint import LintError, lint_revisions, lint_sql
+from migrations.lint import lint_revisions, lint_sql
 from tasks.schema.migrate import MIGRATIONS_DIR, alembic_config
+from tasks.schema.squawk import LintError
 
 VALIDATED_IN_ONE_TRANSACTION = """
 SET lock_timeout = '10s';
