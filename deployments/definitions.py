@@ -16,6 +16,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.schedules import Cron
 
 from flows.migrate_and_seed import migrate_and_seed_flow
+from flows.migration_plan import migration_plan_flow
 from flows.restore import restore_flow, restore_rollback_flow
 from flows.restore_rehearsal import restore_rehearsal_flow
 from flows.restore_tables import restore_tables_flow
@@ -72,6 +73,11 @@ def runner_deployments(settings: Settings) -> list[RunnerDeployment]:
         ),
         _deployment(
             restore_rehearsal_flow, "restore-rehearsal", description="Prove a backup restores, on demand."
+        ),
+        _deployment(
+            migration_plan_flow,
+            "migration-plan",
+            description="Measure every pending migration on a copy restored from a backup.",
         ),
         _deployment(
             migrate_and_seed_flow,

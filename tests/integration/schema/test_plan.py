@@ -22,7 +22,7 @@ from tasks.schema.migrate import MIGRATIONS_DIR, head_revision
 from tasks.schema.plan import plan_migrations
 from tasks.schema.tracer import trace_upgrade
 from tasks.storage import open_store
-from tests.integration.conftest import connect, run_cli
+from tests.integration.conftest import connect, flow_run_artifacts, point_flows_at, run_cli
 
 ROWS = 1_000_000
 
@@ -218,3 +218,20 @@ def test_the_plan_without_a_backup_exits_2_and_with_nothing_pending_passes(
     assert plan["verdict"] == "pass"
     assert plan["revisions"] == []
     assert plan["from_revision"] == plan["to_revision"] == head_revision()
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_the_flow_publishes_the_plan_as_markdown(
+    migrated_url: URL, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.migration_plan import migration_plan_flow
+
+    configured = settings.model_copy(update={"backup_url": str(tmp_path / "backups")})
+    backup(migrated_url, configured, open_store(configured))
+    point_flows_at(monkeypatch, migrated_url, configured)
+
+    state = migration_plan_flow(return_state=True)
+
+    assert state.is_completed(), state.message
+    artifacts = flow_run_artifacts(state.state_details.flow_run_id)
+    assert f"Migration plan for `{migrated_url.database}`: ✅ pass" in str(artifacts["migration-plan"])
