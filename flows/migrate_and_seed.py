@@ -16,17 +16,22 @@ from flows.migrate import publish_migration_artifact
 from models.results import MigrateAndSeedReport, SeedValidationReport
 from models.settings import load_settings
 from tasks.postgres.engine import resolve_database_url
+from tasks.schema.plan import require_passing_plan
+from tasks.schema.plan_report import markdown
 from tasks.seed.deploy import migrate_and_seed
 from tasks.seed.upsert import load_seed_document, seed_file_path
 from tasks.seed.validation import raise_for_validation
+from tasks.storage import open_store
 
 migrate_and_seed_task = task(name="migrate-and-seed", cache_policy=NO_CACHE)(migrate_and_seed)
+require_plan_task = task(name="measure-migrations", cache_policy=NO_CACHE)(require_passing_plan)
 
 
 @flow(name="migrate-and-seed")
 def migrate_and_seed_flow(
     database_url_override: SecretStr | None = None,
     reset_accounts: bool = False,
+    plan_first: bool = False,
 ) -> MigrateAndSeedReport:
     """Migrate to head under the lock, seed the reference data, and prove it is there.
 
@@ -34,11 +39,17 @@ def migrate_and_seed_flow(
         database_url_override: Work on this database instead of DBOPS_DATABASE_URL.
         reset_accounts: Outside development too, bring seeded accounts back to the seed (initial
             password, ACTIVE); normally staging and production only create missing accounts.
+        plan_first: First measure the pending migrations on a copy restored from the newest backup
+            (the migration-plan flow), and stop before touching the database if one fails the limits.
     """
     settings = load_settings()
     url = resolve_database_url(settings, database_url_override)
     logger = get_run_logger()
     document = load_seed_document(seed_file_path(settings))  # validated before anything is written
+    if plan_first:
+        with maintenance_slot(settings, "migration-plan"):
+            plan = require_plan_task(settings, open_store(settings), logger=logger)
+        create_markdown_artifact(key="migration-plan", markdown=markdown(plan))
     with maintenance_slot(settings, "migrate-and-seed"):
         report = migrate_and_seed_task(url, settings, document, reset_accounts=reset_accounts, logger=logger)
     publish_migration_artifact(report.migration)

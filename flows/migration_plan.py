@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.maintenance_slot import maintenance_slot
-from models.errors import MigrationError
+from models.errors import PlanFailedError
 from models.plan import MigrationPlan
 from models.settings import load_settings
 from tasks.schema.plan import plan_migrations
@@ -36,7 +36,7 @@ def migration_plan_flow(backup_id: str = "") -> MigrationPlan:
     )
     if plan.verdict == "fail":
         failures = [failure for revision in plan.revisions for failure in revision.failures]
-        raise MigrationError(
+        raise PlanFailedError(
             f"the pending migrations fail the plan: {'; '.join(failures)}",
             hint="change the revision, or declare DBOPS_PLAN_ALLOW in it with the reason",
         )

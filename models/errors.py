@@ -89,6 +89,10 @@ class MigrationError(DbopsError):
     """A schema migration could not be applied."""
 
 
+class PlanFailedError(MigrationError):
+    """A pending revision breaks the plan's limits on a restored copy, so production was not touched."""
+
+
 class MigrationLockTimeoutError(MigrationError):
     """Another migration held the migration lock for longer than we were willing to wait."""
 

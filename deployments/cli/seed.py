@@ -57,11 +57,24 @@ def validate_seed_command() -> None:
 
 def migrate_and_seed_command(
     reset_accounts: Annotated[bool, typer.Option("--reset-accounts", help=RESET_ACCOUNTS_HELP)] = False,
+    plan_first: Annotated[
+        bool,
+        typer.Option(
+            "--plan-first",
+            help="First measure the pending migrations on a copy restored from the newest backup, and "
+            "stop (exit 1) before touching the database if one fails the limits.",
+        ),
+    ] = False,
 ) -> None:
     """Migrate to head under the lock, seed, and validate: the deploy pipeline's one command."""
     settings = load_settings()
     url = database_url(settings)
     document = load_seed_document(seed_file_path(settings))
+    if plan_first:
+        from tasks.schema.plan import require_passing_plan  # the restore machinery: only this needs it
+        from tasks.storage import open_store
+
+        require_passing_plan(settings, open_store(settings))
     report = migrate_and_seed(url, settings, document, reset_accounts=reset_accounts)
     migration = report.migration
     typer.echo(

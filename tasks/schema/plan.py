@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from models.backup import BackupManifest
-from models.errors import DbopsError, PlanUnavailableError, RestoreRefusedError
+from models.errors import DbopsError, PlanFailedError, PlanUnavailableError, RestoreRefusedError
 from models.marks import DatabaseMark, MarkKind
 from models.plan import MigrationPlan, RevisionTrace, StatementTrace, judge, verdict
 from models.settings import Settings
 from tasks.backup.source import database_source
-from tasks.postgres.engine import database_url
+from tasks.postgres.engine import database_url, make_engine, open_connection
 from tasks.postgres.guard import maintenance_guard
 from tasks.restore.copy import vet_backup, work_directory
 from tasks.restore.leftovers import sweep
@@ -70,6 +70,25 @@ def plan_migrations(
     return _judged(settings, manifest, wanted.database, traced, script_location)
 
 
+def require_passing_plan(
+    settings: Settings, store: ObjectStore, *, logger: Logger | None = None
+) -> MigrationPlan:
+    """The plan of the pending migrations, or :class:`PlanFailedError` when a revision fails it: what
+    ``migrate-and-seed --plan-first`` runs before it touches production."""
+    plan = plan_migrations(settings, store, logger=logger)
+    failures = [
+        f"{revision.revision}: {failure}" for revision in plan.revisions for failure in revision.failures
+    ]
+    if failures:
+        raise PlanFailedError(
+            f"the pending migrations fail the plan on a copy of backup {plan.backup}, so "
+            f"{plan.database} was not touched: {'; '.join(failures)}",
+            hint="change the revision, or declare DBOPS_PLAN_ALLOW in it with the reason; "
+            "dbops migrate --plan shows the whole measurement",
+        )
+    return plan
+
+
 def _restore_and_trace(
     settings: Settings,
     store: ObjectStore,
@@ -90,6 +109,7 @@ def _restore_and_trace(
             created = create_database(server, settings, timestamped_name("plan"), mark=mark)
             try:
                 fetched.restore(created.url, pg_restore, settings, keep_ownership=False, log=log)  # type: ignore[arg-type]
+                _analyze(created, settings)
             except DbopsError as error:
                 raise PlanUnavailableError(
                     f"backup {manifest.backup_id} did not restore, so nothing was measured",
@@ -100,6 +120,17 @@ def _restore_and_trace(
     finally:
         if created is not None:
             drop_created(created, settings, logger=log)
+
+
+def _analyze(created: CreatedDatabase, settings: Settings) -> None:
+    """pg_restore leaves every table never analysed: without statistics, a table with rows would
+    count as empty to the verdict, and the revision's own queries would be planned blind."""
+    engine = make_engine(created.url, settings, purpose="migration plan")
+    try:
+        with open_connection(engine, autocommit=True) as connection:
+            connection.exec_driver_sql("ANALYZE")
+    finally:
+        engine.dispose()
 
 
 def _judged(

@@ -235,3 +235,29 @@ def test_the_flow_publishes_the_plan_as_markdown(
     assert state.is_completed(), state.message
     artifacts = flow_run_artifacts(state.state_details.flow_run_id)
     assert f"Migration plan for `{migrated_url.database}`: ✅ pass" in str(artifacts["migration-plan"])
+
+
+def test_migrate_and_seed_plan_first_stops_before_touching_the_database_when_the_plan_fails(
+    seeded_url: URL, settings: Settings, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tasks.schema.migrate import migrate
+
+    migrate(seeded_url, settings, target="0001")  # 0002 is pending: it locks courses and applications
+    env = cli_env | {"DBOPS_BACKUP_URL": str(tmp_path / "backups"), "DBOPS_BCRYPT_ROUNDS": "4"}
+    assert run_cli("backup", env=env).returncode == 0
+
+    strict = run_cli(
+        "migrate-and-seed", "--plan-first", env=env | {"DBOPS_MIGRATION_MAX_LOCK_SECONDS": "0.001"}
+    )
+
+    assert strict.returncode == 1, strict.stderr
+    [line] = [line for line in strict.stderr.splitlines() if line.startswith("dbops: error:")]
+    assert "the pending migrations fail the plan on a copy of backup" in line
+    assert "AccessExclusiveLock on public.courses" in line
+    with connect(seeded_url) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+
+    passed = run_cli("migrate-and-seed", "--plan-first", env=env)
+    assert passed.returncode == 0, passed.stderr
+    with connect(seeded_url) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == (head_revision(),)
