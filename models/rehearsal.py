@@ -11,6 +11,8 @@ from enum import StrEnum
 
 from pydantic import AliasChoices, BaseModel, Field
 
+from models.plan import RevisionTrace
+
 
 class PhaseTimings(BaseModel):
     """Seconds per phase; ``total`` is the measured recovery time, from the first byte read to a
@@ -60,6 +62,11 @@ class RehearsalRecord(RestoredCopy):
     )
     scratch_database: str | None = None
     scratch_kept: bool = False
+    pending_revisions: list[RevisionTrace] = Field(
+        default_factory=list,
+        description="When the code's head was ahead of the backup: each pending revision as the tracer "
+        "measured it on the scratch copy, judged against the plan's limits (dbops migrate --plan).",
+    )
 
 
 class RestoreMode(StrEnum):

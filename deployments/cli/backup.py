@@ -127,6 +127,7 @@ def backups_command(
             f"{manifest.stored_bytes / 1e6:>8,.1f}MB {manifest.duration_seconds:>8.1f}  "
             f"{manifest.alembic_revision or '-':<9} {_rehearsed(records.get(manifest.backup_id))}"
             + (f"  pinned: {pinned[manifest.backup_id].reason}" if manifest.backup_id in pinned else "")
+            + _measured(records.get(manifest.backup_id))
         )
 
 
@@ -138,6 +139,18 @@ def _rehearsed(record: RehearsalRecord | None) -> str:
     if record.passed:
         return f"restored in {record.timings.total:.1f} s ({when})"
     return f"FAILED ({when})"
+
+
+def _measured(record: RehearsalRecord | None) -> str:
+    """The pending revisions the rehearsal measured on this backup, as ``dbops migrate --plan`` would
+    judge them: ``  measured 0003 pass, 0004 FAIL``."""
+    if record is None or not record.pending_revisions:
+        return ""
+    verdicts = [
+        f"{revision.revision} {'FAIL' if revision.failures else 'pass'}"
+        for revision in record.pending_revisions
+    ]
+    return "  measured " + ", ".join(verdicts)
 
 
 def _progress_printer() -> Callable[[Progress], None]:

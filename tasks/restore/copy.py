@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL
 from models.backup import BackupManifest, BackupSource, is_backup_id, source_of, timelines
 from models.errors import RestoreRefusedError
 from models.integrity import IntegrityReport
+from models.plan import RevisionTrace, judge
 from models.rehearsal import CountMismatch, RestoredCopy
 from models.settings import Settings
 from tasks.backup.catalog import backup_keys, complete_backup_ids, list_backups, read_manifest
@@ -36,6 +37,7 @@ from tasks.restore.leftovers import mark_work_directory
 from tasks.restore.parts import FetchedBackup
 from tasks.restore.target import check_privileges, database_size, server_version_num
 from tasks.schema.migrate import head_revision, migrate, script_directory
+from tasks.schema.tracer import trace_upgrade
 from tasks.seed.upsert import load_seed_document, seed, seed_file_path
 from tasks.storage import ObjectStore
 
@@ -221,14 +223,32 @@ def restore_and_check(
     validate: Validator | None,
     log: Logger,
     reseed: bool = False,
+    pending: list[RevisionTrace] | None = None,
 ) -> None:
-    """Restore the *fetched* backup into the empty database at *url* and check it, filling in *copy*."""
+    """Restore the *fetched* backup into the empty database at *url* and check it, filling in *copy*.
+
+    With *pending*, the migration to the code's head runs with the tracer, and each revision it
+    applied is added to *pending*, measured and judged as ``dbops migrate --plan`` would.
+    """
     timings = copy.timings
     timings.restore = fetched.restore(url, pg_restore, settings, keep_ownership=keep_ownership, log=log)
     copy.count_mismatches = count_mismatches(manifest.row_counts, _count(url, settings))
     copy.restored_database_bytes = database_size(url, settings)
     phase = time.monotonic()
-    copy.migrated_to = migrate(url, settings, logger=log).revision_after
+    if pending is None:
+        copy.migrated_to = migrate(url, settings, logger=log).revision_after
+    else:
+        traced = trace_upgrade(url, settings, analyze=True, log=log)
+        copy.migrated_to = traced.to_revision
+        pending += [
+            judge(
+                revision,
+                rows=traced.rows,
+                max_lock_seconds=settings.migration_max_lock_seconds,
+                max_rewrite_mb=settings.migration_max_rewrite_mb,
+            )
+            for revision in traced.revisions
+        ]
     if reseed:
         seed(url, settings, logger=log)
     timings.migrate = round(time.monotonic() - phase, 3)

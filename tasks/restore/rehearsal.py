@@ -97,6 +97,7 @@ def rehearse(
                     keep_ownership=False,
                     validate=validate,
                     log=log,
+                    pending=record.pending_revisions,
                 )
         except DbopsError as error:
             record.failure = error.one_line()

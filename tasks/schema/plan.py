@@ -19,7 +19,7 @@ from models.marks import DatabaseMark, MarkKind
 from models.plan import MigrationPlan, RevisionTrace, StatementTrace, judge, verdict
 from models.settings import Settings
 from tasks.backup.source import database_source
-from tasks.postgres.engine import database_url, make_engine, open_connection
+from tasks.postgres.engine import database_url
 from tasks.postgres.guard import maintenance_guard
 from tasks.restore.copy import vet_backup, work_directory
 from tasks.restore.leftovers import sweep
@@ -109,28 +109,16 @@ def _restore_and_trace(
             created = create_database(server, settings, timestamped_name("plan"), mark=mark)
             try:
                 fetched.restore(created.url, pg_restore, settings, keep_ownership=False, log=log)  # type: ignore[arg-type]
-                _analyze(created, settings)
             except DbopsError as error:
                 raise PlanUnavailableError(
                     f"backup {manifest.backup_id} did not restore, so nothing was measured",
                     detail=error.one_line(),
                     hint="rehearse it (dbops rehearse --backup ID), or plan on another with --backup",
                 ) from None
-        return trace_upgrade(created.url, settings, script_location=script_location, log=log)
+        return trace_upgrade(created.url, settings, script_location=script_location, analyze=True, log=log)
     finally:
         if created is not None:
             drop_created(created, settings, logger=log)
-
-
-def _analyze(created: CreatedDatabase, settings: Settings) -> None:
-    """pg_restore leaves every table never analysed: without statistics, a table with rows would
-    count as empty to the verdict, and the revision's own queries would be planned blind."""
-    engine = make_engine(created.url, settings, purpose="migration plan")
-    try:
-        with open_connection(engine, autocommit=True) as connection:
-            connection.exec_driver_sql("ANALYZE")
-    finally:
-        engine.dispose()
 
 
 def _judged(

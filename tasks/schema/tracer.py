@@ -260,11 +260,19 @@ class TracedUpgrade:
 
 
 def trace_upgrade(
-    url: URL, settings: Settings, *, script_location: Path | None = None, log: Logger | None = None
+    url: URL,
+    settings: Settings,
+    *,
+    script_location: Path | None = None,
+    analyze: bool = False,
+    log: Logger | None = None,
 ) -> TracedUpgrade:
     """Apply every revision from *url*'s to the head, one transaction each, with the tracer.
 
-    *script_location* names another migrations directory (a test's, or a branch's)."""
+    *script_location* names another migrations directory (a test's, or a branch's). With *analyze*,
+    a copy pg_restore just filled is analysed first, when anything is pending: a never-analysed table
+    would count as empty to the verdict, and the revisions' own queries would be planned blind.
+    """
     log = log or _log
     config = alembic_config()
     if script_location is not None:
@@ -281,6 +289,10 @@ def trace_upgrade(
             if revision.revision != start
         ]
         pending.reverse()
+        if not pending:
+            return TracedUpgrade(start, start, [], {})
+        if analyze:
+            observer.exec_driver_sql("ANALYZE")
         tables = [(str(q), str(n)) for q, n in observer.exec_driver_sql(_TABLES)]
         rows = {str(name): int(count) for name, count in observer.exec_driver_sql(_ROWS)}
         traced = []

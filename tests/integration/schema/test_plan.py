@@ -261,3 +261,30 @@ def test_migrate_and_seed_plan_first_stops_before_touching_the_database_when_the
     assert passed.returncode == 0, passed.stderr
     with connect(seeded_url) as connection:
         assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == (head_revision(),)
+
+
+def test_the_nightly_rehearsal_of_an_older_backup_records_the_pending_revisions_measured(
+    seeded_url: URL, settings: Settings, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tasks.schema.migrate import migrate
+
+    migrate(seeded_url, settings, target="0001")
+    env = cli_env | {"DBOPS_BACKUP_URL": str(tmp_path / "backups"), "DBOPS_BCRYPT_ROUNDS": "4"}
+    assert run_cli("backup", env=env).returncode == 0
+
+    rehearsed = run_cli("rehearse", "--json", env=env)
+
+    assert rehearsed.returncode == 0, rehearsed.stderr
+    record = json.loads(rehearsed.stdout)
+    [revision] = record["pending_revisions"]
+    assert revision["revision"] == "0002"
+    validations = [statement for statement in revision["statements"] if "VALIDATE" in statement["sql"]]
+    assert validations
+    assert all(
+        lock["mode"] == "ShareUpdateExclusiveLock"
+        for statement in validations
+        for lock in statement["locks"]
+        if lock["relation"] in ("public.courses", "public.applications")
+    )
+    listed = run_cli("backups", env=env)
+    assert "measured 0002 pass" in listed.stdout
