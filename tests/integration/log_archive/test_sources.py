@@ -77,7 +77,7 @@ def digests(store: ObjectStore) -> dict[str, str]:
     return {key: hashlib.sha256(store.read_bytes(key)).hexdigest() for key in batch_keys(store)}
 
 
-def test_two_databases_with_the_same_ids_on_the_same_days_each_get_back_exactly_their_own_rows(
+def test_two_databases_with_the_same_ids_on_the_same_days_overwrite_nothing_and_get_back_their_own(
     production: URL, staging: URL, archive_settings: Settings, cli_env: dict[str, str]
 ) -> None:
     store = open_store(archive_settings)
@@ -87,23 +87,13 @@ def test_two_databases_with_the_same_ids_on_the_same_days_each_get_back_exactly_
     assert production_rows != staging_rows
     assert archive_source(production, archive_settings) != archive_source(staging, archive_settings)
 
-    staged = archive_table(staging, archive_settings, store, "audit_logs")
-    staging_objects = digests(store)
-    assert staged.rows_archived == 2_000
-    assert len(staging_objects) == 3
-
-    # Production has archived nothing yet: its import reads none of staging's rows.
-    nothing = import_archive(
-        production, archive_settings, store, "audit_logs", MAY_FIRST, MAY_LAST, into="review_before"
-    )
-    assert (nothing.objects, nothing.rows_read) == (0, 0)
-    assert row_hashes(production, "review_before") == {}
-
-    archive_table(production, archive_settings, store, "audit_logs")
+    assert archive_table(production, archive_settings, store, "audit_logs").rows_archived == 2_000
+    production_objects = digests(store)
+    assert archive_table(staging, archive_settings, store, "audit_logs").rows_archived == 2_000
 
     stored = digests(store)
-    assert staging_objects.items() <= stored.items(), "staging's objects were overwritten"
-    assert len(stored) == 6
+    assert production_objects.items() <= stored.items(), "production's objects were overwritten"
+    assert len(stored) == 2 * len(production_objects) == 6
     for url, expected in ((production, production_rows), (staging, staging_rows)):
         outcome = import_archive(
             url, archive_settings, store, "audit_logs", MAY_FIRST, MAY_LAST, into="review"
@@ -122,16 +112,30 @@ def test_two_databases_with_the_same_ids_on_the_same_days_each_get_back_exactly_
     assert f"archive of {staging_source.describe()}: 3 object(s), 2,000 rows read" in from_staging.stdout
     assert row_hashes(production, "review_staging") == staging_rows
 
-    ambiguous = run_cli(
+    unknown = run_cli(
         "restore-archive", "--table", "audit_logs", "--from", "2024-05-01", "--to", "2024-05-31",
         "--from-database", "elsewhere", env=environment,
     )  # fmt: skip
-    assert ambiguous.returncode == 2
+    assert unknown.returncode == 2
     assert (
-        ambiguous.stderr.strip()
+        unknown.stderr.strip()
         .splitlines()[-1]
         .startswith("dbops: error: the store holds no archive of elsewhere")
     )
+
+
+def test_an_import_reads_none_of_another_databases_rows(
+    production: URL, staging: URL, archive_settings: Settings
+) -> None:
+    store = open_store(archive_settings)
+    archive_table(staging, archive_settings, store, "audit_logs")
+
+    outcome = import_archive(
+        production, archive_settings, store, "audit_logs", MAY_FIRST, MAY_LAST, into="review"
+    )
+
+    assert (outcome.objects, outcome.rows_read) == (0, 0)
+    assert row_hashes(production, "review") == {}
 
 
 def test_a_run_never_resumes_another_databases_crashed_run(
