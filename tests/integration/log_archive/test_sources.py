@@ -203,6 +203,24 @@ def test_an_object_rewritten_with_its_metadata_fails_the_check_against_its_run_m
     assert forged_rows == (0,)
 
 
+def test_a_batch_meeting_other_contents_at_its_key_deletes_nothing(
+    production: URL, archive_settings: Settings
+) -> None:
+    store = open_store(archive_settings)
+    original = row_hashes(production, "audit_logs", OLD_ROWS)
+    archive_table(production, archive_settings, store, "audit_logs")
+    import_archive(production, archive_settings, store, "audit_logs", MAY_FIRST, MAY_LAST)
+    assert row_hashes(production, "audit_logs", OLD_ROWS) == original  # the same rows, to archive again
+    key = sorted(batch_keys(store))[0]
+    store.put_bytes(key, b"not these rows")
+
+    with pytest.raises(ArchiveVerificationError, match="is already in the store with other contents"):
+        archive_table(production, archive_settings, store, "audit_logs")
+
+    assert store.read_bytes(key) == b"not these rows"
+    assert row_hashes(production, "audit_logs", OLD_ROWS) == original
+
+
 def write_as_an_earlier_release(url: URL, store: ObjectStore) -> dict[int, str]:
     """Archive the old rows in the layout earlier releases wrote, and delete them, as they did: batches
     of 700 at ``archive/<table>/<day>/<first>-<last>.jsonl.gz`` with their sha256 in the metadata,
