@@ -188,16 +188,21 @@ class S3Store:
         return None
 
     def locked_until(self, key: str) -> datetime | None:
+        head = self._head(key, f"read the object lock of {key} in")
+        until: datetime | None = head.get("ObjectLockRetainUntilDate") if head is not None else None
+        return until.astimezone(UTC) if until is not None else None
+
+    def _head(self, key: str, action: str) -> dict[str, Any] | None:
+        """HeadObject's answer; None when there is no such object."""
         try:
-            head = self.client.head_object(Bucket=self.location.bucket, Key=self._key(key))
+            head: dict[str, Any] = self.client.head_object(Bucket=self.location.bucket, Key=self._key(key))
         except ClientError as error:
             if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return None
-            raise self._failed(f"read the object lock of {key} in", error) from None
+            raise self._failed(action, error) from None
         except BotoCoreError as error:
-            raise self._failed(f"read the object lock of {key} in", error) from None
-        until: datetime | None = head.get("ObjectLockRetainUntilDate")
-        return until.astimezone(UTC) if until is not None else None
+            raise self._failed(action, error) from None
+        return head
 
     def _confirm_lock(self, key: str, lock: ObjectLock) -> None:
         """Read the lock back; set it afresh on a store that stored the object without it.
@@ -284,7 +289,7 @@ class S3Store:
         (412, or 409 for a racing write) where an object appeared meanwhile. A store without
         conditional writes answers NotImplemented or a bad request: there the check before has to
         do, and later writes skip the header."""
-        if self._exists(key):
+        if self._head(key, f"look for {key} in") is not None:
             raise self._object_exists(key)
         arguments = {
             "Bucket": self.location.bucket,
@@ -307,17 +312,6 @@ class S3Store:
             self.client.put_object(**arguments)
         except (BotoCoreError, ClientError) as error:
             raise self._write_failed("write", key, error) from None
-
-    def _exists(self, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.location.bucket, Key=self._key(key))
-        except ClientError as error:
-            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-                return False
-            raise self._failed(f"look for {key} in", error) from None
-        except BotoCoreError as error:
-            raise self._failed(f"look for {key} in", error) from None
-        return True
 
     def _object_exists(self, key: str) -> ObjectExistsError:
         return ObjectExistsError(f"{key} already exists in {self.describe()}; it was left as it was")
