@@ -89,6 +89,16 @@ def import_archive(
     own = archive_source(url, settings)
     source = choose_source(own, from_database, archived_sources(store)) if from_database else own
     batches = _batches_overlapping(store, source, table, start, end)
+    if not batches and from_database is None:
+        others = [held for held in archived_sources(store) if held != own]
+        if others:
+            log.warning(
+                "the archive of %s holds no %s of those days; the store also holds the archives of %s "
+                "(--from-database SYSTEM_ID/NAME reads one of them)",
+                own.describe(),
+                table,
+                ", ".join(f"{held.system_identifier}/{held.database}" for held in others),
+            )
     target = into or table
     rows_read = rows_inserted = 0
     with connect(

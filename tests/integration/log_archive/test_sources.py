@@ -125,10 +125,11 @@ def test_two_databases_with_the_same_ids_on_the_same_days_overwrite_nothing_and_
 
 
 def test_an_import_reads_none_of_another_databases_rows(
-    production: URL, staging: URL, archive_settings: Settings
+    production: URL, staging: URL, archive_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = open_store(archive_settings)
     archive_table(staging, archive_settings, store, "audit_logs")
+    staging_source = archive_source(staging, archive_settings)
 
     outcome = import_archive(
         production, archive_settings, store, "audit_logs", MAY_FIRST, MAY_LAST, into="review"
@@ -136,6 +137,7 @@ def test_an_import_reads_none_of_another_databases_rows(
 
     assert (outcome.objects, outcome.rows_read) == (0, 0)
     assert row_hashes(production, "review") == {}
+    assert f"also holds the archives of {staging_source.system_identifier}/" in caplog.text
 
 
 def test_a_run_never_resumes_another_databases_crashed_run(
