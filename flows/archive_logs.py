@@ -50,6 +50,7 @@ def archive_logs_flow(
         key="archive-logs",
         table=[
             {
+                "database": outcome.source.describe() if outcome.source else "",
                 "table": outcome.table,
                 "cut-off": outcome.cutoff.isoformat(),
                 "rows": outcome.rows_archived,

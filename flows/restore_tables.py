@@ -25,7 +25,7 @@ from flows.maintenance_slot import maintenance_slot
 from models.settings import load_settings
 from models.table_restore import TableRestoreRequest, TableRestoreResult
 from tasks.restore.summary import age
-from tasks.restore.tables import merge_into_live, restore_into_schema
+from tasks.restore.tables.restore import merge_into_live, restore_into_schema
 from tasks.storage import open_store
 
 restore_into_schema_task = task(name="restore-tables-into-schema", cache_policy=NO_CACHE)(restore_into_schema)

@@ -159,6 +159,12 @@ class StorageError(DbopsError):
     retryable = True
 
 
+class ObjectExistsError(StorageError):
+    """An object was to be created where one already is; the one there was left as it was."""
+
+    retryable = False
+
+
 class StorageFeatureMissingError(StorageError):
     """The store does not offer an optional operation (some S3-compatible stores answer NotImplemented,
     or the credentials do not allow it); what needed it is skipped, never the job itself."""

@@ -70,6 +70,14 @@ def restore_archive_command(
         str | None,
         typer.Option("--into", metavar="TABLE", help="A staging table (created like T) instead of T."),
     ] = None,
+    from_database: Annotated[
+        str | None,
+        typer.Option(
+            "--from-database",
+            metavar="[SYSTEM_ID/]NAME",
+            help="Read the archive of database NAME (on server SYSTEM_ID) instead of this database's own.",
+        ),
+    ] = None,
 ) -> None:
     """Re-import archived rows (ids already present are skipped), for an audit."""
     settings = load_settings()
@@ -81,10 +89,21 @@ def restore_archive_command(
         _day(first_day, "--from"),
         _day(last_day, "--to"),
         into=into,
+        from_database=from_database,
     )
+    notes = [
+        f"{count} {what}"
+        for count, what in (
+            (outcome.earlier_release_objects, "of an earlier release, which recorded no source"),
+            (outcome.unlisted_objects, "in no run manifest, checked by their metadata"),
+        )
+        if count
+    ]
     typer.echo(
-        f"{outcome.objects} object(s), {outcome.rows_read:,} rows read, "
-        f"{outcome.rows_inserted:,} inserted into {outcome.into}, {outcome.rows_skipped:,} already there"
+        f"archive of {outcome.source.describe()}: {outcome.objects} object(s)"
+        + (f" ({'; '.join(notes)})" if notes else "")
+        + f", {outcome.rows_read:,} rows read, {outcome.rows_inserted:,} inserted into {outcome.into}, "
+        f"{outcome.rows_skipped:,} already there"
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
-from functools import partial
 from typing import Annotated
 
 import typer
@@ -102,6 +101,7 @@ def restore_command(
             f"dbops restore without a terminal needs --yes as well as --confirm {target}; nothing was done",
             hint="on a terminal it shows the summary and asks; a script must say --yes to restore unseen",
         )
+    question = _Question(asking=not yes)
     try:
         result = restore(
             settings,
@@ -112,10 +112,12 @@ def restore_command(
             mode=mode,
             reseed=reseed,
             from_database=from_database,
-            approve=partial(_ask, asking=not yes),
+            approve=question,
         )
     except RestoreRejectedError as rejected:
-        restore_rejected(target, backup, rejected.message)
+        # The event names the backup the operator was shown (``latest`` resolved), not what was typed.
+        shown = question.summary.backup_id if question.summary is not None else backup
+        restore_rejected(target, shown, rejected.message)
         raise
     restore_swapped(result)
     for line in _summary(
@@ -127,6 +129,19 @@ def restore_command(
             f"  the previous database is kept as {result.previous_database}; undo with "
             f"dbops restore --rollback {result.target} --confirm {result.target}"
         )
+
+
+class _Question:
+    """The approval put to the operator, remembering the summary it showed: a rejection is about that
+    summary's backup, which ``--backup latest`` only names once the backup has been chosen."""
+
+    def __init__(self, *, asking: bool) -> None:
+        self.asking = asking
+        self.summary: RestoreSummary | None = None
+
+    def __call__(self, summary: RestoreSummary) -> bool:
+        self.summary = summary
+        return _ask(summary, asking=self.asking)
 
 
 def _ask(summary: RestoreSummary, *, asking: bool) -> bool:

@@ -13,7 +13,7 @@ from flows.events import tables_merged, tables_rejected
 from models.errors import ConfigurationError, RestoreRejectedError
 from models.settings import load_settings
 from models.table_restore import TableRestoreRequest, TableRestoreResult
-from tasks.restore.tables import merge_into_live, restore_into_schema, restore_tables
+from tasks.restore.tables.restore import merge_into_live, restore_into_schema, restore_tables
 from tasks.storage import open_store
 
 

@@ -10,6 +10,11 @@ would only be a savepoint, and every batch would commit together at the end of t
 
 Rows are taken in id order below a day-aligned cut-off, so rows the application inserts meanwhile
 are never touched.
+
+Everything is filed under the database's source (its server's system identifier and its name), and
+no batch object is ever overwritten: another database archiving the same ids on the same days (a
+staging copy of production, into the same store) writes beside it, and the only object a batch may
+meet at its key is the one an earlier, crashed attempt at the same rows stored, byte for byte.
 """
 
 from __future__ import annotations
@@ -25,18 +30,20 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL
 
-from models.errors import ArchiveError, ArchiveVerificationError, ConfigurationError
+from models.backup import BackupSource
+from models.errors import ArchiveError, ArchiveVerificationError, ConfigurationError, ObjectExistsError
 from models.log_archive import (
     ARCHIVED_TABLES,
-    RUNS_FOLDER,
     ArchiveBatch,
     ArchiveOutcome,
     ArchiveRun,
     batch_key,
     cutoff,
     run_key,
+    runs_folder,
 )
 from models.settings import Settings
+from tasks.backup.source import database_source
 from tasks.log_archive.gzip_thread import BackgroundGzip
 from tasks.postgres.copy_binary import BinaryCopyReader
 from tasks.postgres.driver import connect
@@ -89,7 +96,8 @@ def archive_table(
     now: datetime | None = None,
     logger: Logger | None = None,
 ) -> ArchiveOutcome:
-    """Archive *table*'s rows older than the cut-off; first finish a run a crash left unfinished."""
+    """Archive *table*'s rows older than the cut-off; first finish a run of this database's that a
+    crash left unfinished (never another database's, whose cut-off is not this one's to apply)."""
     log = logger or _log
     column = check_table(table)
     days = older_than_days or settings.archive_retention_days(table)
@@ -101,9 +109,10 @@ def archive_table(
         log.info("dry run: %d rows of %s are older than %s", rows, table, line.isoformat())
         return _outcome(table, line, True, rows, [], started, size_before, size_before, None)
     with maintenance_guard(url, settings, url.database or "", f"archive-logs of {table}", logger=log):
+        source = archive_source(url, settings)
         runs: list[ArchiveRun] = []
         batches: list[ArchiveBatch] = []  # this call's own; a resumed run's earlier batches were counted then
-        unfinished = _unfinished_run(store, table)
+        unfinished = _unfinished_run(store, source, table)
         if unfinished is not None:
             log.warning(
                 "resuming run %s of %s, cut off at %s",
@@ -117,6 +126,7 @@ def archive_table(
         fresh = ArchiveRun(
             run_id=f"{table}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
             table=table,
+            source=source,
             timezone=settings.timezone,
             older_than_days=days,
             cutoff=line,
@@ -138,13 +148,25 @@ def archive_table(
         size_after,
         resumed,
         [run.run_id for run in runs],
+        source,
     )
+
+
+def archive_source(url: URL, settings: Settings) -> BackupSource:
+    """The database *url* reaches, named as a backup names its source: what its archive is filed under."""
+    source = database_source(url, settings)
+    if not source.system_identifier:
+        raise ArchiveError(
+            f"could not read the system identifier of the server of {source.database}; nothing was archived",
+            hint="check that the server is up and that the role may call pg_control_system()",
+        )
+    return source
 
 
 def _run_batches(
     url: URL, settings: Settings, store: ObjectStore, run: ArchiveRun, column: str, log: Logger
 ) -> ArchiveRun:
-    store.put_bytes(run_key(run.run_id), run.model_dump_json(indent=2).encode())
+    store.put_bytes(run_key(run.run_id, run.source), run.model_dump_json(indent=2).encode())
     after = max((batch.last_id for batch in run.batches), default=0)
     with connect(
         url,
@@ -159,7 +181,7 @@ def _run_batches(
                 break
             run.batches.append(batch)
             after = batch.last_id
-            store.put_bytes(run_key(run.run_id), run.model_dump_json(indent=2).encode())
+            store.put_bytes(run_key(run.run_id, run.source), run.model_dump_json(indent=2).encode())
             log.info(
                 "%s: archived ids %d-%d (%d rows) to %s",
                 run.table,
@@ -169,7 +191,7 @@ def _run_batches(
                 batch.key,
             )
     run.complete, run.finished_at = True, datetime.now(UTC)
-    store.put_bytes(run_key(run.run_id), run.model_dump_json(indent=2).encode())
+    store.put_bytes(run_key(run.run_id, run.source), run.model_dump_json(indent=2).encode())
     return run
 
 
@@ -220,8 +242,10 @@ def _archive_batch(
                 hint="rows were changed while archiving; run again",
             )
         digest = hashlib.sha256(data).hexdigest()
-        key = batch_key(run.table, oldest.astimezone(UTC), first, last)
-        store.put_bytes(
+        assert run.source is not None, "only a run of this release's, which names its source, archives"
+        key = batch_key(run.source, run.table, oldest.astimezone(UTC), first, last, digest)
+        _store_new(
+            store,
             key,
             data,
             {
@@ -246,6 +270,23 @@ def _archive_batch(
     )
 
 
+def _store_new(store: ObjectStore, key: str, data: bytes, metadata: dict[str, str]) -> None:
+    """Store the batch without overwriting anything. An object already at its key is the same rows
+    stored by an attempt that crashed before its commit, and is kept; one with other bytes under a
+    key named by their sha256 means the store was tampered with, and nothing is deleted."""
+    try:
+        store.put_new(key, data, metadata)
+    except ObjectExistsError:
+        there = hashlib.sha256(store.read_bytes(key)).hexdigest()
+        if there != metadata["sha256"]:
+            raise ArchiveVerificationError(
+                f"{key} is already in the store with other contents (sha256 {there[:16]}...); "
+                "it was left as it was, and the batch's delete was rolled back",
+                detail=store.describe(),
+                hint="find out who wrote that object; the next run tries these rows again",
+            ) from None
+
+
 def _verify(store: ObjectStore, key: str, size: int, digest: str) -> None:
     """Read the object back: only an object the store returns whole lets the delete commit."""
     stored = store.read_bytes(key)
@@ -259,17 +300,21 @@ def _verify(store: ObjectStore, key: str, size: int, digest: str) -> None:
         )
 
 
-def _unfinished_run(store: ObjectStore, table: str) -> ArchiveRun | None:
-    """The table's newest run, if a crash left it unfinished (runs of one table never overlap)."""
+def _unfinished_run(store: ObjectStore, source: BackupSource, table: str) -> ArchiveRun | None:
+    """The newest run of *source*'s *table*, if a crash left it unfinished (the runs of one database's
+    table never overlap: the maintenance guard). Another database's runs are in another folder, and
+    an earlier release's unfinished run, which names no source, is never resumed: its cut-off may be
+    another database's, and the rows it did not archive are archived under this run's own."""
+    folder = runs_folder(source)
     keys = sorted(
         stored.key
-        for stored in store.list_objects(RUNS_FOLDER)
-        if stored.key.startswith(f"{RUNS_FOLDER}/{table}-")
+        for stored in store.list_objects(folder + "/")
+        if stored.key.startswith(f"{folder}/{table}-")
     )
     if not keys:
         return None
     latest = ArchiveRun.model_validate_json(store.read_bytes(keys[-1]))
-    return None if latest.complete else latest
+    return None if latest.complete or latest.source != source else latest
 
 
 def _rows_older_than(url: URL, settings: Settings, table: str, column: str, line: datetime) -> int:
@@ -307,6 +352,7 @@ def _outcome(
     size_after: int,
     resumed: str | None,
     run_ids: list[str] | None = None,
+    source: BackupSource | None = None,
 ) -> ArchiveOutcome:
     seconds = round(time.monotonic() - started, 3)
     return ArchiveOutcome(
@@ -322,4 +368,5 @@ def _outcome(
         table_bytes_before=size_before,
         table_bytes_after=size_after,
         run_ids=run_ids or [],
+        source=source,
     )

@@ -45,6 +45,12 @@ class ObjectStore(Protocol):
         as :meth:`put_stream` takes it."""
         ...
 
+    def put_new(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        """Store *data* (and *metadata*, as :meth:`put_bytes` does) only if no object is at *key*;
+        raise ``ObjectExistsError`` otherwise, leaving the one there untouched. For what must never
+        be overwritten, such as the log archive's batches, whose rows are deleted once stored."""
+        ...
+
     def check_object_lock(self) -> str | None:
         """Raise ``ObjectLockUnavailableError`` if this store cannot lock objects, before anything is
         written; else a warning worth logging (the store would not say), or None."""

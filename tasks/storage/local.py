@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from models.backup import backup_id_of
-from models.errors import ObjectLockUnavailableError, StorageError
+from models.errors import ObjectExistsError, ObjectLockUnavailableError, StorageError
 from models.retention import ObjectLock
 from tasks.storage.base import StoredObject
 
@@ -91,6 +91,31 @@ class LocalStore:
         if metadata:
             self.put_stream(key + _METADATA, BytesIO(json.dumps(dict(metadata), sort_keys=True).encode()))
         self.put_stream(key, BytesIO(data), len(data))
+
+    def put_new(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        """The data is linked into place, which fails where a file already is: two writers of one key
+        cannot both succeed. The sidecar goes first, as in :meth:`put_bytes`, once no object is there."""
+        final = self._path(key)
+        if final.exists():
+            raise self._exists(key)
+        if metadata:
+            self.put_stream(key + _METADATA, BytesIO(json.dumps(dict(metadata), sort_keys=True).encode()))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temporary = final.with_name(f"{final.name}{_PARTIAL}{uuid.uuid4().hex}")
+        try:
+            with temporary.open("wb") as sink:
+                sink.write(data)
+                sink.flush()
+                os.fsync(sink.fileno())
+            os.link(temporary, final)
+            _fsync_directory(final.parent)
+        except FileExistsError:
+            raise self._exists(key) from None
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def _exists(self, key: str) -> ObjectExistsError:
+        return ObjectExistsError(f"{key} already exists in {self.root}; it was left as it was")
 
     def read_metadata(self, key: str) -> dict[str, str]:
         try:

@@ -36,7 +36,12 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from models.backup import S3Location, backup_id_of
-from models.errors import ObjectLockUnavailableError, StorageError, StorageFeatureMissingError
+from models.errors import (
+    ObjectExistsError,
+    ObjectLockUnavailableError,
+    StorageError,
+    StorageFeatureMissingError,
+)
 from models.retention import ObjectLock
 from tasks.storage.base import StoredObject
 
@@ -48,6 +53,11 @@ SIZE_HEADROOM = 4
 _UNSUPPORTED_CODES = frozenset({"NotImplemented", "XNotImplemented", "MethodNotAllowed", "AccessDenied"})
 _UNSUPPORTED_STATUSES = frozenset({403, 405, 501})
 
+
+#: How a conditional write says an object is already there (409: another write of it is under way).
+_ALREADY_THERE_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+#: How stores that do not know ``If-None-Match`` on PutObject refuse it, besides NotImplemented.
+_CONDITION_REFUSED_CODES = frozenset({"InvalidArgument", "InvalidRequest"})
 
 #: S3 requires a checksum header on every write that carries a lock.
 _LOCK_CHECKSUM = "CRC32"
@@ -100,6 +110,7 @@ class S3Store:
         self.endpoint_url = endpoint_url
         self.max_concurrency = max_concurrency
         self._batch_delete = True  # until the store says it has no DeleteObjects
+        self._conditional_put = True  # until the store says it has no If-None-Match on PutObject
         # botocore's standard retry mode: exponential backoff with jitter on throttling and 5xx.
         self.client: Any = boto3.client(
             "s3",
@@ -177,16 +188,21 @@ class S3Store:
         return None
 
     def locked_until(self, key: str) -> datetime | None:
+        head = self._head(key, f"read the object lock of {key} in")
+        until: datetime | None = head.get("ObjectLockRetainUntilDate") if head is not None else None
+        return until.astimezone(UTC) if until is not None else None
+
+    def _head(self, key: str, action: str) -> dict[str, Any] | None:
+        """HeadObject's answer; None when there is no such object."""
         try:
-            head = self.client.head_object(Bucket=self.location.bucket, Key=self._key(key))
+            head: dict[str, Any] = self.client.head_object(Bucket=self.location.bucket, Key=self._key(key))
         except ClientError as error:
             if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return None
-            raise self._failed(f"read the object lock of {key} in", error) from None
+            raise self._failed(action, error) from None
         except BotoCoreError as error:
-            raise self._failed(f"read the object lock of {key} in", error) from None
-        until: datetime | None = head.get("ObjectLockRetainUntilDate")
-        return until.astimezone(UTC) if until is not None else None
+            raise self._failed(action, error) from None
+        return head
 
     def _confirm_lock(self, key: str, lock: ObjectLock) -> None:
         """Read the lock back; set it afresh on a store that stored the object without it.
@@ -267,6 +283,38 @@ class S3Store:
             raise self._write_failed("write", key, error) from None
         if lock is not None:
             self._confirm_lock(key, lock)
+
+    def put_new(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        """HeadObject first, then a PutObject with ``If-None-Match: *``, which the store refuses
+        (412, or 409 for a racing write) where an object appeared meanwhile. A store without
+        conditional writes answers NotImplemented or a bad request: there the check before has to
+        do, and later writes skip the header."""
+        if self._head(key, f"look for {key} in") is not None:
+            raise self._object_exists(key)
+        arguments = {
+            "Bucket": self.location.bucket,
+            "Key": self._key(key),
+            "Body": data,
+            "Metadata": dict(metadata or {}),
+        }
+        try:
+            if self._conditional_put:
+                try:
+                    self.client.put_object(**arguments, IfNoneMatch="*")
+                    return
+                except ClientError as error:
+                    code = error.response.get("Error", {}).get("Code")
+                    if code in _ALREADY_THERE_CODES:
+                        raise self._object_exists(key) from None
+                    if not (unsupported(error) or code in _CONDITION_REFUSED_CODES):
+                        raise
+                    self._conditional_put = False
+            self.client.put_object(**arguments)
+        except (BotoCoreError, ClientError) as error:
+            raise self._write_failed("write", key, error) from None
+
+    def _object_exists(self, key: str) -> ObjectExistsError:
+        return ObjectExistsError(f"{key} already exists in {self.describe()}; it was left as it was")
 
     def read_metadata(self, key: str) -> dict[str, str]:
         try:

@@ -24,6 +24,8 @@ OPTIONAL_OPERATIONS = {
     "DeleteObjects": ("POST", "delete"),
     "GetObjectLockConfiguration": ("GET", "object-lock"),
 }
+#: Optional behaviour by a header: a PutObject that may only create (``If-None-Match: *``).
+CONDITIONAL_PUT = "ConditionalPut"
 _NOT_IMPLEMENTED = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code>'
     b"<Message>A header you provided implies functionality that is not implemented</Message></Error>"
@@ -55,7 +57,9 @@ class FaultyS3Proxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                if proxy.mode == "lacking" and (operation := proxy.operation(self.command, self.path)):
+                if proxy.mode == "lacking" and (
+                    operation := proxy.operation(self.command, self.path, self.headers.get("If-None-Match"))
+                ):
                     proxy.refused.append(operation)
                     self.send_response(501, "Not Implemented")
                     self.send_header("Content-Type", "application/xml")
@@ -97,8 +101,10 @@ class FaultyS3Proxy:
         self.server.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def operation(self, method: str, path: str) -> str | None:
+    def operation(self, method: str, path: str, if_none_match: str | None = None) -> str | None:
         """The lacking optional operation a request is, if it is one."""
+        if CONDITIONAL_PUT in self.lacking and method == "PUT" and if_none_match:
+            return CONDITIONAL_PUT
         query = {part.split("=", 1)[0] for part in urlsplit(path).query.split("&") if part}
         for name, (verb, marker) in OPTIONAL_OPERATIONS.items():
             if name in self.lacking and method == verb and marker in query and "uploadId" not in query:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL
 from flows.events import database_resource
 from tasks.postgres.embedded import EmbeddedServer
 from tests.helpers import wait_for
-from tests.integration.conftest import drop_databases_like, run_cli
+from tests.integration.conftest import cli_command, drop_databases_like, on_a_terminal, run_cli
 
 pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.any_major]
 
@@ -79,6 +79,32 @@ def test_backup_rehearsal_restore_and_rollback_from_a_shell_are_on_the_feed(
     assert events["dbops.rehearsal.passed"].related[0].id == f"dbops.backup.{backup_id}"
     assert events["dbops.restore.swapped"].related[0].id == f"dbops.backup.{backup_id}"
     assert events["dbops.restore.rolled-back"].payload["restored_from"].startswith(f"{database}_pre_restore_")
+
+
+def test_a_restore_rejected_on_the_terminal_names_the_backup_latest_stood_for(
+    seeded_url: URL, target: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    database = str(seeded_url.database)
+    env = cli_env | {
+        "DBOPS_BACKUP_URL": str(tmp_path / "backups"),
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+    }
+    backed_up = run_cli("backup", "--no-prune", env=env, timeout=300)
+    assert backed_up.returncode == 0, backed_up.stderr
+    wait_for(lambda: "dbops.backup.completed" in events_about(database), "the backup's event never came")
+    completed = events_about(database)["dbops.backup.completed"]
+    backup_id = completed.related[0].id.removeprefix("dbops.backup.")
+
+    rejected = on_a_terminal(  # --backup defaults to latest
+        cli_command("restore", "--target", database, "--confirm", database), env, typed="no\n"
+    )
+
+    assert rejected.returncode == 1, rejected.output
+    assert f"from backup {backup_id} was rejected" in rejected.output
+    wait_for(lambda: "dbops.restore.rejected" in events_about(database), "no rejected event")
+    event = events_about(database)["dbops.restore.rejected"]
+    assert [related.id for related in event.related] == [f"dbops.backup.{backup_id}"]
+    assert "dbops command line" in event.payload["operator"]
 
 
 def test_without_a_prefect_api_the_command_line_sends_nothing(

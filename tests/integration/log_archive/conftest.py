@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
-from models.log_archive import ARCHIVE_FOLDER
+from models.log_archive import ARCHIVE_FOLDER, ArchiveRun, parse_batch_key
 from models.settings import Settings
 from tasks.seed.synth import synth
 from tasks.storage import ObjectStore
@@ -51,12 +51,27 @@ def row_hashes(url: URL, table: str, where: str = "true") -> dict[int, str]:
         return {int(str(row[0])): str(row[1]) for row in rows}
 
 
+def batch_keys(store: ObjectStore, table: str = "audit_logs") -> list[str]:
+    """The keys of every batch of *table* in the store, whichever database's."""
+    return [
+        stored.key
+        for stored in store.list_objects(ARCHIVE_FOLDER + "/")
+        if (parsed := parse_batch_key(stored.key)) is not None and parsed.table == table
+    ]
+
+
 def archived_ids(store: ObjectStore, table: str = "audit_logs") -> list[int]:
     ids = []
-    for stored in store.list_objects(f"{ARCHIVE_FOLDER}/{table}"):
-        for line in gzip.decompress(store.read_bytes(stored.key)).splitlines():
+    for key in batch_keys(store, table):
+        for line in gzip.decompress(store.read_bytes(key)).splitlines():
             ids.append(int(json.loads(line)["id"]))
     return ids
+
+
+def archive_runs(store: ObjectStore) -> list[ArchiveRun]:
+    """Every run manifest in the store, whichever database's, oldest first."""
+    keys = sorted(stored.key for stored in store.list_objects(ARCHIVE_FOLDER + "/") if "/runs/" in stored.key)
+    return [ArchiveRun.model_validate_json(store.read_bytes(key)) for key in keys]
 
 
 def spawn_archiver(cli_env: dict[str, str], bucket: str, endpoint: str) -> subprocess.Popen[str]:

@@ -17,13 +17,19 @@ from sqlalchemy.engine import URL
 
 from flows.archive_logs import archive_logs_flow
 from models.errors import ArchiveVerificationError
-from models.log_archive import ARCHIVE_FOLDER, ArchiveRun, run_key
+from models.log_archive import ArchiveRun, run_key
 from models.settings import Settings
 from tasks.log_archive.archiving import archive_table
 from tasks.log_archive.reimport import import_archive
 from tasks.storage import open_store
 from tests.integration.conftest import connect, point_flows_at, run_cli
-from tests.integration.log_archive.conftest import archived_ids, row_hashes, spawn_archiver
+from tests.integration.log_archive.conftest import (
+    archive_runs,
+    archived_ids,
+    batch_keys,
+    row_hashes,
+    spawn_archiver,
+)
 from tests.integration.s3_proxy import faulty_s3_proxy
 
 
@@ -66,9 +72,7 @@ def test_round_trip_every_archived_row_comes_back_equal(logs_url: URL, archive_s
     )
     assert (imported.rows_read, imported.rows_inserted) == (2_000, 2_000)
     assert row_hashes(logs_url, "audit_review") == old
-    line = gzip.decompress(
-        store.read_bytes(next(iter(store.list_objects(f"{ARCHIVE_FOLDER}/audit_logs"))).key)
-    )
+    line = gzip.decompress(store.read_bytes(batch_keys(store)[0]))
     first = json.loads(line.splitlines()[0])
     assert set(first) == {"id", "actor_id", "action", "entity_type", "entity_id", "payload", "created_at"}
     assert isinstance(first["payload"], dict)
@@ -121,9 +125,7 @@ def test_a_crash_between_upload_and_delete_loses_and_duplicates_nothing(
         assert proxy.archive_read.wait(60), archiver.communicate()
         os.kill(archiver.pid, signal.SIGKILL)  # uploaded, verifying, not yet deleted
         archiver.wait(30)
-    crashed = ArchiveRun.model_validate_json(
-        store.read_bytes(next(s.key for s in store.list_objects("archive/runs")))
-    )
+    (crashed,) = archive_runs(store)
     assert not crashed.complete
     assert crashed.batches == []
     assert len(archived_ids(store)) == 700  # the first batch was uploaded before the crash
@@ -136,7 +138,7 @@ def test_a_crash_between_upload_and_delete_loses_and_duplicates_nothing(
     assert row_hashes(logs_url, "audit_logs", "created_at < now() - interval '365 days'") == {}
     ids = archived_ids(store)
     assert sorted(ids) == sorted(old)  # each row exactly once
-    resumed = ArchiveRun.model_validate_json(store.read_bytes(run_key(crashed.run_id)))
+    resumed = ArchiveRun.model_validate_json(store.read_bytes(run_key(crashed.run_id, crashed.source)))
     assert resumed.complete
     assert resumed.cutoff == crashed.cutoff
 

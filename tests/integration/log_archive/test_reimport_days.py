@@ -11,14 +11,14 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy.engine import URL
 
-from models.log_archive import ARCHIVE_FOLDER, batch_day
+from models.log_archive import batch_day
 from models.settings import Settings
 from tasks.log_archive.archiving import archive_table
 from tasks.log_archive.reimport import import_archive
 from tasks.seed.synth import synth
 from tasks.storage import open_store
 from tests.helpers import synth_plan
-from tests.integration.log_archive.conftest import row_hashes
+from tests.integration.log_archive.conftest import batch_keys, row_hashes
 
 UNTIL = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -46,7 +46,7 @@ def test_a_day_comes_back_row_for_row_from_batches_filed_under_other_days(
 
     archive_table(spread_url, archive_settings, store, "audit_logs", older_than_days=1)
 
-    folder_days = {batch_day(stored.key) for stored in store.list_objects(f"{ARCHIVE_FOLDER}/audit_logs")}
+    folder_days = {batch_day(key) for key in batch_keys(store)}
     for day in wanted_days:
         assert day not in folder_days, "the day's rows must sit in batches filed under other days"
         staging = f"review_{day:%Y%m%d}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -11,9 +12,10 @@ import boto3
 import pytest
 
 from models.backup import S3Location
-from models.errors import StorageError
+from models.errors import ObjectExistsError, StorageError
 from tasks.storage import LocalStore, ObjectStore
 from tasks.storage.s3 import S3Store
+from tests.integration.s3_proxy import CONDITIONAL_PUT, faulty_s3_proxy
 
 KEY = "backups/20261127T020000Z-abcdef/dump.pgcustom.zst"
 
@@ -71,6 +73,55 @@ def test_a_failing_source_leaves_nothing_behind(store: ObjectStore) -> None:
     if isinstance(store, S3Store):
         uploads = store.client.list_multipart_uploads(Bucket=store.location.bucket).get("Uploads", [])
         assert uploads == [], "a failed upload must be aborted, not left to accumulate charges"
+
+
+def test_an_object_put_as_new_is_never_overwritten(store: ObjectStore) -> None:
+    key = "archive/7312345678901234567/platform/audit_logs/2024/05/01/1-700-49cda8e30318.jsonl.gz"
+    store.put_new(key, b"production's rows", {"sha256": "production"})
+
+    with pytest.raises(ObjectExistsError, match=r"already exists in .*; it was left as it was"):
+        store.put_new(key, b"staging's rows", {"sha256": "staging"})
+
+    assert store.read_bytes(key) == b"production's rows"
+    assert store.read_metadata(key) == {"sha256": "production"}
+    assert [item.key for item in store.list_objects("archive/")] == [key]
+
+
+def test_a_store_without_conditional_writes_still_refuses_to_overwrite(s3_endpoint: str, bucket: str) -> None:
+    with faulty_s3_proxy(s3_endpoint, "lacking", frozenset({CONDITIONAL_PUT})) as proxy:
+        store = S3Store(S3Location(bucket, "logs"), endpoint_url=proxy.endpoint)
+        store.put_new("archive/a.jsonl.gz", b"first", {"sha256": "first"})
+        store.put_new("archive/b.jsonl.gz", b"second")
+        with pytest.raises(ObjectExistsError):
+            store.put_new("archive/a.jsonl.gz", b"other")
+
+        assert proxy.refused == [CONDITIONAL_PUT], "asked once, then written with the check before alone"
+        assert store.read_bytes("archive/a.jsonl.gz") == b"first"
+        assert store.read_metadata("archive/a.jsonl.gz") == {"sha256": "first"}
+
+
+def test_of_writers_racing_to_create_one_object_exactly_one_wins(store: ObjectStore) -> None:
+    key = "archive/7312345678901234567/platform/audit_logs/2024/05/01/1-700-49cda8e30318.jsonl.gz"
+    start = threading.Barrier(6)
+    outcomes: dict[int, str] = {}
+
+    def write(writer: int) -> None:
+        start.wait()
+        try:
+            store.put_new(key, f"writer {writer}".encode(), {"writer": str(writer)})
+            outcomes[writer] = "stored"
+        except ObjectExistsError:
+            outcomes[writer] = "refused"
+
+    threads = [threading.Thread(target=write, args=(writer,)) for writer in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    (winner,) = [writer for writer, outcome in outcomes.items() if outcome == "stored"]
+    assert sorted(outcomes.values()).count("refused") == 5
+    assert store.read_bytes(key) == f"writer {winner}".encode()
 
 
 def test_deletion_is_confined_to_backups(store: ObjectStore) -> None:

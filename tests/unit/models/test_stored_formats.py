@@ -45,5 +45,6 @@ def test_a_log_archive_run_of_an_earlier_release_reads(release: str) -> None:
     run = ArchiveRun.model_validate_json((FIXTURES / release / "log_archive_run.json").read_bytes())
     assert run.complete
     assert run.table == "audit_logs"
+    assert run.source is None  # recorded from 0.2.0 on; such a run is never resumed, and still imports
     assert [batch.key for batch in run.batches] == ["archive/audit_logs/2025/10/27/2-3000.jsonl.gz"]
     assert run.batches[0].rows == 1_474

@@ -1,6 +1,6 @@
 """Merge the inspection schema's rows into the live tables: all of it in one transaction, or nothing.
 
-Tables go parents first (``table_plan.merge_order``), so a restored child finds its restored parent.
+Tables go parents first (``plan.merge_order``), so a restored child finds its restored parent.
 Rows are matched by primary key: a missing one is inserted (``ON CONFLICT (key) DO NOTHING``, so a
 row the application inserts meanwhile wins), a present one is left alone, and with ``replace`` a
 present one whose content differs is updated from the backup. Any other constraint is left to
@@ -18,8 +18,8 @@ from psycopg import errors, sql
 from models.errors import TableMergeError
 from models.table_restore import MergeCounts
 from tasks.restore.copy import Logger
-from tasks.restore.table_catalog import Connection, LiveCatalog
-from tasks.restore.table_schema import SchemaTable, merge_parts
+from tasks.restore.tables.catalog import Connection, LiveCatalog
+from tasks.restore.tables.schema import SchemaTable, merge_parts
 
 
 def merge_schema(

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.restore.copy_stream import (
+from tasks.restore.tables.copy_stream import (
     CopyData,
     CopyEnd,
     CopyStart,

@@ -19,9 +19,9 @@ from psycopg import sql
 
 from models.errors import RestoreRefusedError
 from models.table_restore import RestoredTable
-from tasks.restore.table_catalog import Connection, LiveCatalog, read_only, where_statement
-from tasks.restore.table_plan import refuse_where
-from tasks.restore.table_stream import StagedTable
+from tasks.restore.tables.catalog import Connection, LiveCatalog, read_only, where_statement
+from tasks.restore.tables.plan import refuse_where
+from tasks.restore.tables.stream import StagedTable
 
 _DUPLICATE_SCHEMA = "42P06"
 

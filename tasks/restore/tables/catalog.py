@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from tasks.restore.table_plan import UNDEFINED_COLUMN, refuse_where
+from tasks.restore.tables.plan import UNDEFINED_COLUMN, refuse_where
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 

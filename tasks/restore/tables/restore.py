@@ -9,7 +9,7 @@ Two steps, so a flow can ask a person in between: :func:`restore_into_schema` (r
 verified stream, the filter, the schema, and a preview of what a merge would do) and
 :func:`merge_into_live` (one transaction, parents first). :func:`restore_tables` is both, for the
 command line. Everything that can refuse does so before the backup is read, and nothing is created
-before the whole stored object has matched its manifest (see ``table_stream``).
+before the whole stored object has matched its manifest (see ``stream``).
 """
 
 from __future__ import annotations
@@ -32,15 +32,15 @@ from tasks.postgres.engine import database_url
 from tasks.postgres.guard import maintenance_guard
 from tasks.restore.copy import Logger, choose_backup
 from tasks.restore.fetch import check_decryptable
-from tasks.restore.table_catalog import (
+from tasks.restore.tables.catalog import (
     Connection,
     LiveCatalog,
     read_catalog,
     schema_exists,
     unfiltered_tables,
 )
-from tasks.restore.table_merge import merge_schema
-from tasks.restore.table_plan import (
+from tasks.restore.tables.merge import merge_schema
+from tasks.restore.tables.plan import (
     check_in_backup,
     check_live,
     check_mergeable,
@@ -48,7 +48,7 @@ from tasks.restore.table_plan import (
     checked_request,
     merge_order,
 )
-from tasks.restore.table_schema import (
+from tasks.restore.tables.schema import (
     SchemaTable,
     describe_tables,
     filter_staged,
@@ -57,7 +57,7 @@ from tasks.restore.table_schema import (
     schema_tables,
     schema_taken,
 )
-from tasks.restore.table_stream import StagedTable, stage_tables
+from tasks.restore.tables.stream import StagedTable, stage_tables
 from tasks.restore.target import run_id
 from tasks.storage import ObjectStore
 

@@ -45,7 +45,9 @@ from tasks.backup.streams import CHUNK, Hashing
 from tasks.postgres.binaries import Program
 from tasks.postgres.command import PgProcess
 from tasks.restore.copy import Logger
-from tasks.restore.copy_stream import (
+from tasks.restore.fetch import unpacked, verify_stored, verify_unpacked
+from tasks.restore.tables.catalog import Connection, LiveCatalog
+from tasks.restore.tables.copy_stream import (
     CopyData,
     CopyEnd,
     CopyStart,
@@ -54,8 +56,6 @@ from tasks.restore.copy_stream import (
     Event,
     Setting,
 )
-from tasks.restore.fetch import unpacked, verify_stored, verify_unpacked
-from tasks.restore.table_catalog import Connection, LiveCatalog
 from tasks.storage import ObjectStore
 
 

@@ -7,7 +7,7 @@ import pytest
 from models.errors import RestoreRefusedError
 from models.schema import TABLES
 from models.table_restore import TableRestoreRequest
-from tasks.restore.table_plan import (
+from tasks.restore.tables.plan import (
     check_in_backup,
     check_mergeable,
     check_schema_name,
