@@ -7,13 +7,14 @@ deployment's parameter schema says so (``pattern``), which the Prefect UI and th
 parameter-schema enforcement apply before a run is created; a run that gets one anyway (a direct call,
 a deployment without enforcement) is refused as it starts, and the value stored with it is replaced by
 its masked form. The password comes from the worker: ``DBOPS_DATABASE_URL`` (leave the parameter
-empty), ``PGPASSWORD`` or a pgpass file.
+empty), ``PGPASSWORD`` or a pgpass file; or the parameter names a Prefect ``Secret`` block holding the
+whole URL (``secret:BLOCK``), read by the run as it starts and never stored with it.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, cast
 
 from pydantic import Field
 from sqlalchemy.engine import URL
@@ -33,14 +34,18 @@ DatabaseURLParameter = Annotated[
     str | None,
     Field(
         json_schema_extra={"pattern": PARAMETER_URL_PATTERN},
-        description="postgresql://USER@HOST:PORT/DATABASE without a password; empty: DBOPS_DATABASE_URL.",
+        description="postgresql://USER@HOST:PORT/DATABASE without a password, or secret:BLOCK naming a "
+        "Prefect Secret block that holds the URL; empty: DBOPS_DATABASE_URL.",
     ),
 ]
 
 REFUSED_URL_HINT = (
     "leave the password out: give the worker DBOPS_DATABASE_URL (and leave this parameter empty), "
-    "PGPASSWORD or a pgpass file (PGPASSFILE)"
+    "PGPASSWORD or a pgpass file (PGPASSFILE); or keep the whole URL in a Prefect Secret block and pass "
+    "secret:BLOCK_NAME"
 )
+#: A parameter of this form names a Prefect Secret block holding the URL instead of being one.
+BLOCK_REFERENCE_PREFIX = "secret:"
 
 
 def database_url_parameter(settings: Settings, name: str, raw: str | None) -> URL:
@@ -48,6 +53,8 @@ def database_url_parameter(settings: Settings, name: str, raw: str | None) -> UR
     scrubbed from the run's stored parameters, when it is not a password-free PostgreSQL URL."""
     if raw is None or not raw.strip():
         return resolve_database_url(settings, None)
+    if raw.strip().startswith(BLOCK_REFERENCE_PREFIX):
+        return _url_from_secret_block(name, raw.strip().removeprefix(BLOCK_REFERENCE_PREFIX).strip())
     try:
         parsed = split_database_url(raw, setting=f"the flow parameter {name}")
     except ValueError as error:
@@ -61,6 +68,33 @@ def database_url_parameter(settings: Settings, name: str, raw: str | None) -> UR
             hint=REFUSED_URL_HINT,
         )
     return parsed.to_url()
+
+
+def _url_from_secret_block(parameter: str, block: str) -> URL:
+    """The URL kept in the Prefect Secret block *block*: the run reads it, nothing stores it."""
+    from prefect.blocks.system import Secret
+    from prefect.exceptions import ObjectNotFound
+
+    hint = (
+        f"create the Secret block '{block}' holding the postgresql:// URL (Prefect UI: Blocks, or "
+        f"Secret(value=URL).save('{block}')), or pass a URL without a password"
+    )
+    try:
+        # Synchronous in a sync flow; typed for async callers too.
+        value = cast("Secret[str]", Secret.load(block)).get()
+    except (ValueError, ObjectNotFound):
+        raise ConfigurationError(
+            f"the flow parameter {parameter} names the Secret block '{block}', which does not exist",
+            hint=hint,
+        ) from None
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            f"the Secret block '{block}' of the flow parameter {parameter} holds no URL", hint=hint
+        )
+    try:
+        return split_database_url(value, setting=f"the Secret block '{block}'").to_url()
+    except ValueError as error:
+        raise ConfigurationError(str(error), hint=hint) from None
 
 
 def _scrub_stored_parameter(name: str, replacement: str) -> None:

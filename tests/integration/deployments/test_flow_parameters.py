@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -101,3 +101,27 @@ def test_a_deployment_run_with_a_password_is_refused_before_anything_is_stored(s
     assert "database_url" in str(refused)
     assert runs == []
     assert all(password not in run.model_dump_json() for run in runs)
+
+
+def test_a_secret_block_holds_a_url_with_its_password_and_the_run_stores_none(seeded_url: URL) -> None:
+    from prefect.blocks.system import Secret
+
+    password = str(seeded_url.password)
+    block = f"dbops-url-{uuid4().hex[:8]}"
+    Secret(value=url_string(seeded_url)).save(block)
+
+    state = validate_integrity_flow(database_url=f"secret:{block}", return_state=True)
+
+    assert state.is_completed(), state.message
+    stored = everything_stored_about(state.state_details.flow_run_id)
+    assert f"secret:{block}" in stored
+    assert password not in stored
+
+
+def test_a_missing_secret_block_is_one_line() -> None:
+    state = validate_integrity_flow(database_url="secret:no-such-block", return_state=True)
+
+    assert state.is_failed()
+    message = str(state.message)
+    assert "names the Secret block 'no-such-block', which does not exist" in message
+    assert len(message.strip().splitlines()) == 1, message
