@@ -14,10 +14,10 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from pydantic import SecretStr
 
 from flows.events import backup_completed
 from flows.maintenance_slot import maintenance_slot
+from flows.parameters import DatabaseURLParameter, database_url_parameter
 from flows.reporting import BestEffort
 from models.backup import BackupManifest, BackupRun, manifest_key, source_of
 from models.retention import RetentionPlan
@@ -25,16 +25,15 @@ from models.settings import load_settings
 from tasks.backup.catalog import list_backups, pins
 from tasks.backup.nightly import back_up
 from tasks.backup.progress import Progress
-from tasks.postgres.engine import resolve_database_url
 from tasks.storage import ObjectStore, open_store
 
 PROGRESS_INTERVAL_SECONDS = 2.0
 
 
 @task(name="backup-database", cache_policy=NO_CACHE)
-def backup_task(database_url: SecretStr | None) -> BackupRun:
+def backup_task(database_url: str | None) -> BackupRun:
     settings = load_settings()
-    url = resolve_database_url(settings, database_url)
+    url = database_url_parameter(settings, "database_url", database_url)
     store = open_store(settings)
     logger = get_run_logger()
     publish = BestEffort(logger)
@@ -98,14 +97,18 @@ def recent_rows(store: ObjectStore, retention: RetentionPlan | None = None) -> l
 
 @flow(name="backup")
 def backup_flow(
-    database_url: SecretStr | None = None,
+    database_url: DatabaseURLParameter = None,
 ) -> BackupManifest:
     """Dump the database in a consistent snapshot into the store, manifest last; then apply retention.
 
     Pruning runs only once the new backup is complete, so a failed night never thins out the history.
 
     Args:
-        database_url: Back up this database instead of DBOPS_DATABASE_URL.
+        database_url: Back up this database instead of DBOPS_DATABASE_URL; a URL without
+            a password, which the worker supplies (PGPASSWORD or a pgpass file).
     """
-    with maintenance_slot(load_settings(), "backup"):
+    settings = load_settings()
+    if database_url:
+        database_url_parameter(settings, "database_url", database_url)  # refused before the slot is taken
+    with maintenance_slot(settings, "backup"):
         return backup_task(database_url).manifest

@@ -9,28 +9,28 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import SecretStr
 
+from flows.parameters import DatabaseURLParameter, database_url_parameter
 from models.index_review import IndexReviewReport
 from models.settings import load_settings
 from tasks.index_review.render import report_markdown, table_rows
 from tasks.index_review.runner import review_indexes
-from tasks.postgres.engine import resolve_database_url
 
 review_indexes_task = task(name="review-indexes", cache_policy=NO_CACHE)(review_indexes)
 
 
 @flow(name="index-review")
 def index_review_flow(
-    database_url: SecretStr | None = None,
+    database_url: DatabaseURLParameter = None,
 ) -> IndexReviewReport:
     """Review indexes and table maintenance; findings are advice, each with the SQL to act on it.
 
     Args:
-        database_url: Review this database instead of DBOPS_DATABASE_URL.
+        database_url: Review this database instead of DBOPS_DATABASE_URL; a URL without
+            a password, which the worker supplies (PGPASSWORD or a pgpass file).
     """
     settings = load_settings()
-    url = resolve_database_url(settings, database_url)
+    url = database_url_parameter(settings, "database_url", database_url)
     report = review_indexes_task(url, settings, logger=get_run_logger())
     create_table_artifact(
         key="index-review-findings",

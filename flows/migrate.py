@@ -5,12 +5,11 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import SecretStr
 
 from flows.maintenance_slot import maintenance_slot
+from flows.parameters import DatabaseURLParameter, database_url_parameter
 from models.results import MigrationResult
 from models.settings import load_settings
-from tasks.postgres.engine import resolve_database_url
 from tasks.schema.migrate import migrate
 
 # NO_CACHE: the inputs hold the database URL with its password, which must never be hashed into a
@@ -22,17 +21,18 @@ migrate_task = task(name="migrate-database", cache_policy=NO_CACHE)(migrate)
 def migrate_flow(
     target: str = "head",
     allow_downgrade: bool = False,
-    database_url_override: SecretStr | None = None,
+    database_url_override: DatabaseURLParameter = None,
 ) -> MigrationResult:
     """Bring the database to *target* under the migration lock, so two deploys never migrate at once.
 
     Args:
         target: Revision id to migrate to, or head / base.
         allow_downgrade: Permit a downgrade when DBOPS_ENVIRONMENT is production.
-        database_url_override: Migrate this database instead of DBOPS_DATABASE_URL.
+        database_url_override: Migrate this database instead of DBOPS_DATABASE_URL; a URL without
+            a password, which the worker supplies (PGPASSWORD or a pgpass file).
     """
     settings = load_settings()
-    url = resolve_database_url(settings, database_url_override)
+    url = database_url_parameter(settings, "database_url_override", database_url_override)
     with maintenance_slot(settings, "migrate"):
         result = migrate_task(
             url, settings, target=target, allow_downgrade=allow_downgrade, logger=get_run_logger()

@@ -9,13 +9,12 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import SecretStr
 
 from flows.maintenance_slot import maintenance_slot
 from flows.migrate import publish_migration_artifact
+from flows.parameters import DatabaseURLParameter, database_url_parameter
 from models.results import MigrateAndSeedReport, SeedValidationReport
 from models.settings import load_settings
-from tasks.postgres.engine import resolve_database_url
 from tasks.schema.plan import require_passing_plan
 from tasks.schema.plan_report import markdown
 from tasks.seed.deploy import migrate_and_seed
@@ -29,21 +28,22 @@ require_plan_task = task(name="measure-migrations", cache_policy=NO_CACHE)(requi
 
 @flow(name="migrate-and-seed")
 def migrate_and_seed_flow(
-    database_url_override: SecretStr | None = None,
+    database_url_override: DatabaseURLParameter = None,
     reset_accounts: bool = False,
     plan_first: bool = False,
 ) -> MigrateAndSeedReport:
     """Migrate to head under the lock, seed the reference data, and prove it is there.
 
     Args:
-        database_url_override: Work on this database instead of DBOPS_DATABASE_URL.
+        database_url_override: Work on this database instead of DBOPS_DATABASE_URL; a URL without
+            a password, which the worker supplies (PGPASSWORD or a pgpass file).
         reset_accounts: Outside development too, bring seeded accounts back to the seed (initial
             password, ACTIVE); normally staging and production only create missing accounts.
         plan_first: First measure the pending migrations on a copy restored from the newest backup
             (the migration-plan flow), and stop before touching the database if one fails the limits.
     """
     settings = load_settings()
-    url = resolve_database_url(settings, database_url_override)
+    url = database_url_parameter(settings, "database_url_override", database_url_override)
     logger = get_run_logger()
     document = load_seed_document(seed_file_path(settings))  # validated before anything is written
     if plan_first:

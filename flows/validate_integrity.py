@@ -12,13 +12,12 @@ from collections.abc import Callable
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
+from flows.parameters import DatabaseURLParameter, database_url_parameter
 from models.integrity import IntegrityReport
 from models.settings import Settings, load_settings
 from tasks.integrity.runner import raise_for_errors, validate_integrity
-from tasks.postgres.engine import resolve_database_url
 from tasks.seed.upsert import load_seed_document, seed_file_path
 
 validate_integrity_task = task(name="validate-integrity", cache_policy=NO_CACHE)(validate_integrity)
@@ -26,15 +25,16 @@ validate_integrity_task = task(name="validate-integrity", cache_policy=NO_CACHE)
 
 @flow(name="validate-integrity")
 def validate_integrity_flow(
-    database_url: SecretStr | None = None,
+    database_url: DatabaseURLParameter = None,
 ) -> IntegrityReport:
     """Run the integrity checks; the run fails when an error-severity check fails.
 
     Args:
-        database_url: Validate this database instead of DBOPS_DATABASE_URL.
+        database_url: Validate this database instead of DBOPS_DATABASE_URL; a URL without
+            a password, which the worker supplies (PGPASSWORD or a pgpass file).
     """
     settings = load_settings()
-    url = resolve_database_url(settings, database_url)
+    url = database_url_parameter(settings, "database_url", database_url)
     logger = get_run_logger()
     report = validate_integrity_task(
         url, settings, seed_document=load_seed_document(seed_file_path(settings)), logger=logger

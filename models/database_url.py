@@ -13,7 +13,7 @@ A unit test holds the two parses together on a corpus of URLs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, quote_plus, unquote
 
@@ -107,6 +107,11 @@ def split_database_url(raw: str, *, setting: str = "DBOPS_DATABASE_URL") -> Pars
     )
 
 
+def carries_password(url: ParsedUrl) -> bool:
+    """Whether *url* holds a password, after ``user:`` or as libpq's ``?password=`` parameter."""
+    return bool(url.password) or any(name == "password" for name, _ in url.query)
+
+
 def parse_database_url(raw: str, *, setting: str = "DBOPS_DATABASE_URL") -> URL:
     """Return a psycopg URL for *raw*; see :func:`split_database_url` for what is refused."""
     return split_database_url(raw, setting=setting).to_url()
@@ -116,9 +121,15 @@ def masked(url: URL | ParsedUrl) -> str:
     """The URL as it may appear in logs, artifacts and error messages.
 
     A SQLAlchemy URL renders itself; a parsed one is written the same way, so that both read alike.
+    libpq's ``?password=`` is masked like the password before the host.
     """
     if not isinstance(url, ParsedUrl):
+        if "password" in url.query:
+            url = url.update_query_dict({"password": "***"})
         return url.render_as_string(hide_password=True)
+    url = replace(
+        url, query=tuple((name, "***" if name == "password" else value) for name, value in url.query)
+    )
     rendered = DRIVER + "://"
     if url.username is not None:
         rendered += quote(url.username, safe=" +")

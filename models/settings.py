@@ -26,6 +26,27 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
 
+#: PostgreSQL takes its timeouts (lock_timeout, statement_timeout, pg_dump --lock-wait-timeout) as a
+#: 32-bit count of milliseconds, and libpq its connect_timeout as a 32-bit count of seconds: this is the
+#: longest any of them can be, about 24.8 days.
+MAX_TIMEOUT_SECONDS = 2_147_483.647
+#: Below one millisecond the count PostgreSQL is given rounds down to 0, which it reads as *no* timeout.
+MIN_TIMEOUT_SECONDS = 0.001
+#: The timeouts in seconds that reach PostgreSQL (or bound a wait on it) as milliseconds.
+TIMEOUT_FIELDS = (
+    "lock_wait_timeout_seconds",
+    "command_timeout_seconds",
+    "migration_lock_timeout_seconds",
+    "ddl_lock_timeout_seconds",
+    "ddl_statement_timeout_seconds",
+    "maintenance_wait_timeout_seconds",
+    "review_lock_timeout_seconds",
+)
+#: Of those, the ones whose documented 0 means "no timeout": only an exact 0 does.
+ZERO_DISABLES = frozenset({"ddl_statement_timeout_seconds"})
+_WHOLE_SECONDS_MAX = int(MAX_TIMEOUT_SECONDS)
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     STAGING = "staging"
@@ -36,7 +57,12 @@ class Settings(BaseSettings):
     """dbops configuration; see the README's configuration reference for each variable."""
 
     model_config = SettingsConfigDict(
-        env_prefix="DBOPS_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_prefix="DBOPS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        allow_inf_nan=False,  # an infinite or NaN number is never a meaningful setting
     )
 
     database_url: SecretStr | None = Field(
@@ -59,27 +85,25 @@ class Settings(BaseSettings):
     pg_bindir: Path | None = Field(
         default=None, description="Directory holding pg_dump, pg_restore, initdb and postgres."
     )
-    connect_timeout_seconds: int = Field(default=10, ge=1)
+    connect_timeout_seconds: int = Field(default=10, ge=1, le=_WHOLE_SECONDS_MAX)
     lock_wait_timeout_seconds: float = Field(
         default=60.0,
-        gt=0,
         description="How long a backup waits for a table lock (pg_dump --lock-wait-timeout, and the row "
         "counts' lock_timeout) before it fails, naming the session that holds it.",
     )
     command_timeout_seconds: float = Field(
         default=6 * 3600.0,
-        gt=0,
         description="Wall-clock bound on each pg_dump and pg_restore run (and the backup's snapshot "
         "session): past it the program is stopped and the run fails instead of hanging.",
     )
     migration_lock_timeout_seconds: float = Field(
-        default=60.0, gt=0, description="How long a migration waits for another one to finish."
+        default=60.0, description="How long a migration waits for another one to finish."
     )
     ddl_lock_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="lock_timeout for migration DDL, so it never queues forever."
+        default=10.0, description="lock_timeout for migration DDL, so it never queues forever."
     )
     ddl_statement_timeout_seconds: float = Field(
-        default=600.0, ge=0, description="statement_timeout for migration DDL (0 disables it)."
+        default=600.0, description="statement_timeout for migration DDL (0 disables it)."
     )
     migration_max_lock_seconds: float = Field(
         default=5.0,
@@ -185,12 +209,12 @@ class Settings(BaseSettings):
     restore_approval_timeout_seconds: int = Field(
         default=3600,
         ge=1,
+        le=_WHOLE_SECONDS_MAX,
         description="How long a restore built and checked in a flow waits for an operator's approval before "
         "it drops the copy and leaves the target untouched.",
     )
     maintenance_wait_timeout_seconds: float = Field(
         default=3600.0,
-        gt=0,
         description="How long a backup, migration, restore or rehearsal flow waits for another to finish.",
     )
     archive_audit_logs_days: int = Field(
@@ -253,7 +277,7 @@ class Settings(BaseSettings):
         default=20.0, ge=0, description="Slow queries: at least this mean time per call, in milliseconds."
     )
     review_lock_timeout_seconds: float = Field(
-        default=5.0, gt=0, description="lock_timeout in the recommended SQL and for --apply."
+        default=5.0, description="lock_timeout in the recommended SQL and for --apply."
     )
     seed_file: Path | None = Field(
         default=None, description="Seed YAML; unset: the bundled models/seed.yaml."
@@ -278,6 +302,23 @@ class Settings(BaseSettings):
     def _blank_means_unset(cls, value: object) -> object:
         """An empty variable (``DBOPS_BACKUP_URL=``, or compose's ``${VAR:-}``) is the same as none."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator(*TIMEOUT_FIELDS)
+    @classmethod
+    def _a_postgresql_timeout(cls, value: float, info: ValidationInfo) -> float:
+        """Within what PostgreSQL can express, and never a non-zero value that would reach it as 0 ms."""
+        field = str(info.field_name)
+        name = f"DBOPS_{field.upper()}"
+        if value == 0 and field in ZERO_DISABLES:
+            return value
+        if not MIN_TIMEOUT_SECONDS <= value <= MAX_TIMEOUT_SECONDS:
+            zero = " (or exactly 0 for none)" if field in ZERO_DISABLES else ""
+            raise ValueError(
+                f"{name} is {value:g} s; it must be between 0.001 s{zero} and 2147483.647 s: "
+                "PostgreSQL counts timeouts in whole milliseconds, where 0 ms means none and a 32-bit "
+                "count stops at 2147483647 ms"
+            )
+        return value
 
     @field_validator("backup_object_lock", mode="before")
     @classmethod

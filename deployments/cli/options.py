@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from models.database_url import parse_database_url
+from models.database_url import carries_password, split_database_url
 from models.errors import ConfigurationError
 
 DATABASE_URL_HELP = "Work on this database (no password: it comes from PGPASSWORD or a pgpass file)."
@@ -15,10 +15,10 @@ def password_free_url(raw: str | None) -> SecretStr | None:
     if raw is None:
         return None
     try:
-        url = parse_database_url(raw, setting="--database-url")
+        url = split_database_url(raw, setting="--database-url")
     except ValueError as error:
         raise ConfigurationError(str(error)) from None
-    if url.password:
+    if carries_password(url):
         raise ConfigurationError(
             "--database-url must not contain a password: command lines are visible in the process list",
             hint="drop the password from the URL and put it in PGPASSWORD or a pgpass file (PGPASSFILE)",

@@ -16,13 +16,15 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection
 
 from tasks.index_review.server_versions import last_index_scan_column, last_sequential_scan_column
+from tasks.postgres.progress import index_build_seen
 
-# {last_scan} is filled in by indexes_query: the column exists from PostgreSQL 16 on.
+# {last_scan} is filled in by indexes_query: the column exists from PostgreSQL 16 on. {building} is
+# tasks.postgres.progress's test: a build counts only when seen running in this database.
 _INDEXES = """
     SELECT x.indexrelid::bigint AS oid, n.nspname AS schema, t.relname AS table, i.relname AS name,
            am.amname AS method, x.indisunique AS is_unique, x.indisprimary AS is_primary,
            x.indisvalid AS is_valid, x.indisready AS is_ready,
-           x.indexrelid IN (SELECT index_relid FROM pg_stat_progress_create_index) AS building,
+           {building} AS building,
            c.conname AS constraint_name, x.indnkeyatts AS key_count,
            x.indkey::int2[] AS attnums, x.indclass::oid[] AS opclasses,
            x.indcollation::oid[] AS collations, x.indoption::int2[] AS options,
@@ -163,7 +165,11 @@ class ForeignKeyInfo:
 
 
 def indexes_query(server_version_num: int) -> TextClause:
-    return text(_INDEXES.format(last_scan=last_index_scan_column(server_version_num)))
+    return text(
+        _INDEXES.format(
+            last_scan=last_index_scan_column(server_version_num), building=index_build_seen("x.indexrelid")
+        )
+    )
 
 
 def tables_query(server_version_num: int) -> TextClause:

@@ -60,6 +60,14 @@ def read_slow_queries(
             "min_mean": settings.review_slow_query_min_mean_ms,
         },
     ).mappings()
+    # Another role's statements show a NULL queryid and no text to a role without pg_read_all_stats:
+    # counted, never made into findings that would share one id and say nothing.
+    visible, hidden = [], 0
+    for row in rows:
+        if row["queryid"] is None:
+            hidden += 1
+        else:
+            visible.append(row)
     findings = [
         Finding.about(
             FindingKind.SLOW_QUERY,
@@ -74,12 +82,16 @@ def read_slow_queries(
             recommendation=f"{row['calls']:,} calls at {row['mean_exec_time']:.1f} ms each: run it under "
             "EXPLAIN (ANALYZE, BUFFERS) with real parameters and index the columns it filters or sorts on",
         )
-        for row in rows
+        for row in visible
     ]
     criteria = (
         f"calls >= {settings.review_slow_query_min_calls} "
         f"and mean >= {settings.review_slow_query_min_mean_ms:g} ms"
     )
-    return SlowQueryStatistics(
-        available=True, detail=f"{len(findings)} statement(s) with {criteria}, from {view}"
-    ), findings
+    detail = f"{len(findings)} statement(s) with {criteria}, from {view}"
+    if hidden:
+        detail += (
+            f"; {hidden} more of other roles are hidden from this role: "
+            "GRANT pg_read_all_stats (or pg_monitor) to it to see them"
+        )
+    return SlowQueryStatistics(available=True, detail=detail), findings

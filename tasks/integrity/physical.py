@@ -24,6 +24,9 @@ BTREE_INDEXES = text("""
       AND t.relnamespace = current_schema()::regnamespace
     ORDER BY pg_relation_size(i.oid) DESC
 """)
+MAY_RUN_BT_INDEX_CHECK = text("""
+    SELECT has_function_privilege(f, 'EXECUTE') FROM to_regprocedure('bt_index_check(regclass)') AS f
+""")
 
 
 def amcheck_unavailable(context: CheckContext) -> str | None:
@@ -38,6 +41,13 @@ def _create_extension(context: CheckContext) -> str | None:
             connection.execute(text("CREATE EXTENSION IF NOT EXISTS amcheck"))
     except DBAPIError as error:
         return str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
+    with context.engine.connect() as connection:
+        allowed = connection.execute(MAY_RUN_BT_INDEX_CHECK).scalar()
+    if not allowed:
+        # amcheck revokes its functions from PUBLIC: without the grant every index would "fail".
+        return (
+            "this role may not run bt_index_check; GRANT EXECUTE ON FUNCTION bt_index_check(regclass) TO it"
+        )
     return None
 
 
@@ -68,7 +78,7 @@ def amcheck(context: CheckContext) -> Outcome:
     if reason is not None:
         return skipped(
             f"amcheck is not available ({reason}); a superuser can run CREATE EXTENSION amcheck "
-            "(package postgresql-contrib) to enable this check",
+            "(package postgresql-contrib) and grant EXECUTE on bt_index_check to enable this check",
             severity=Severity.WARNING,
         )
     names = btree_indexes(context)

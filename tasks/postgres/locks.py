@@ -31,8 +31,14 @@ class LockHolder:
         )
 
 
-_EXCLUSIVE_HOLDERS = text("""
-    SELECT DISTINCT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'),
+# Another role's session shows this role no state, client or times without pg_read_all_stats: say
+# so, rather than call it a local connection.
+_CLIENT = (
+    "CASE WHEN a.state IS NULL THEN 'hidden from this role (GRANT pg_read_all_stats to see it)' "
+    "ELSE coalesce(host(a.client_addr), 'local') END"
+)
+_EXCLUSIVE_HOLDERS = text(f"""
+    SELECT DISTINCT a.pid, coalesce(a.application_name, ''), {_CLIENT},
            a.query_start
     FROM pg_locks AS l
     JOIN pg_stat_activity AS a ON a.pid = l.pid
@@ -63,8 +69,8 @@ def lock_key(name: str) -> int:
 
 #: SQLSTATE lock_not_available: a lock wait ran into lock_timeout.
 LOCK_NOT_AVAILABLE = "55P03"
-_ADVISORY_HOLDER = text("""
-    SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'), a.query_start
+_ADVISORY_HOLDER = text(f"""
+    SELECT a.pid, coalesce(a.application_name, ''), {_CLIENT}, a.query_start
     FROM pg_locks AS l
     JOIN pg_stat_activity AS a ON a.pid = l.pid
     WHERE l.locktype = 'advisory' AND l.granted

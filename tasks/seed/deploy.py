@@ -14,7 +14,7 @@ from models.results import MigrateAndSeedReport
 from models.seed import SeedDocument
 from models.settings import Settings
 from tasks.schema.migrate import migrate
-from tasks.seed.upsert import seed
+from tasks.seed.upsert import check_seed_passwords, seed
 from tasks.seed.validation import validate_seed
 
 
@@ -28,9 +28,11 @@ def migrate_and_seed(
 ) -> MigrateAndSeedReport:
     """Migrate *url* to head, seed it from *document*, and validate the seed (read-only).
 
-    The caller loads *document* first, so a broken seed file stops the deploy before the schema moves.
-    *reset_accounts* brings existing accounts back to the seed outside development too.
+    The caller loads *document* first, and the password policy is checked here before anything else,
+    so bad input stops the deploy (exit 2) before the schema moves: a deploy pipeline reads exit 2 as
+    "nothing was done". *reset_accounts* brings existing accounts back to the seed outside development too.
     """
+    check_seed_passwords(settings)
     migration = migrate(url, settings, logger=logger)
     seeded = seed(url, settings, document, reset_accounts=reset_accounts, logger=logger)
     validation = validate_seed(url, settings, document)

@@ -136,6 +136,14 @@ def url_string(url: URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def flow_url(url: URL, monkeypatch: pytest.MonkeyPatch) -> str:
+    """*url* as a flow parameter takes it: without its password, which the worker's environment
+    (here PGPASSWORD) provides."""
+    if url.password is not None:
+        monkeypatch.setenv("PGPASSWORD", str(url.password))
+    return url.render_as_string(hide_password=True).replace(":***@", "@")
+
+
 @pytest.fixture
 def settings(database_url: URL, tmp_path: Path) -> Settings:
     return load_settings(

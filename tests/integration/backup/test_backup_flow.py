@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from flows.backup import backup_flow
 from models.backup import BackupManifest
-from tests.integration.conftest import flow_run_artifacts, url_string
+from tests.integration.conftest import flow_run_artifacts, flow_url
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -24,8 +23,8 @@ def test_backup_flow_publishes_progress_manifest_link_and_recent_backups(
     monkeypatch.setenv("DBOPS_BACKUP_KEEP_WEEKLY", "0")
     monkeypatch.setenv("DBOPS_BACKUP_KEEP_MONTHLY", "0")
 
-    first = backup_flow(database_url=SecretStr(url_string(seeded_url)), return_state=True)
-    second = backup_flow(database_url=SecretStr(url_string(seeded_url)), return_state=True)
+    first = backup_flow(database_url=flow_url(seeded_url, monkeypatch), return_state=True)
+    second = backup_flow(database_url=flow_url(seeded_url, monkeypatch), return_state=True)
 
     assert first.is_completed(), first.message
     assert second.is_completed(), second.message
@@ -53,7 +52,7 @@ def test_a_prefect_api_failing_to_take_progress_never_fails_the_backup(
     # Prefect's own function, as this module calls it: the API is the fault, not dbops.
     monkeypatch.setattr("flows.backup.update_progress_artifact", hiccup)
 
-    state = backup_flow(database_url=SecretStr(url_string(seeded_url)), return_state=True)
+    state = backup_flow(database_url=flow_url(seeded_url, monkeypatch), return_state=True)
 
     assert state.is_completed(), state.message
     assert calls, "the progress update was attempted"

@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
-from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from flows.backup import backup_flow
 from flows.maintenance_slot import MAINTENANCE_LIMIT
-from tests.integration.conftest import connect, run_cli, url_string
+from tests.integration.conftest import connect, flow_url, run_cli
 
 LOCK_WAIT_SECONDS = 2
 
@@ -56,7 +55,7 @@ def test_the_flow_fails_and_releases_the_maintenance_slot(
     monkeypatch.setenv("DBOPS_LOCK_WAIT_TIMEOUT_SECONDS", str(LOCK_WAIT_SECONDS))
     with connect(seeded_url) as holder, holder.transaction():
         holder.execute("LOCK TABLE applications IN ACCESS EXCLUSIVE MODE")
-        state = backup_flow(database_url=SecretStr(url_string(seeded_url)), return_state=True)
+        state = backup_flow(database_url=flow_url(seeded_url, monkeypatch), return_state=True)
 
     assert state.is_failed()
     assert "for a lock" in str(state.message)

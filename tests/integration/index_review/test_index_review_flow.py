@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from flows.index_review import index_review_flow
 from models.index_review import IndexReviewReport
-from tests.integration.conftest import connect, flow_run_artifacts, url_string
+from tests.integration.conftest import connect, flow_run_artifacts, flow_url
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-def test_findings_complete_the_run_and_are_published_as_artifacts(seeded_url: URL) -> None:
-    state = index_review_flow(database_url=SecretStr(url_string(seeded_url)), return_state=True)
+def test_findings_complete_the_run_and_are_published_as_artifacts(
+    seeded_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = index_review_flow(database_url=flow_url(seeded_url, monkeypatch), return_state=True)
 
     assert state.is_completed(), state.message
     report = state.result()
@@ -38,12 +39,14 @@ def test_findings_complete_the_run_and_are_published_as_artifacts(seeded_url: UR
     assert str(seeded_url.password) not in markdown
 
 
-def test_unreadable_statistics_fail_the_run(migrated_url: URL, login_role_url: URL) -> None:
+def test_unreadable_statistics_fail_the_run(
+    migrated_url: URL, login_role_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with connect(migrated_url) as connection:
         connection.execute("REVOKE SELECT ON pg_catalog.pg_stat_all_tables FROM PUBLIC")
     unreadable_url = login_role_url
 
-    state = index_review_flow(database_url=SecretStr(url_string(unreadable_url)), return_state=True)
+    state = index_review_flow(database_url=flow_url(unreadable_url, monkeypatch), return_state=True)
 
     assert state.is_failed()
     assert "could not read the index statistics" in str(state.message)

@@ -67,6 +67,35 @@ def test_slow_queries_are_read_from_pg_stat_statements(statements_server: Embedd
     assert not slow[0].sql
 
 
+def test_other_roles_slow_queries_hidden_from_the_role_are_counted_not_made_findings(
+    statements_server: EmbeddedServer,
+) -> None:
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    create_database(statements_server, name)
+    url = statements_server.url(name)
+    settings = load_settings(_env_file=None, review_slow_query_min_calls=5, review_slow_query_min_mean_ms=5.0)
+    role, password = f"role_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with connect(url) as connection:
+        connection.execute("CREATE EXTENSION pg_stat_statements")
+        connection.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        connection.execute(f"GRANT pg_read_all_settings TO {role}")  # of pg_monitor, all but the stats
+        for _ in range(5):
+            connection.execute("SELECT pg_sleep(0.02)")
+        for _ in range(5):
+            connection.execute("SELECT pg_sleep(0.021)::text")
+
+    try:
+        report = review_indexes(url.set(username=role, password=password), settings)
+    finally:
+        with admin_connection(statements_server) as connection:
+            connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            connection.execute(f"DROP ROLE {role}")
+
+    assert not [finding for finding in report.findings if finding.kind.value == "slow-query"]
+    assert "2 more of other roles are hidden from this role" in report.slow_queries.detail
+    assert "GRANT pg_read_all_stats" in report.slow_queries.detail
+
+
 def test_unreadable_statistics_are_an_error_not_an_empty_review(
     migrated_url: URL, login_role_url: URL, settings: Settings, cli_env: dict[str, str]
 ) -> None:

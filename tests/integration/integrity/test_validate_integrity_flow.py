@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from flows.validate_integrity import validate_integrity_flow
 from models.integrity import IntegrityReport
-from tests.integration.conftest import connect, flow_run_artifacts, url_string
+from tests.integration.conftest import connect, flow_run_artifacts, flow_url
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-def test_clean_database_completes_with_a_row_per_check(seeded_url: URL) -> None:
-    state = validate_integrity_flow(database_url=SecretStr(url_string(seeded_url)), return_state=True)
+def test_clean_database_completes_with_a_row_per_check(
+    seeded_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = validate_integrity_flow(database_url=flow_url(seeded_url, monkeypatch), return_state=True)
 
     assert state.is_completed(), state.message
     report = state.result()
@@ -30,11 +31,13 @@ def test_clean_database_completes_with_a_row_per_check(seeded_url: URL) -> None:
     ]
 
 
-def test_a_failed_check_fails_the_run_with_samples_in_the_summary(seeded_url: URL) -> None:
+def test_a_failed_check_fails_the_run_with_samples_in_the_summary(
+    seeded_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with connect(seeded_url) as connection:
         connection.execute("ALTER TABLE users ALTER COLUMN status SET DEFAULT 'ACTIVE'")
 
-    state = validate_integrity_flow(database_url=SecretStr(url_string(seeded_url)), return_state=True)
+    state = validate_integrity_flow(database_url=flow_url(seeded_url, monkeypatch), return_state=True)
 
     assert state.is_failed()
     assert "1 integrity check(s) failed" in str(state.message)

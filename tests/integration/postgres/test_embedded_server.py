@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from models.settings import load_settings
@@ -9,7 +11,7 @@ from tasks.postgres.embedded import ensure_running, stop
 from tasks.schema.migrate import head_revision, migrate
 from tests.conftest import missing_tool
 from tests.helpers import environment_without_dbops
-from tests.integration.conftest import run_cli
+from tests.integration.conftest import REPO_ROOT, run_cli
 
 
 def test_a_running_server_is_reused_and_stops(server_dir: Path, pg_bindir: Path) -> None:
@@ -53,3 +55,42 @@ def test_migrations_run_on_a_system_postgresql_too(server_dir: Path) -> None:
     finally:
         stop(server_dir, bindir)
     assert result.revision_after == head_revision()
+
+
+def test_two_first_time_starts_at_once_share_one_server(server_dir: Path, pg_bindir: Path) -> None:
+    """Two ``dbops demo`` runs on a fresh DBOPS_HOME: both start the server, neither fails."""
+    go = server_dir.parent / f"{server_dir.name}.go"
+    start = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from tasks.postgres.embedded import ensure_running\n"
+        "go, base, bindir = (Path(argument) for argument in sys.argv[1:4])\n"
+        "print('ready', flush=True)\n"
+        "while not go.exists():\n"
+        "    time.sleep(0.01)\n"
+        "print(ensure_running(base, bindir, database='platform', durable=False).port)\n"
+    )
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", start, str(go), str(server_dir), str(pg_bindir)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for process in starts:  # both have imported dbops and wait for the same moment
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "ready"
+        go.touch()
+        results = [process.communicate(timeout=120) for process in starts]
+        assert [process.returncode for process in starts] == [0, 0], [error for _, error in results]
+        ports = {int(output.strip()) for output, _ in results}
+        assert len(ports) == 1, ports
+        server = ensure_running(server_dir, pg_bindir, database="platform", durable=False)
+        assert {server.port} == ports
+    finally:
+        go.unlink(missing_ok=True)
+        stop(server_dir, pg_bindir)

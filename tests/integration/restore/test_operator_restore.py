@@ -14,7 +14,6 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.exceptions import ObjectNotFound
-from pydantic import SecretStr
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
@@ -35,10 +34,10 @@ from tasks.storage import ObjectStore, open_store
 from tests.integration.conftest import (
     admin_connection,
     connect,
+    flow_url,
     main_task_interval,
     point_flows_at,
     run_cli,
-    url_string,
 )
 from tests.integration.restore.conftest import count, databases
 
@@ -210,7 +209,7 @@ def test_a_restore_and_a_backup_never_overlap(
     states: dict[str, State[Any]] = {}
     runs = {
         "restore": lambda: restore_flow(target=target, confirm=target, approval=False, return_state=True),
-        "backup": lambda: backup_flow(database_url=SecretStr(url_string(seeded_url)), return_state=True),
+        "backup": lambda: backup_flow(database_url=flow_url(seeded_url, monkeypatch), return_state=True),
     }
     threads = {
         name: threading.Thread(target=lambda name=name, call=call: states.__setitem__(name, call()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -271,3 +272,37 @@ def test_raw_sql_inserts_get_the_same_defaults_as_the_orm(settings: Settings, da
     assert row == ("STUDENT", "PENDING", True, True, True)
     assert application_status is not None
     assert str(application_status[0]).startswith("'DRAFT'")
+
+
+def test_a_holder_hidden_from_the_migrating_role_is_not_called_local(
+    database_url: URL, cli_env: dict[str, str]
+) -> None:
+    """The database's owner may migrate without pg_read_all_stats; another role's session then shows it
+    no client address or times, which the message must not pass off as a local connection."""
+    role, password = f"owner_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with connect(database_url) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        admin.execute(f'ALTER DATABASE "{database_url.database}" OWNER TO {role}')
+    owner_url = database_url.set(username=role, password=password)
+    try:
+        with connect(database_url) as holder:
+            holder.execute("SET application_name = 'incident-holder'")
+            holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+            result = run_cli(
+                "migrate",
+                env=cli_env
+                | {
+                    "DBOPS_DATABASE_URL": owner_url.render_as_string(hide_password=False),
+                    "DBOPS_MIGRATION_LOCK_TIMEOUT_SECONDS": "0.5",
+                },
+            )
+    finally:
+        with connect(database_url) as admin:
+            admin.execute(f'ALTER DATABASE "{database_url.database}" OWNER TO CURRENT_USER')
+            admin.execute(f"DROP ROLE {role}")
+
+    assert result.returncode == 1
+    line = one_error_line(result.stderr)
+    assert "application_name 'incident-holder'" in line
+    assert "client hidden from this role (GRANT pg_read_all_stats to see it)" in line
+    assert "client local" not in line

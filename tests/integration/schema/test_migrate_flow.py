@@ -10,13 +10,12 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter, LogFilterFlowRunId
 from prefect.logging.handlers import APILogHandler
-from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from flows.migrate import migrate_flow
 from models.results import MigrationDirection, MigrationResult
 from tasks.schema.migrate import head_revision
-from tests.integration.conftest import url_string
+from tests.integration.conftest import flow_url
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -35,8 +34,10 @@ async def _flow_run_record(flow_run_id: UUID | None) -> tuple[dict[str, Any], li
     return flow_run.parameters, [log.message for log in logs], tables
 
 
-def test_migrate_flow_completes_with_result_and_artifact(database_url: URL) -> None:
-    state = migrate_flow(database_url_override=SecretStr(url_string(database_url)), return_state=True)
+def test_migrate_flow_completes_with_result_and_artifact(
+    database_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = migrate_flow(database_url_override=flow_url(database_url, monkeypatch), return_state=True)
 
     assert state.is_completed(), state.message
     result = state.result()
@@ -54,9 +55,11 @@ def test_migrate_flow_completes_with_result_and_artifact(database_url: URL) -> N
     assert all(password not in message for message in messages)
 
 
-def test_migrate_flow_fails_with_the_operator_message(database_url: URL) -> None:
+def test_migrate_flow_fails_with_the_operator_message(
+    database_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
     state = migrate_flow(
-        target="nope", database_url_override=SecretStr(url_string(database_url)), return_state=True
+        target="nope", database_url_override=flow_url(database_url, monkeypatch), return_state=True
     )
 
     assert state.is_failed()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from flows.migrate_and_seed import migrate_and_seed_flow
 from models.results import MigrateAndSeedReport
-from tests.integration.conftest import connect, flow_run_artifacts, url_string
+from tests.integration.conftest import connect, flow_run_artifacts, flow_url
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -18,7 +17,7 @@ def test_fresh_database_is_migrated_seeded_and_validated(
 ) -> None:
     monkeypatch.setenv("DBOPS_BCRYPT_ROUNDS", "4")
     state = migrate_and_seed_flow(
-        database_url_override=SecretStr(url_string(database_url)), return_state=True
+        database_url_override=flow_url(database_url, monkeypatch), return_state=True
     )
 
     assert state.is_completed(), state.message
@@ -38,7 +37,7 @@ def test_fresh_database_is_migrated_seeded_and_validated(
 def test_validation_failure_fails_the_run(database_url: URL, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DBOPS_BCRYPT_ROUNDS", "4")
     first = migrate_and_seed_flow(
-        database_url_override=SecretStr(url_string(database_url)), return_state=True
+        database_url_override=flow_url(database_url, monkeypatch), return_state=True
     )
     assert first.is_completed(), first.message
     with connect(database_url) as connection:
@@ -54,7 +53,7 @@ def test_validation_failure_fails_the_run(database_url: URL, monkeypatch: pytest
         connection.execute("UPDATE universities SET is_verified = false")
 
     state = migrate_and_seed_flow(
-        database_url_override=SecretStr(url_string(database_url)), return_state=True
+        database_url_override=flow_url(database_url, monkeypatch), return_state=True
     )
 
     assert state.is_failed()

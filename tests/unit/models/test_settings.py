@@ -7,7 +7,14 @@ import pytest
 
 from models.errors import ConfigurationError
 from models.retention import ObjectLock, ObjectLockMode
-from models.settings import Environment, Settings, load_settings
+from models.settings import (
+    MAX_TIMEOUT_SECONDS,
+    TIMEOUT_FIELDS,
+    ZERO_DISABLES,
+    Environment,
+    Settings,
+    load_settings,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +74,7 @@ def test_a_non_postgresql_url_is_a_configuration_error_without_the_password(
         (
             "DBOPS_MIGRATION_LOCK_TIMEOUT_SECONDS",
             "-1",
-            "DBOPS_MIGRATION_LOCK_TIMEOUT_SECONDS: Input should be greater than 0",
+            "DBOPS_MIGRATION_LOCK_TIMEOUT_SECONDS is -1 s; it must be between 0.001 s and 2147483.647 s",
         ),
         (
             "DBOPS_BACKUP_OBJECT_LOCK",
@@ -134,3 +141,60 @@ def test_object_lock_is_off_unless_set_and_takes_s3s_spelling_too(monkeypatch: p
     assert load_settings().object_lock_for(taken) == ObjectLock(
         ObjectLockMode.COMPLIANCE, taken + timedelta(days=30)
     )
+
+
+@pytest.mark.parametrize("field", TIMEOUT_FIELDS)
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [
+        ("inf", "Input should be a finite number"),
+        ("-inf", "Input should be a finite number"),
+        ("nan", "Input should be a finite number"),
+        ("1e20", "must be between 0.001 s"),
+        ("2147483.648", "must be between 0.001 s"),
+        ("0.0001", "must be between 0.001 s"),  # would reach PostgreSQL as 0 ms: no timeout at all
+        ("0.0009999", "must be between 0.001 s"),
+        ("-1", "must be between 0.001 s"),
+    ],
+)
+def test_a_timeout_postgresql_cannot_take_is_refused(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str, refused: str
+) -> None:
+    variable = f"DBOPS_{field.upper()}"
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert f"{variable}" in str(raised.value)
+    assert refused in str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert raised.value.exit_code == 2
+
+
+@pytest.mark.parametrize("field", TIMEOUT_FIELDS)
+def test_a_timeout_within_postgresqls_range_is_kept(monkeypatch: pytest.MonkeyPatch, field: str) -> None:
+    for value in (0.001, 1.5, MAX_TIMEOUT_SECONDS):
+        monkeypatch.setenv(f"DBOPS_{field.upper()}", str(value))
+        read = getattr(load_settings(), field)
+        assert read == value
+        assert 1 <= int(read * 1000) <= 2_147_483_647  # the milliseconds PostgreSQL is given
+
+
+@pytest.mark.parametrize("field", TIMEOUT_FIELDS)
+def test_zero_is_none_only_where_documented(monkeypatch: pytest.MonkeyPatch, field: str) -> None:
+    monkeypatch.setenv(f"DBOPS_{field.upper()}", "0")
+    if field in ZERO_DISABLES:
+        assert getattr(load_settings(), field) == 0
+        return
+    with pytest.raises(ConfigurationError, match=r"must be between 0\.001 s and"):
+        load_settings()
+
+
+@pytest.mark.parametrize("field", ["connect_timeout_seconds", "restore_approval_timeout_seconds"])
+def test_whole_second_timeouts_are_bounded_too(monkeypatch: pytest.MonkeyPatch, field: str) -> None:
+    variable = f"DBOPS_{field.upper()}"
+    monkeypatch.setenv(variable, "2147483")
+    assert getattr(load_settings(), field) == 2_147_483
+    for value, refused in (("2147484", "less than or equal to 2147483"), ("0", "greater than or equal to 1")):
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(ConfigurationError, match=f"{variable}: Input should be {refused}"):
+            load_settings()

@@ -1,8 +1,17 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from models.database_url import DRIVER, describe, masked, parse_database_url, split_database_url
+from models.database_url import (
+    DRIVER,
+    carries_password,
+    describe,
+    masked,
+    parse_database_url,
+    split_database_url,
+)
 
 
 @pytest.mark.parametrize(
@@ -87,3 +96,38 @@ def test_the_parsed_form_never_shows_its_password() -> None:
     parsed = split_database_url("postgresql://app:s3cr3t-pw@db:5432/platform")
     assert "s3cr3t-pw" not in repr(parsed)
     assert "s3cr3t-pw" not in masked(parsed)
+
+
+@pytest.mark.parametrize(
+    ("raw", "has_password"),
+    [
+        ("postgresql://app:s3cr3t-pw@db/app", True),
+        ("postgresql://app@db/app?sslmode=require&password=s3cr3t-pw", True),
+        ("postgresql://app@db/app?password=s3cr3t-pw", True),
+        ("postgresql://app@db:5432/app?sslmode=require", False),
+        ("postgresql://db/app", False),
+    ],
+)
+def test_a_password_is_found_before_the_host_and_in_the_query(raw: str, has_password: bool) -> None:
+    parsed = split_database_url(raw)
+    assert carries_password(parsed) is has_password
+    assert "s3cr3t-pw" not in masked(parsed)
+    assert "s3cr3t-pw" not in masked(parsed.to_url())
+
+
+@pytest.mark.parametrize(
+    ("raw", "accepted"),
+    [
+        ("postgresql://app:s3cr3t-pw@db/app", False),
+        ("postgresql://app@db/app?password=s3cr3t-pw", False),
+        ("postgresql://app@db/app?sslmode=require&password=s3cr3t-pw", False),
+        ("postgresql://app@db:5432/app", True),
+        ("postgresql://app@[::1]:5432/app?sslmode=require", True),
+        ("postgresql://db/app", True),
+    ],
+)
+def test_the_flow_parameter_schema_refuses_what_carries_a_password(raw: str, accepted: bool) -> None:
+    from flows.parameters import PARAMETER_URL_PATTERN
+
+    assert (re.search(PARAMETER_URL_PATTERN, raw) is not None) is accepted
+    assert accepted is not carries_password(split_database_url(raw))
