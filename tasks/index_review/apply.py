@@ -96,15 +96,18 @@ def _run(
         connection.exec_driver_sql(statement)
     except BaseException as error:
         left: list[str] = []
+        pressed: list[int] = []
         if finding.table is not None and finding.index is not None:
-            with interrupts_deferred(log):
+            with interrupts_deferred(log) as pressed:
                 left = clear_failed_build(
                     connection, build_pid, statement, url, settings, finding.table, finding.index
                 )
-        if not isinstance(error, DBAPIError):
+        if pressed or not isinstance(error, DBAPIError):
             log.warning(
                 "%s: %s was interrupted; %s", finding.id, statement, "; ".join(left) or "nothing left"
             )
+            if isinstance(error, DBAPIError):
+                raise KeyboardInterrupt from None  # pressed while clearing up after a failure
             raise
         message = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         raise IndexApplyError(

@@ -100,16 +100,19 @@ def clear_failed_build(
 
 
 @contextmanager
-def interrupts_deferred(log: logging.Logger | logging.LoggerAdapter[logging.Logger]) -> Iterator[None]:
-    """Run the block to its end even if Ctrl-C is pressed again; the interrupt is raised after it.
+def interrupts_deferred(
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> Iterator[list[int]]:
+    """Run the block to its end even if Ctrl-C is pressed (again); the list yielded collects the
+    signals that came meanwhile, for the caller to act on once the block is done.
 
     The block is a clean-up bounded by ``lock_timeout``: cut short, it would leave the very index it
-    is there to drop. Signals reach only the main thread, so elsewhere this does nothing.
+    is there to drop. Signals reach only the main thread, so elsewhere nothing is deferred.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     pressed: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
 
     def remember(signum: int, frame: FrameType | None) -> None:
         pressed.append(signum)
@@ -117,11 +120,9 @@ def interrupts_deferred(log: logging.Logger | logging.LoggerAdapter[logging.Logg
 
     previous = signal.signal(signal.SIGINT, remember)
     try:
-        yield
+        yield pressed
     finally:
         signal.signal(signal.SIGINT, previous)
-    if pressed:
-        raise KeyboardInterrupt
 
 
 def _cancel_if_running(connection: Connection, pid: int, statement: str) -> None:

@@ -312,3 +312,26 @@ def test_the_build_holds_the_migration_lock_on_its_own_session(
 
     assert holders == [(build,)]
     assert child.returncode == 130
+
+
+def test_a_second_ctrl_c_lets_the_drop_of_the_half_built_index_finish(
+    migrated_url: URL, cli_env: dict[str, str]
+) -> None:
+    patient = cli_env | {"DBOPS_REVIEW_LOCK_TIMEOUT_SECONDS": "120"}
+    with connect(migrated_url) as observer, connect(migrated_url) as writer:
+        writer.execute("BEGIN")
+        writer.execute("INSERT INTO audit_logs (action, entity_type) VALUES ('login', 'user')")
+        child = spawn_cli(
+            "review-indexes", "--apply", "fk-without-index:fk_audit_logs_actor_id_users", env=patient
+        )
+        waiting_build(observer, child.pid, "CREATE INDEX")
+        child.send_signal(signal.SIGINT)
+        waiting_build(observer, child.pid, "DROP INDEX")  # the clean-up waits for the writer too
+        child.send_signal(signal.SIGINT)
+        writer.execute("ROLLBACK")
+        _, stderr = child.communicate(timeout=60)
+
+    assert child.returncode == 130, stderr
+    assert "interrupted again" in stderr
+    assert "the half-built index ix_audit_logs_actor_id was dropped again" in stderr
+    assert invalid_indexes(migrated_url) == []
