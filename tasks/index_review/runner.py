@@ -91,7 +91,7 @@ def review_indexes(
     tables_by_name = {table.name: table for table in tables}
     foreign_key = foreign_key_findings(foreign_keys, indexes, tables_by_name, settings)
     builds = builds_by_name(foreign_key, declared)
-    leftovers = {index.name for index in indexes if leftover_origin(index.name, builds)}
+    leftovers = {i.name for i in indexes if not i.is_valid and leftover_origin(i.name, builds)}
     indexes, in_flight = _in_flight(indexes, leftovers, live_run)
     pairs = redundant_pairs(indexes)
     redundant = redundant_findings(pairs, now, settings)
@@ -149,7 +149,7 @@ def _in_flight(
     lock goes, which it does only with the run's building session."""
     if live_run is None:
         return indexes, []
-    in_flight = [index.name for index in indexes if index.name in leftovers and not index.is_valid]
+    in_flight = [index.name for index in indexes if index.name in leftovers and not index.building]
     return [
         replace(index, building=True) if index.name in in_flight else index for index in indexes
     ], in_flight
