@@ -1,7 +1,8 @@
 """``dbops review-indexes``: index and maintenance advice with the SQL to act on it.
 
 Findings are advice, so the command exits 0 whatever it finds; it exits 1 when the statistics cannot
-be read or an applied finding did not take, and 2 for bad input (an unknown finding id, say).
+be read or an applied finding did not take, 2 for bad input (an unknown finding id, say), and 130 when
+interrupted (after dropping the index it was half-way through building).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def review_indexes_command(
     url = resolve_database_url(settings, password_free_url(database_url))
     if apply is not None:
         applied = apply_finding(url, settings, apply)
+        for note in applied.cleared:
+            typer.echo(f"leftover of an earlier run: {note}")
         typer.echo(
             f"applied {applied.finding.id} in {applied.elapsed_seconds:.2f} s; the review no longer has it"
         )

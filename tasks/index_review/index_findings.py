@@ -7,13 +7,14 @@ dropping at all.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 
 from models.index_review import Finding, FindingKind
 from models.settings import Settings
 from tasks.index_review import statements
 from tasks.index_review.catalog import ForeignKeyInfo, IndexInfo
+from tasks.index_review.leftovers import leftover_origin
 from tasks.index_review.render import days_since, human_age
 
 
@@ -148,34 +149,47 @@ def unused_findings(
 
 
 def invalid_findings(
-    indexes: list[IndexInfo], declared: Collection[str], settings: Settings
+    indexes: list[IndexInfo],
+    declared: Collection[str],
+    settings: Settings,
+    builds: Mapping[str, str] | None = None,
 ) -> list[Finding]:
     """Invalid indexes, usually left by a failed ``CREATE INDEX CONCURRENTLY``: the planner ignores
-    them while every write still maintains them. Builds still running are invalid by design."""
+    them while every write still maintains them. Builds still running are invalid by design.
+
+    One a dbops build left (named in *builds*, or a REINDEX companion; see
+    :mod:`tasks.index_review.leftovers`) says so in ``left_by``: the next ``--apply`` drops it.
+    """
     findings = []
     for index in indexes:
         if index.is_valid or index.building:
             continue
         drop = statements.drop_index(index.schema, index.name)
+        origin = leftover_origin(index.name, builds or {})
+        left = f" ({origin} left it; the next review-indexes --apply drops it)" if origin else ""
         if index.name in declared:
-            recommendation = f"rebuild {index.name}: the models declare it, and as it is no query can use it"
+            recommendation = (
+                f"rebuild {index.name}: the models declare it, and as it is no query can use it{left}"
+            )
             sql, undo = statements.bounded(settings, drop, statements.concurrently(index.definition)), []
         else:
-            recommendation = f"drop {index.name}: no query can use it, yet every write maintains it"
-            sql, undo = statements.bounded(settings, drop), _recreate(index, settings)
+            recommendation = f"drop {index.name}: no query can use it, yet every write maintains it{left}"
+            # Rebuilding what an unfinished build left half-made undoes nothing worth having.
+            sql, undo = statements.bounded(settings, drop), [] if origin else _recreate(index, settings)
+        evidence = {
+            "valid": False,
+            "ready": index.is_ready,
+            "definition": index.definition,
+            "size_bytes": index.size_bytes,
+            "declared_by_models": index.name in declared,
+        }
         findings.append(
             Finding.about(
                 FindingKind.INVALID,
                 index.name,
                 table=index.table,
                 index=index.name,
-                evidence={
-                    "valid": False,
-                    "ready": index.is_ready,
-                    "definition": index.definition,
-                    "size_bytes": index.size_bytes,
-                    "declared_by_models": index.name in declared,
-                },
+                evidence=evidence | ({"left_by": origin} if origin else {}),
                 recommendation=recommendation
                 + (
                     " (a unique build fails again until the duplicate rows are gone)"

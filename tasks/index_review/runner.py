@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlalchemy import text
@@ -16,6 +17,7 @@ from models.index_review import IndexReviewReport
 from models.settings import Settings
 from tasks.index_review.bloat import bloat_findings, read_shapes
 from tasks.index_review.catalog import (
+    IndexInfo,
     read_foreign_keys,
     read_indexes,
     read_server_version_num,
@@ -28,6 +30,7 @@ from tasks.index_review.index_findings import (
     redundant_pairs,
     unused_findings,
 )
+from tasks.index_review.leftovers import builds_by_name, leftover_origin
 from tasks.index_review.schema_findings import (
     declaration_findings,
     declared_indexes,
@@ -37,6 +40,8 @@ from tasks.index_review.server_versions import statistics_error_hint, unjudged
 from tasks.index_review.slow_queries import read_slow_queries
 from tasks.index_review.table_findings import maintenance_findings, sequential_scan_findings
 from tasks.postgres.engine import check_connection, make_engine
+from tasks.postgres.locks import LockHolder
+from tasks.schema.lock import find_holder
 
 _log = logging.getLogger(__name__)
 _SECONDS_PER_DAY = 86_400
@@ -71,6 +76,7 @@ def review_indexes(
             block_size, index_shapes, table_shapes = read_shapes(connection)
             slow_queries, slow_findings = read_slow_queries(connection, settings)
             schema = str(connection.execute(text("SELECT current_schema()")).scalar_one())
+            live_run = find_holder(connection)
     except DBAPIError as error:
         message = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
         raise IndexReviewError(
@@ -82,24 +88,34 @@ def review_indexes(
         engine.dispose()
     age_days = (now - statistics_since).total_seconds() / _SECONDS_PER_DAY if statistics_since else None
     declared = declared_indexes(schema, settings)
+    tables_by_name = {table.name: table for table in tables}
+    foreign_key = foreign_key_findings(foreign_keys, indexes, tables_by_name, settings)
+    builds = builds_by_name(foreign_key, declared)
+    leftovers = {i.name for i in indexes if not i.is_valid and leftover_origin(i.name, builds)}
+    indexes, in_flight = _in_flight(indexes, leftovers, live_run)
     pairs = redundant_pairs(indexes)
     redundant = redundant_findings(pairs, now, settings)
-    invalid = invalid_findings(indexes, declared, settings)
+    invalid = invalid_findings(indexes, declared, settings, builds)
     dropped = {finding.index: finding.id for finding in [*redundant, *invalid] if finding.index}
     unused = unused_findings(indexes, foreign_keys, dropped, statistics_since, age_days, settings)
     dropped |= {finding.index: finding.id for finding in unused if finding.index}
-    tables_by_name = {table.name: table for table in tables}
     findings = [
         *unused,
         *redundant,
         *invalid,
-        *foreign_key_findings(foreign_keys, indexes, tables_by_name, settings),
+        *foreign_key,
         *bloat_findings(block_size, index_shapes, table_shapes, settings),
         *sequential_scan_findings(tables, now, settings),
         *slow_findings,
-        *declaration_findings(indexes, declared, foreign_keys, dropped, settings),
+        *declaration_findings(indexes, declared, foreign_keys, dropped, settings, leftovers),
         *maintenance_findings(tables, now, settings),
     ]
+    warnings = unjudged(version_num)
+    if in_flight and live_run is not None:
+        warnings.append(
+            f"a dbops run holds the migration lock ({live_run.describe()}): the invalid indexes it may "
+            f"still be building ({', '.join(in_flight)}) are judged once it ends"
+        )
     report = IndexReviewReport(
         database=describe(url),
         server_version=server_version,
@@ -108,7 +124,7 @@ def review_indexes(
         statistics_since=statistics_since,
         statistics_age_days=round(age_days, 3) if age_days is not None else None,
         slow_queries=slow_queries,
-        warnings=unjudged(version_num),
+        warnings=warnings,
         findings=findings,
     )
     log.info(
@@ -123,3 +139,17 @@ def review_indexes(
     for warning in report.warnings:
         log.warning("%s", warning)
     return report
+
+
+def _in_flight(
+    indexes: list[IndexInfo], leftovers: set[str], live_run: LockHolder | None
+) -> tuple[list[IndexInfo], list[str]]:
+    """While a run holds the migration lock, the invalid indexes named like its builds may be in its
+    hands between two steps: they count as building (and the review does not judge them) until the
+    lock goes, which it does only with the run's building session."""
+    if live_run is None:
+        return indexes, []
+    in_flight = [index.name for index in indexes if index.name in leftovers and not index.building]
+    return [
+        replace(index, building=True) if index.name in in_flight else index for index in indexes
+    ], in_flight

@@ -3,7 +3,7 @@ models declare but the database lacks (or the other way round)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import PrimaryKeyConstraint, UniqueConstraint
@@ -121,12 +121,14 @@ def declaration_findings(
     foreign_keys: list[ForeignKeyInfo],
     drop_recommended_by: Mapping[str, str],
     settings: Settings,
+    leftovers: Collection[str] = (),
 ) -> list[Finding]:
     """Model-declared indexes the database lacks, and database indexes the models do not declare.
 
     An undeclared index is recommended for dropping at most once: where another finding (named in
     *drop_recommended_by*, index name to finding id) already does, this one only points at it. One that
-    serves a foreign key or a constraint is to be declared, not dropped.
+    serves a foreign key or a constraint is to be declared, not dropped. The *leftovers* of
+    unfinished builds are no candidates for a declaration.
     """
     present = {(index.table, index.name) for index in indexes}
     findings = [
@@ -145,7 +147,7 @@ def declaration_findings(
         if (wanted.table, wanted.name) not in present
     ]
     for index in indexes:
-        if index.name in declared or index.table in _UNMODELLED_TABLES:
+        if index.name in declared or index.name in leftovers or index.table in _UNMODELLED_TABLES:
             continue
         serves_key = [key.name for key in foreign_keys if supports(index, key)]
         sql: list[str] = []

@@ -29,21 +29,32 @@ MIGRATION_LOCK_KEY = lock_key(LOCK_NAME)
 @contextmanager
 def migration_lock(engine: Engine, timeout_seconds: float) -> Iterator[None]:
     """Hold the migration lock for the duration of the block."""
+    with (
+        open_connection(engine, autocommit=True) as connection,
+        migration_lock_on(connection, timeout_seconds),
+    ):
+        yield
+
+
+@contextmanager
+def migration_lock_on(connection: Connection, timeout_seconds: float) -> Iterator[None]:
+    """Hold the migration lock on *connection*, an autocommit connection the caller also works on.
+
+    ``review-indexes --apply`` builds on the session that holds the lock: while a build's backend
+    lives, even one whose client was killed, no migration or second build can start beside it.
+    """
 
     def timed_out(holder: LockHolder | None) -> MigrationLockTimeoutError:
         return MigrationLockTimeoutError(
-            f"another migration of {describe(engine.url)} held the migration lock for more than "
-            f"{timeout_seconds:g} s",
+            f"another migration of {describe(connection.engine.url)} held the migration lock for more "
+            f"than {timeout_seconds:g} s",
             detail=f"lock holder: {holder.describe()}" if holder else "the holder has just released it",
             hint="wait for that migration to finish and retry, or raise "
             "DBOPS_MIGRATION_LOCK_TIMEOUT_SECONDS; if the holder is stuck, "
             "end it with pg_terminate_backend(pid)",
         )
 
-    with (
-        open_connection(engine, autocommit=True) as connection,
-        session_advisory_lock(connection, MIGRATION_LOCK_KEY, timeout_seconds, timed_out),
-    ):
+    with session_advisory_lock(connection, MIGRATION_LOCK_KEY, timeout_seconds, timed_out):
         yield
 
 
