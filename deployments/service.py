@@ -8,7 +8,8 @@ On SIGTERM (or SIGINT) the loop is asked to stop, which cancels the runs in flig
 runner (``deployments.serving``). A stop that needs the API can wait on the client's retries when the
 API is down, so a watchdog ends the process at the deadline whatever it is doing then: it kills every
 process this one started (flow runs and their ``pg_*`` children) and exits with status 1, which says
-the stop was forced. A clean stop exits 0 well before it.
+the stop was forced. A stop that had to kill a flow run the runner left behind exits 1 too; a clean
+stop exits 0 well before the deadline.
 """
 
 from __future__ import annotations
@@ -62,11 +63,29 @@ def run_until_signalled(main: Main) -> int:
     worker.start()
     while worker.is_alive():
         worker.join(timeout=0.5)  # short joins, so the signal handlers run promptly
+    # A runner cancelled before it could close (the API down) may leave a flow run behind, and an
+    # orphan pg_dump must not outlive the service that started it.
+    left = kill_descendants(os.getpid())
+    if left:
+        logger.warning("killed %d processes the runner left running", left)
     if failure:
         logger.error("dbops serve failed: %s", failure[0], exc_info=failure[0])
         return 1
     logger.info("dbops serve stopped")
-    return 0
+    return 1 if left else 0
+
+
+def end_process(status: int) -> None:
+    """Exit with *status* now, skipping the interpreter's exit handlers and finalisation.
+
+    Prefect's (sending the last buffered logs and events, closing clients) wait on the API, and with
+    it down they once held a stopped service for seconds past the deadline, at a stage where the
+    watchdog thread can no longer run. This service's own log lines are on stderr already (a stream
+    handler writes each line as it comes).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(status)
 
 
 def _force_exit() -> None:
@@ -82,11 +101,20 @@ def _force_exit() -> None:
 
 
 def kill_descendants(pid: int) -> int:
-    """SIGKILL every live descendant of *pid* (children first found, then theirs); returns how many.
+    """SIGKILL every live descendant of *pid*; returns how many."""
+    killed = 0
+    for child in descendants(pid):
+        try:
+            os.kill(child, signal.SIGKILL)
+            killed += 1
+        except ProcessLookupError:
+            pass
+    return killed
 
-    Read from ``/proc``, because the flow runs' ``pg_*`` children run in sessions of their own and a
-    process group would miss them.
-    """
+
+def descendants(pid: int) -> list[int]:
+    """Every process below *pid*, read from ``/proc``: the flow runs' ``pg_*`` children run in
+    sessions of their own, which a process group would miss."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -101,11 +129,4 @@ def kill_descendants(pid: int) -> int:
         child = pending.pop()
         found.append(child)
         pending.extend(children.get(child, []))
-    killed = 0
-    for child in found:
-        try:
-            os.kill(child, signal.SIGKILL)
-            killed += 1
-        except ProcessLookupError:
-            pass
-    return killed
+    return found

@@ -41,7 +41,7 @@ OUTAGE_REMINDER_SECONDS = 600.0
 #: A health check that takes longer than this counts as a failure (a black-holed address never answers).
 HEALTH_CHECK_SECONDS = 10.0
 #: How long a stop may take inside the loop; the process adds its own deadline on top (``service``).
-STOP_SECONDS = 7.0
+STOP_SECONDS = 6.0
 
 
 def backoff_delays(first: float = 1.0, longest: float = LONGEST_WAIT_SECONDS) -> Iterator[float]:

@@ -7,7 +7,6 @@ Prefect is imported only here, so the other commands (the ones deploy pipelines 
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import typer
 
@@ -36,11 +35,11 @@ def serve_command(
         _check(settings)
         return
     from deployments.definitions import runner_deployments
-    from deployments.service import run_until_signalled
+    from deployments.service import end_process, run_until_signalled
     from deployments.serving import supervise
 
     deployments = runner_deployments(settings)
-    sys.exit(run_until_signalled(lambda stop: supervise(deployments, stop)))
+    end_process(run_until_signalled(lambda stop: supervise(deployments, stop)))
 
 
 def _check(settings: Settings) -> None:

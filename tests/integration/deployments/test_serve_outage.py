@@ -19,15 +19,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
 from sqlalchemy.engine import URL
 
+from deployments.service import descendants
 from models.settings import Settings
 from tasks.postgres.embedded import free_port
+from tasks.schema.lock import MIGRATION_LOCK_KEY
 from tests.helpers import environment_without_dbops, wait_for
-from tests.integration.conftest import REPO_ROOT, server_directory, url_string
+from tests.integration.conftest import REPO_ROOT, connect, server_directory, url_string
 
 # Prefect's runner and server; the database only holds what a served run migrates and seeds.
 pytestmark = pytest.mark.any_major
@@ -40,7 +43,9 @@ SERVED = {
     "restore-rehearsal",
     "migrate-and-seed",
 }
-FAST_THRESHOLD = {"PREFECT_RUNNER_POLL_FREQUENCY": "2", "PREFECT_CLIENT_MAX_RETRIES": "0"}
+#: Each request retried twice (2 + 4 s), a poll every 2 s: the runner gives up some 20 s into an outage.
+#: Not fewer retries: the served runs inherit the setting, and a server just started may answer 503.
+FAST_THRESHOLD = {"PREFECT_RUNNER_POLL_FREQUENCY": "2", "PREFECT_CLIENT_MAX_RETRIES": "2"}
 
 
 @dataclass
@@ -150,7 +155,7 @@ def stack(migrated_url: URL, settings: Settings, tmp_path: Path) -> Iterator[Sta
                     process.wait(timeout=30)
 
 
-def _run_to_completion(stack: Stack, deployment_id: str) -> dict[str, object]:
+def _create_run(stack: Stack, deployment_id: str) -> str:
     answers: list[httpx.Response] = []
 
     def created() -> bool:  # a server just started may answer 503 a while; Prefect's client retries too
@@ -160,7 +165,11 @@ def _run_to_completion(stack: Stack, deployment_id: str) -> dict[str, object]:
 
     wait_for(created, "the server kept answering 503 to a new run", timeout=60)
     answers[-1].raise_for_status()
-    run_id = answers[-1].json()["id"]
+    return str(answers[-1].json()["id"])
+
+
+def _run_to_completion(stack: Stack, deployment_id: str) -> dict[str, object]:
+    run_id = _create_run(stack, deployment_id)
     final: dict[str, object] = {}
 
     def finished() -> bool:
@@ -196,7 +205,7 @@ def test_an_outage_past_the_runners_threshold_pauses_nothing_and_serving_resumes
     assert {name: deployments[name]["paused"] for name in SERVED} == dict.fromkeys(SERVED, False)
     assert "Pausing all deployments" not in stack.output()
     run = _run_to_completion(stack, str(deployments["migrate-and-seed"]["id"]))
-    assert run["state_type"] == "COMPLETED", run
+    assert run["state_type"] == "COMPLETED", (run["state"], stack.output()[-4000:])
     check = subprocess.run(
         [str(Path(sys.executable).with_name("dbops")), "serve", "--check"],
         env=stack.environment,
@@ -226,6 +235,41 @@ def test_sigterm_with_the_api_down_stops_within_10_seconds(stack: Stack) -> None
     assert status == 0, stack.output()[-3000:]
     assert took < 10, took
     print(f"stopped {took:.1f} s after SIGTERM with the API down")
+
+
+def _waiting_for_an_advisory_lock(url: URL) -> int:
+    with connect(url) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).fetchone()
+    assert row is not None
+    return cast(int, row[0])
+
+
+def test_sigterm_with_a_run_in_flight_and_the_api_down_leaves_no_run_behind(
+    stack: Stack, migrated_url: URL
+) -> None:
+    stack.start_serving()
+    stack.wait_for_output("Serving 7 deployments")
+    deployment_id = str(stack.deployments()["migrate-and-seed"]["id"])
+    with connect(migrated_url) as holder:  # the run will queue behind this migration lock
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        _create_run(stack, deployment_id)
+        queued = "the run never queued for the lock"
+        wait_for(lambda: _waiting_for_an_advisory_lock(migrated_url) == 1, queued, timeout=180)
+        assert stack.served is not None
+        running = descendants(stack.served.pid)  # the flow run's process, and any of its children
+        assert running
+        stack.stop_server()
+
+        status, took = stack.stop_serving()
+
+        assert took < 10, took
+        assert status == 0, stack.output()[-3000:]
+        # PostgreSQL notices a vanished client only when its backend wakes, so the processes are the oracle
+        gone = "the run outlived dbops serve"
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in running), gone, timeout=10)
+    print(f"stopped {took:.1f} s after SIGTERM with a run in flight and the API down")
 
 
 def test_check_says_in_one_line_that_the_api_does_not_answer(tmp_path: Path) -> None:
