@@ -1,6 +1,6 @@
 """``dbops serve`` as a long-lived service against a real Prefect server that goes away and comes back:
-it outlives the runner's error threshold without pausing anything, serves runs created afterwards,
-and stops within 10 s of SIGTERM while the API is down.
+it outlives the runner's error threshold without pausing anything (and keeps an operator's pause),
+serves runs created afterwards, and stops within 10 s of SIGTERM while the API is down.
 
 The outage test lowers the poll interval and the client's retries so that Prefect's runner reaches
 its threshold (three failed polls in a row, "Service exceeded error threshold") in seconds, not the
@@ -106,6 +106,11 @@ class Stack:
         answer.raise_for_status()
         return {deployment["name"]: deployment for deployment in answer.json()}
 
+    def set_paused(self, name: str, paused: bool) -> None:
+        deployment_id = self.deployments()[name]["id"]
+        answer = httpx.patch(f"{self.api}/deployments/{deployment_id}", json={"paused": paused}, timeout=30)
+        answer.raise_for_status()
+
     def stop_serving(self) -> tuple[int, float]:
         """SIGTERM, then the exit status and how long it took."""
         assert self.served is not None
@@ -185,6 +190,7 @@ def test_an_outage_past_the_runners_threshold_pauses_nothing_and_serving_resumes
     stack.start_serving(**FAST_THRESHOLD)
     stack.wait_for_output("Serving 7 deployments")
     assert stack.deployments().keys() >= SERVED
+    stack.set_paused("restore-rehearsal", True)  # an operator's pause, which must survive the outage
 
     outage_began = time.monotonic()
     stack.stop_server()
@@ -202,8 +208,10 @@ def test_an_outage_past_the_runners_threshold_pauses_nothing_and_serving_resumes
     assert stack.served is not None
     assert stack.served.poll() is None
     deployments = stack.deployments()
-    assert {name: deployments[name]["paused"] for name in SERVED} == dict.fromkeys(SERVED, False)
+    paused = {name: deployments[name]["paused"] for name in SERVED}
+    assert paused == dict.fromkeys(SERVED, False) | {"restore-rehearsal": True}
     assert "Pausing all deployments" not in stack.output()
+    stack.set_paused("restore-rehearsal", False)
     run = _run_to_completion(stack, str(deployments["migrate-and-seed"]["id"]))
     assert run["state_type"] == "COMPLETED", (run["state"], stack.output()[-4000:])
     check = subprocess.run(
