@@ -7,6 +7,10 @@
   waiting for a second pair of eyes, or forgot it.
 - No completed ``nightly-backup`` in 26 hours sends one too: the night the scheduler or the worker
   is down produces no failed run to react to, only silence.
+- A change to one of this project's deployments sends one, and says so loudly when the change paused
+  it: a paused deployment's schedule creates no runs, so nothing fails either. Prefect 3 emits no
+  event of its own for a pause, only ``prefect.deployment.updated`` with the changed fields in its
+  payload, and a trigger cannot filter on the payload; the message tells a pause from other changes.
 
 Notifications go through a webhook block with a Slack-compatible payload (``{"text": ...}``), so
 Slack, Mattermost, Rocket.Chat or a plain HTTP receiver all take it.
@@ -22,6 +26,7 @@ from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 
+from deployments.definitions import runner_deployments
 from models.errors import ConfigurationError
 from models.settings import Settings
 
@@ -33,7 +38,8 @@ FAILED = "dbops: nightly or weekly run failed"
 OPERATOR_FAILED = "dbops: restore, rollback or deploy run failed"
 WAITING = "dbops: restore waiting for approval for 15 minutes"
 SILENT = "dbops: no completed nightly backup in 26 hours"
-AUTOMATIONS = (FAILED, OPERATOR_FAILED, WAITING, SILENT)
+PAUSED = "dbops: a deployment was paused or changed"
+AUTOMATIONS = (FAILED, OPERATOR_FAILED, WAITING, SILENT, PAUSED)
 MISSING_BACKUP_WINDOW = timedelta(hours=26)
 APPROVAL_WINDOW = timedelta(minutes=15)
 #: What a paused run turns into once someone answers, or the pause ends otherwise.
@@ -44,6 +50,15 @@ _AFTER_PAUSE = {
     "prefect.flow-run.Cancelled",
     "prefect.flow-run.Crashed",
 }
+
+#: The event's payload says which fields changed, from what to what; a pause is ``paused`` to true.
+_DEPLOYMENT_CHANGE_SUBJECT = (
+    "dbops: deployment {{ event.resource['prefect.resource.name'] }} "
+    "{% if event.payload.updates.paused and event.payload.updates.paused.to %}"
+    "is PAUSED: its schedule creates no runs"
+    "{% elif event.payload.updates.paused %}was resumed"
+    "{% else %}was changed ({{ event.payload.updated_fields|join(', ') }}){% endif %}"
+)
 
 
 def install_alerts(settings: Settings) -> dict[str, str]:
@@ -126,6 +141,25 @@ def install_alerts(settings: Settings) -> dict[str, str]:
                     block_document_id=block_id,
                     subject="dbops: no nightly backup completed in the last 26 hours",
                     body="Check the nightly-backup deployment, its work pool and its workers.",
+                )
+            ],
+        ),
+        Automation(
+            name=PAUSED,
+            description="One of the served deployments was paused (its schedule stopped) or changed.",
+            trigger=EventTrigger(
+                expect={"prefect.deployment.updated"},
+                match={"prefect.resource.name": [d.name for d in runner_deployments(settings)]},
+                posture=Posture.Reactive,
+                threshold=1,
+                within=timedelta(0),
+            ),
+            actions=[
+                SendNotification(
+                    block_document_id=block_id,
+                    subject=_DEPLOYMENT_CHANGE_SUBJECT,
+                    body="dbops serve --check lists each deployment, paused or not, and its last run. "
+                    "Resume a paused one in the Prefect UI (Deployments), or restart dbops serve.",
                 )
             ],
         ),

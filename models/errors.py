@@ -64,6 +64,13 @@ class EmbeddedServerError(DatabaseError):
     exit_code = 2
 
 
+class PrefectUnavailableError(DbopsError):
+    """The Prefect API does not answer, so what it holds (deployments, runs) cannot be read."""
+
+    exit_code = 2
+    retryable = True
+
+
 class MaintenanceBusyError(DbopsError):
     """Another dbops job on the same database held its guard for longer than we were willing to wait."""
 

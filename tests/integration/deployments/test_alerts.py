@@ -11,15 +11,18 @@ from contextlib import suppress
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import cast
+from uuid import UUID
 
 import pytest
 from prefect.automations import Automation
+from prefect.client.orchestration import get_client
 from prefect.events.schemas.automations import EventTrigger
 from prefect.events.schemas.events import ResourceSpecification
 from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
-from deployments.alerts import AUTOMATIONS, FAILED, OPERATOR_FAILED, SILENT, WAITING, install_alerts
+from deployments.alerts import AUTOMATIONS, FAILED, OPERATOR_FAILED, PAUSED, SILENT, WAITING, install_alerts
+from deployments.definitions import runner_deployments
 from flows.restore import restore_flow
 from flows.scheduled import nightly_backup_flow
 from models.errors import ConfigurationError
@@ -100,6 +103,11 @@ def test_installing_twice_creates_once_and_then_changes_nothing(alerting: Settin
         "prefect.resource.role": "flow",
         "prefect.resource.name": ["restore", "restore-rollback", "restore-tables", "migrate-and-seed"],
     }
+    paused = read(PAUSED).trigger
+    assert isinstance(paused, EventTrigger)
+    assert paused.expect == {"prefect.deployment.updated"}
+    assert isinstance(paused.match, ResourceSpecification)
+    assert "nightly-backup" in paused.match.model_dump()["prefect.resource.name"]
 
 
 def test_an_automation_edited_in_the_ui_is_brought_back(alerting: Settings) -> None:
@@ -158,3 +166,23 @@ def test_a_failed_restore_sends_one_call_from_the_operator_automation(
     assert state.is_failed()
     only_call(received)
     assert str(received[0]["text"]).startswith("restore: run ")
+
+
+def test_pausing_a_served_deployment_sends_one_call_that_says_paused(
+    alerting: Settings, receiver: tuple[str, list[dict[str, object]]]
+) -> None:
+    _, received = receiver
+    nightly = runner_deployments(alerting)[0]
+    deployment_id = cast(UUID, nightly.apply())  # registered as dbops serve registers it; sync here
+    install_alerts(alerting)
+
+    with get_client(sync_client=True) as client:
+        client.pause_deployment(deployment_id)  # what Prefect's runner did on its way out
+        try:
+            only_call(received)
+        finally:
+            client.resume_deployment(deployment_id)
+
+    text = str(received[0]["text"])
+    assert text.startswith("dbops: deployment nightly-backup is PAUSED"), text
+    assert "dbops serve --check" in text
