@@ -38,6 +38,7 @@ def read_back(settings: Settings) -> dict[str, Any]:
                 "restore-rollback/restore-rollback",
                 "restore-tables/restore-tables",
                 "restore-rehearsal/restore-rehearsal",
+                "migration-plan/migration-plan",
                 "migrate-and-seed/migrate-and-seed",
             )
         }
@@ -56,6 +57,7 @@ def test_schedules_and_concurrency_are_what_operators_expect(settings: Settings)
         "restore/restore",
         "restore-tables/restore-tables",
         "restore-rehearsal/restore-rehearsal",
+        "migration-plan/migration-plan",
         "migrate-and-seed/migrate-and-seed",
     ):
         assert deployments[on_demand].schedules == []

@@ -41,6 +41,7 @@ SERVED = {
     "restore-rollback",
     "restore-tables",
     "restore-rehearsal",
+    "migration-plan",
     "migrate-and-seed",
 }
 #: Each request retried twice (2 + 4 s), a poll every 2 s: the runner gives up some 20 s into an outage.
