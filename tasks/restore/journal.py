@@ -139,8 +139,8 @@ def exchange(engine: Engine, plan: Exchange, guard: Guard, log: Logger) -> None:
     )
     replacement, target = plan.replacement, plan.target
     with open_connection(engine, autocommit=True) as connection:
-        _step(connection, seq, "journal", guard, replacement, plan.replacement_mark, intent)
         try:
+            _step(connection, seq, "journal", guard, replacement, plan.replacement_mark, intent)
             _step(connection, seq, "close-replacement", guard, replacement, plan.replacement_mark, intent)
             allow_connections(connection, replacement.name, False)
             end_sessions(connection, replacement.name, log, what="the replacement")
@@ -263,13 +263,15 @@ def rebuild(
                 clear_intent(connection, copy, copy_mark, log)
                 raise
             log.warning("dropped database %s to restore it in place", target.name)
+        # From here on the target is gone and only finishing brings it back: a lost guard no longer
+        # stops the sequence.
         _step(connection, seq, "fill", None, copy, copy_mark, intent)
         try:
             fill()
         except DbopsError:
             keep_failed(connection, copy, copy_mark, intent, log)
             raise
-        _step(connection, seq, "grant", guard, copy, copy_mark, intent)
+        _step(connection, seq, "grant", None, copy, copy_mark, intent)
     finish_rebuild(engine, intent, copy, log)
 
 

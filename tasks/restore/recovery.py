@@ -119,7 +119,6 @@ def _recover(
             if _oid(connection, found.name) == found.oid:
                 connection.execute(text("DROP DATABASE " + quote_identifier(found.name) + " WITH (FORCE)"))
         elif journal.step in ("grant", "rename"):
-            guard.verify("recovery")
             finish_rebuild(engine, journal, copy, log)
         elif action.startswith("finish"):
             _restore_again(engine, connection, found, guard, settings, log)
