@@ -36,13 +36,14 @@ the intent, since T is gone once dropped):
 ================  ============================================  ========================================
 step              what it does                                  recovery after a kill here
 ================  ============================================  ========================================
-``journal``       the empty R's mark records the intent         undo: T as it was; R is swept
-``close``         T refuses connections                         undo: reopen T; R is swept
-``end-sessions``  T's sessions and walsenders end               undo: reopen T; R is swept
+``journal``       the empty R's mark records the intent         undo: T as it was; R is dropped
+``close``         T refuses connections                         undo: reopen T; R is dropped
+``end-sessions``  T's sessions and walsenders end               undo: reopen T; R is dropped
 ``drop``          T is dropped                                  undo while T is still there; after it,
                                                                 as for ``fill``
-``fill``          the backup is restored into R and checked     R is marked failed-in-place (never swept)
-                                                                and the line says how to restore again
+``fill``          the backup is restored into R and checked     finish: drop R, restore the same backup
+                                                                again (:func:`operator.resume_in_place`);
+                                                                if that fails, say how, in one line
 ``grant``         R gets T's properties                         finish: grant, then rename R to T
 ``rename``        R -> T with T's comment; the intent goes      finish: rename R to T
                   with R's mark
