@@ -12,17 +12,25 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
 from models.plan import judge, verdict
-from models.settings import Settings
+from models.settings import Settings, load_settings
 from tasks.backup.dump import backup
 from tasks.postgres.embedded import EmbeddedServer
 from tasks.schema.migrate import MIGRATIONS_DIR, head_revision
 from tasks.schema.plan import plan_migrations
 from tasks.schema.tracer import trace_upgrade
 from tasks.storage import open_store
-from tests.integration.conftest import connect, flow_run_artifacts, point_flows_at, run_cli
+from tests.integration.conftest import (
+    ManagedDatabase,
+    connect,
+    flow_run_artifacts,
+    point_flows_at,
+    run_cli,
+    url_string,
+)
 
 ROWS = 1_000_000
 
@@ -288,3 +296,22 @@ def test_the_nightly_rehearsal_of_an_older_backup_records_the_pending_revisions_
     )
     listed = run_cli("backups", env=env)
     assert "measured 0002 pass" in listed.stdout
+
+
+def test_a_managed_role_measures_the_pending_revision_on_its_own_copy(
+    managed: ManagedDatabase, pg_server: EmbeddedServer
+) -> None:
+    from tasks.schema.migrate import migrate
+
+    settings = load_settings(_env_file=None, database_url=SecretStr(url_string(managed.url)))
+    migrate(managed.url, settings, target="0001")
+    assert run_cli("backup", env=managed.env).returncode == 0
+
+    planned = run_cli("migrate", "--plan", "--json", env=managed.env)
+
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    [revision] = plan["revisions"]
+    assert revision["revision"] == "0002"
+    assert all(statement["wal_bytes"] >= 0 for statement in revision["statements"])
+    assert any(statement["locks"] for statement in revision["statements"])
