@@ -50,3 +50,30 @@ def test_part_size_keeps_even_four_times_the_estimate_under_the_part_limit(expec
     assert size % (1024 * 1024) == 0
     if expected:
         assert size * MAX_PARTS >= expected * 4
+
+
+def test_the_backup_modules_import_one_way() -> None:
+    # plan, dump one part, prove coverage, dump the parts, write the manifest: no module of the backup
+    # imports one that imports it, not even for type checking only.
+    import ast
+
+    folder = Path(__file__).resolve().parents[3] / "tasks" / "backup"
+    imports: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imports[path.stem] = {
+            node.module.rsplit(".", 1)[1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tasks.backup.")
+        }
+
+    def reaches(start: str, seen: set[str]) -> set[str]:
+        for name in imports.get(start, set()) - seen:
+            seen.add(name)
+            reaches(name, seen)
+        return seen
+
+    cycles = sorted(name for name in imports if name in reaches(name, set()))
+    assert cycles == []
+    assert {"parts", "plan", "pg_dump"} <= imports["dump"]
+    assert "dump" not in reaches("parts", set())
