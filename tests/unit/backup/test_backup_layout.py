@@ -16,7 +16,8 @@ from models.backup import (
     parse_backup_url,
 )
 from models.compression import Compression
-from tasks.storage.s3 import MAX_PARTS, MIN_PART_BYTES, part_size
+from tasks.storage.multipart import MAX_PART_BYTES, MAX_PARTS, MIN_PART_BYTES, part_sizes
+from tasks.storage.s3 import part_size
 
 
 def test_backup_urls() -> None:
@@ -50,6 +51,18 @@ def test_part_size_keeps_even_four_times_the_estimate_under_the_part_limit(expec
     assert size % (1024 * 1024) == 0
     if expected:
         assert size * MAX_PARTS >= expected * 4
+
+
+def test_parts_grow_so_no_object_s3_accepts_meets_the_part_limit() -> None:
+    # A stale estimate (0 pages for a table never analysed) gives the smallest first part: fixed, 16 MiB
+    # parts would cap the object at 160 GiB. Growing, the 10,000 parts hold S3's largest object, 5 TiB.
+    sizes = list(part_sizes(part_size(1)))
+    assert sizes[0] == MIN_PART_BYTES
+    assert len(sizes) == MAX_PARTS
+    assert sum(sizes) >= 5 * 1024**4
+    assert max(sizes) <= MAX_PART_BYTES
+    assert sizes == sorted(sizes)
+    assert sum(sizes[:1000]) == 1000 * MIN_PART_BYTES  # a small object keeps small parts (and memory)
 
 
 def test_the_backup_modules_import_one_way() -> None:
