@@ -12,7 +12,8 @@ in exactly one part, and no part may hold an entry the list lacks.
 from __future__ import annotations
 
 from models.backup_plan import coverage_problems, toc_entries
-from models.errors import BackupError
+from models.database_url import describe
+from models.errors import BackupError, CommandError
 from tasks.backup.pg_dump import DumpJob, start_pg_dump
 from tasks.backup.streams import CHUNK
 from tasks.backup.toc import DumpCheck
@@ -29,7 +30,15 @@ def pg_dump_selection(job: DumpJob) -> list[str]:
         while listing.reading:
             chunk = dump.stdout.read(CHUNK)
             if not chunk:  # the whole dump was shorter than what pg_restore reads: it must have ended well
-                dump.finish()
+                try:
+                    dump.finish()
+                except CommandError as error:
+                    raise BackupError(
+                        f"pg_dump of {describe(job.url)} (the table of contents to check the parts "
+                        "against) failed; nothing was kept",
+                        detail=error.detail,
+                        hint="see the pg_dump messages above; the next run retries from scratch",
+                    ) from None
                 break
             listing.feed(chunk)
         listing.verify()
