@@ -30,6 +30,7 @@ from tasks.restore.pg_restore import restore_arguments
 from tasks.storage import ObjectStore
 from tests.integration.backup.test_parts import schema_of
 from tests.integration.conftest import admin_connection, connect
+from tests.second_major import second_major, system_servers
 
 _log = logging.getLogger(__name__)
 
@@ -284,9 +285,13 @@ def require_extension(server: EmbeddedServer, pg_bindir: Path, name: str) -> Non
     major = major_version(find_program("postgres", pg_bindir))
     package = {"pg_partman": "partman", "pg_cron": "cron"}[name]
     if pg_bindir.resolve() == embedded_bindir().resolve():
+        chosen = second_major(system_servers(), major)
+        where = (
+            f"PostgreSQL {chosen[0]} ({chosen[1]})" if chosen else "a system server, of which there is none"
+        )
         pytest.skip(
             f"{name} is not built for the wheel's PostgreSQL {major}; make test's second pass runs this "
-            f"schema on the system server (postgresql-<major>-{package})"
+            f"schema on {where}, where .ci/run installs it"
         )
     message = f"{name} is not installed for PostgreSQL {major} ({pg_bindir})"
     if os.environ.get("CI") == "true":
