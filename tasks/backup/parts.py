@@ -29,7 +29,7 @@ from tasks.backup.progress import Progress
 
 
 @dataclass(frozen=True)
-class _PartSpec:
+class PartSpec:
     name: str
     kind: PartKind
     key: str
@@ -37,13 +37,13 @@ class _PartSpec:
     group: DataGroup | None = None
 
 
-def _specs(plan: BackupPlan, backup_id: str, settings: Settings) -> list[_PartSpec]:
+def part_specs(plan: BackupPlan, backup_id: str, settings: Settings) -> list[PartSpec]:
     compression, encrypted = settings.backup_compression, bool(settings.backup_age_recipients)
     names = ["pre-data", *(f"data-{index}" for index in range(1, len(plan.groups) + 1)), "post-data"]
     keys = [part_key(backup_id, index, name, compression, encrypted) for index, name in enumerate(names, 1)]
     # -B: the large objects' metadata goes with their data, in the one data part that takes them
     # (pg_restore before 17 counts a BLOB entry as data, so pre-data and that part would both create it).
-    specs = [_PartSpec("pre-data", PartKind.PRE_DATA, keys[0], ["--section=pre-data", "-B"])]
+    specs = [PartSpec("pre-data", PartKind.PRE_DATA, keys[0], ["--section=pre-data", "-B"])]
     for index, group in enumerate(plan.groups, 1):
         patterns = group.patterns()
         if not group.row_tables:
@@ -54,8 +54,8 @@ def _specs(plan: BackupPlan, backup_id: str, settings: Settings) -> list[_PartSp
         selection = ["--data-only", "--strict-names", *(["-b"] if group.large_objects else [])]
         for pattern in patterns:
             selection += ["-t", pattern]
-        specs.append(_PartSpec(f"data-{index}", PartKind.DATA, keys[index], selection, group))
-    specs.append(_PartSpec("post-data", PartKind.POST_DATA, keys[-1], ["--section=post-data"]))
+        specs.append(PartSpec(f"data-{index}", PartKind.DATA, keys[index], selection, group))
+    specs.append(PartSpec("post-data", PartKind.POST_DATA, keys[-1], ["--section=post-data"]))
     return specs
 
 
@@ -68,14 +68,14 @@ def dump_parts(
 ) -> list[BackupPart]:
     """Dump every part at once, one pg_dump each, and prove that together they hold what a single
     pg_dump would; raises, with what was stored removed, if any part fails or the proof does."""
-    specs = _specs(plan, backup_id, job.settings)
+    specs = part_specs(plan, backup_id, job.settings)
     stop = threading.Event()
 
     def keep_going() -> None:
         if stop.is_set():
             raise BackupError("stopped because another part of the backup failed")
 
-    def run(spec: _PartSpec) -> StreamedDump:
+    def run(spec: PartSpec) -> StreamedDump:
         try:
             return stream_dump(
                 job,
@@ -127,7 +127,7 @@ def with_row_counts(parts: list[BackupPart], counted: dict[str, int]) -> list[Ba
     ]
 
 
-def _described(spec: _PartSpec, done: StreamedDump) -> BackupPart:
+def _described(spec: PartSpec, done: StreamedDump) -> BackupPart:
     group = spec.group or DataGroup()
     return BackupPart(
         name=spec.name,
@@ -146,7 +146,7 @@ def _is_stop(error: BaseException | None) -> bool:
     return isinstance(error, BackupError) and error.message.startswith("stopped because")
 
 
-def _remove_stored(job: DumpJob, specs: list[_PartSpec]) -> None:
+def _remove_stored(job: DumpJob, specs: list[PartSpec]) -> None:
     """Best effort: the parts a failed backup stored go now; what cannot (a store error, a lock) is left
     to the sweep of incomplete backups, which never lists them meanwhile."""
     stored = {found.key for found in job.store.list_objects(specs[0].key.rsplit("/", 1)[0])}

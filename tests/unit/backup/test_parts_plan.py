@@ -136,3 +136,21 @@ def test_coverage_names_entries_missing_doubled_or_unknown_to_pg_dump() -> None:
     assert "SEQUENCE SET public ev_id_seq dbops is in part-1, part-2" in problems
     assert "TABLE DATA public late_arrival dbops is in part-3 but not in pg_dump's selection" in problems
     assert len(problems) == 3
+
+
+def test_a_data_part_is_never_dumped_without_tables() -> None:
+    # pg_dump --data-only without -t dumps every table: a plan with a group without rows is refused.
+    import pytest
+
+    from models.backup_plan import DataGroup
+    from models.errors import BackupError
+    from models.settings import load_settings
+    from tasks.backup.parts import part_specs
+    from tasks.backup.plan import BackupPlan
+
+    only = table("a", 1, 1)
+    parent = PlannedTable("public", "p", 2, 0, partitioned=True)
+    groups = [DataGroup(tables=[only]), DataGroup(tables=[parent])]
+    plan = BackupPlan([only, parent], [], False, groups, "public", ["a", "p"])
+    with pytest.raises(BackupError, match=r"a data part \(data-2\) without tables"):
+        part_specs(plan, "20261203T000000Z-abcdef", load_settings(_env_file=None))
