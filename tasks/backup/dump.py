@@ -39,7 +39,7 @@ from models.settings import Settings
 from tasks.backup.catalog import remove_incomplete
 from tasks.backup.parts import dump_parts, with_row_counts
 from tasks.backup.pg_dump import DumpJob, lock_wait_error, stream_dump
-from tasks.backup.plan import count_tables, hold_tables, read_plan
+from tasks.backup.plan import BackupPlan, count_tables, current_schema_relations, hold_tables, read_plan
 from tasks.backup.progress import Progress
 from tasks.backup.source import (
     alembic_revision,
@@ -114,6 +114,7 @@ def backup(
         job = DumpJob(url, settings, store, key, snapshot, pg_dump, pg_restore, log, lock)
         progress = Progress(estimated_bytes=int(estimate))
         plan = read_plan(snapshot_holder, settings)
+        _hold(job, snapshot_holder, plan)
         fields: dict[str, Any]
         if plan is None:
             uploaded, (row_counts, revision) = dump_while_counting(
@@ -132,12 +133,6 @@ def backup(
             }
         else:
             log.info("backup %s: %d data parts of %d tables", backup_id, len(plan.groups), len(plan.tables))
-            try:
-                hold_tables(snapshot_holder, plan)
-            except OperationalError as error:
-                if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
-                    raise
-                raise lock_wait_error(job, "the backup of", None) from None
             parts, (counted, revision) = dump_while_counting(
                 job,
                 len(plan.groups) + 2,
@@ -182,6 +177,18 @@ def backup(
         len(manifest.parts) or 1,
     )
     return manifest
+
+
+def _hold(job: DumpJob, snapshot_holder: Connection, plan: BackupPlan | None) -> None:
+    """Lock, before any pg_dump starts, every table the backup counts (and, in parts, dumps) until the
+    snapshot transaction ends (:func:`tasks.backup.plan.hold_tables`)."""
+    relations = list(plan.counted_relations().values()) if plan else current_schema_relations(snapshot_holder)
+    try:
+        hold_tables(snapshot_holder, relations)
+    except OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        raise lock_wait_error(job, "the backup of", None) from None
 
 
 def _snapshot_session(settings: Settings) -> dict[str, str]:

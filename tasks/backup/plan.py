@@ -9,10 +9,11 @@ tables of their own), the configuration tables and sequences that extensions mar
 objects.
 
 A single pg_dump holds ACCESS SHARE on every table it dumps until it ends; a part's pg_dump releases
-its tables when that part ends. The snapshot holder therefore takes the same lock on every planned
-table before any part starts, and keeps it until the last part has ended and the rows are counted:
-a TRUNCATE or a rewriting ALTER (neither is MVCC-safe) cannot commit under a part still dumping, nor
-under the count, so the counts are the dump's.
+its tables when that part ends, and any pg_dump may end before the rows are counted. The snapshot
+holder therefore takes the same lock on every table it counts or plans before any pg_dump starts, and
+keeps it until the last has ended and the rows are counted: a TRUNCATE or a rewriting ALTER (neither
+is MVCC-safe) cannot commit under a part still dumping, nor before the count, so the counts are the
+dump's.
 """
 
 from __future__ import annotations
@@ -124,12 +125,21 @@ def read_plan(connection: Connection, settings: Settings) -> BackupPlan | None:
     return BackupPlan(tables, sequences, large_objects, groups, current, in_schema)
 
 
-def hold_tables(connection: Connection, plan: BackupPlan) -> None:
-    """ACCESS SHARE on every table the plan dumps or counts, in the snapshot transaction on
-    *connection*, until it ends: what pg_dump's leader holds for the whole dump. Waits at most the
-    session's lock_timeout, and raises the driver's lock_not_available error past it."""
-    relations = list(plan.counted_relations().values())
-    connection.execute(text(f"LOCK TABLE {', '.join(relations)} IN ACCESS SHARE MODE"))
+def hold_tables(connection: Connection, relations: list[str]) -> None:
+    """ACCESS SHARE on *relations* (as SQL names them), in the snapshot transaction on *connection*,
+    until it ends: what pg_dump's leader holds for the whole dump. Waits at most the session's
+    lock_timeout, and raises the driver's lock_not_available error past it."""
+    if relations:
+        connection.execute(text(f"LOCK TABLE {', '.join(relations)} IN ACCESS SHARE MODE"))
+
+
+def current_schema_relations(connection: Connection) -> list[str]:
+    """The current schema's tables, as SQL names them: what a single-object backup counts."""
+    schema = str(connection.execute(text("SELECT current_schema()")).scalar_one())
+    return [
+        f"{quote_identifier(schema)}.{quote_identifier(str(name))}"
+        for name in connection.execute(TABLES_IN_SCHEMA).scalars()
+    ]
 
 
 def count_tables(connection: Connection, relations: dict[str, str]) -> dict[str, int]:
