@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from models.backup import (
     BackupManifest,
@@ -35,6 +35,7 @@ from models.backup import (
     parts_digest,
 )
 from models.database_url import describe
+from models.errors import BackupError
 from models.settings import Settings
 from tasks.backup.catalog import remove_incomplete
 from tasks.backup.parts import dump_parts, with_row_counts
@@ -55,6 +56,8 @@ from tasks.postgres.locks import LOCK_NOT_AVAILABLE
 from tasks.storage import ObjectStore
 
 _log = logging.getLogger(__name__)
+#: SQLSTATE insufficient_privilege.
+INSUFFICIENT_PRIVILEGE = "42501"
 T = TypeVar("T")
 
 DATABASE_SIZE = text("SELECT pg_database_size(current_database())")
@@ -189,6 +192,14 @@ def _hold(job: DumpJob, snapshot_holder: Connection, plan: BackupPlan | None) ->
         if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
             raise
         raise lock_wait_error(job, "the backup of", None) from None
+    except ProgrammingError as error:
+        if getattr(error.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+            raise
+        raise BackupError(
+            f"the backup of {describe(job.url)} cannot read every table it dumps; nothing was stored",
+            detail=str(error.orig).splitlines()[0],
+            hint="grant the backup's role SELECT on every table (pg_dump needs it as well)",
+        ) from None
 
 
 def _snapshot_session(settings: Settings) -> dict[str, str]:
