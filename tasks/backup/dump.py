@@ -19,13 +19,12 @@ import secrets
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from models.backup import (
     BackupManifest,
@@ -36,48 +35,32 @@ from models.backup import (
     parts_digest,
 )
 from models.database_url import describe
-from models.errors import BackupError, CommandError
-from models.retention import ObjectLock
+from models.errors import BackupError
 from models.settings import Settings
 from tasks.backup.catalog import remove_incomplete
-from tasks.backup.parts import count_tables, dump_parts, read_plan, with_row_counts
+from tasks.backup.parts import dump_parts, with_row_counts
+from tasks.backup.pg_dump import DumpJob, lock_wait_error, stream_dump
+from tasks.backup.plan import BackupPlan, count_tables, current_schema_relations, hold_tables, read_plan
 from tasks.backup.progress import Progress
 from tasks.backup.source import (
-    TABLES_IN_SCHEMA,
     alembic_revision,
     count_rows,
     read_source,
     recipient_fingerprint,
     reported_server_version,
 )
-from tasks.backup.streams import CheckedSource, Hashing, compress, encrypt
-from tasks.backup.toc import DumpCheck
-from tasks.postgres.binaries import Program, matching_program, search_path
-from tasks.postgres.command import PgProcess
+from tasks.postgres.binaries import matching_program, search_path
 from tasks.postgres.engine import make_engine, open_connection
-from tasks.postgres.libpq import child_environment, conninfo, needs_tls
-from tasks.postgres.locks import LOCK_NOT_AVAILABLE, exclusive_holders
+from tasks.postgres.libpq import needs_tls
+from tasks.postgres.locks import LOCK_NOT_AVAILABLE
 from tasks.storage import ObjectStore
 
 _log = logging.getLogger(__name__)
+#: SQLSTATE insufficient_privilege.
+INSUFFICIENT_PRIVILEGE = "42501"
 T = TypeVar("T")
 
 DATABASE_SIZE = text("SELECT pg_database_size(current_database())")
-
-
-@dataclass(frozen=True)
-class DumpJob:
-    """Everything one dump needs, decided before pg_dump starts."""
-
-    url: URL
-    settings: Settings
-    store: ObjectStore
-    key: str
-    snapshot: str
-    pg_dump: Program
-    pg_restore: Program
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger]
-    lock: ObjectLock | None = None
 
 
 def backup(
@@ -134,6 +117,7 @@ def backup(
         job = DumpJob(url, settings, store, key, snapshot, pg_dump, pg_restore, log, lock)
         progress = Progress(estimated_bytes=int(estimate))
         plan = read_plan(snapshot_holder, settings)
+        _hold(job, snapshot_holder, plan)
         fields: dict[str, Any]
         if plan is None:
             uploaded, (row_counts, revision) = dump_while_counting(
@@ -155,10 +139,10 @@ def backup(
             parts, (counted, revision) = dump_while_counting(
                 job,
                 len(plan.groups) + 2,
-                lambda report: dump_parts(job, plan, backup_id, progress, report, stream_dump),
+                lambda report: dump_parts(job, plan, backup_id, progress, report),
                 on_progress,
                 snapshot_holder,
-                lambda connection: count_tables(connection, plan.tables),
+                lambda connection: count_tables(connection, plan.counted_relations()),
             )
             parts = with_row_counts(parts, counted)
             row_counts = plan.current_schema_counts(counted)
@@ -198,6 +182,26 @@ def backup(
     return manifest
 
 
+def _hold(job: DumpJob, snapshot_holder: Connection, plan: BackupPlan | None) -> None:
+    """Lock, before any pg_dump starts, every table the backup counts (and, in parts, dumps) until the
+    snapshot transaction ends (:func:`tasks.backup.plan.hold_tables`)."""
+    relations = list(plan.counted_relations().values()) if plan else current_schema_relations(snapshot_holder)
+    try:
+        hold_tables(snapshot_holder, relations)
+    except OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        raise lock_wait_error(job, "the backup of", None) from None
+    except ProgrammingError as error:
+        if getattr(error.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+            raise
+        raise BackupError(
+            f"the backup of {describe(job.url)} cannot read every table it dumps; nothing was stored",
+            detail=str(error.orig).splitlines()[0],
+            hint="grant the backup's role SELECT on every table (pg_dump needs it as well)",
+        ) from None
+
+
 def _snapshot_session(settings: Settings) -> dict[str, str]:
     """The snapshot holder's session: bounded waits for locks and statements, and no idle timeout of the
     server's own, since it sits idle in its transaction while pg_dump streams what it exported."""
@@ -235,7 +239,7 @@ def dump_while_counting(
         except OperationalError as error:
             if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                 raise
-            raise _lock_wait_error(job, "counting the rows of", None) from None
+            raise lock_wait_error(job, "counting the rows of", None) from None
 
     def report(current: Progress) -> None:
         started.add(threading.get_ident())
@@ -254,116 +258,3 @@ def dump_while_counting(
         finally:
             dump_running.set()
         return uploaded, counted.result()
-
-
-@dataclass(frozen=True)
-class StreamedDump:
-    """One pg_dump's output as it was stored: the stored bytes' hash and size, pg_dump's own size, and
-    its table of contents."""
-
-    stored: Hashing
-    dump_bytes: int
-    listing: str
-
-
-def stream_dump(
-    job: DumpJob,
-    key: str,
-    selection: list[str],
-    part: str,
-    progress: Progress,
-    on_progress: Callable[[Progress], None],
-    *,
-    expected_size: int | None = None,
-    require_data: bool = True,
-    keep_going: Callable[[], None] | None = None,
-) -> StreamedDump:
-    """pg_dump (with *selection*: a section, or table patterns) streamed into *key* through compression,
-    encryption and hashing. *keep_going* is asked at every chunk and raises to stop the dump."""
-    url, settings = job.url, job.settings
-    arguments = [
-        "--format=custom",
-        "--compress=0",
-        f"--snapshot={job.snapshot}",
-        f"--lock-wait-timeout={int(settings.lock_wait_timeout_seconds * 1000)}",
-        *selection,
-        "--dbname",
-        conninfo(url, purpose="backup dump"),
-    ]
-    dump_bytes = 0
-    with (
-        child_environment(url) as environment,
-        PgProcess(
-            job.pg_dump.path,
-            arguments,
-            environment=environment,
-            timeout_seconds=settings.command_timeout_seconds,
-            logger=job.log,
-        ) as dump,
-        DumpCheck(job.pg_restore, job.log, settings.command_timeout_seconds) as dump_check,
-    ):
-
-        def seen(chunk: bytes) -> None:
-            nonlocal dump_bytes
-            if keep_going is not None:
-                keep_going()
-            dump_bytes += len(chunk)
-            progress.add(part, len(chunk))
-            dump_check.feed(chunk)
-            on_progress(progress)
-
-        source = CheckedSource(dump.stdout, dump.finish, seen).buffered()
-        stream = compress(
-            source,
-            settings.backup_compression,
-            settings.backup_compression_level,
-            settings.backup_compression_threads,
-        )
-        if settings.backup_age_recipients:
-            stream = encrypt(stream, settings.backup_age_recipients)
-        hashed = Hashing(stream)
-        try:
-            job.store.put_stream(
-                key, hashed.buffered(), expected_size=expected_size or progress.estimated_bytes, lock=job.lock
-            )
-        except CommandError as error:
-            blocked = _blocked_tables(error.stderr_tail)
-            if blocked is not None:
-                raise _lock_wait_error(job, "pg_dump of", blocked) from None
-            raise BackupError(
-                f"pg_dump of {describe(url)} ({part}) failed; nothing was stored",
-                detail=error.detail,
-                hint="see the pg_dump messages above; the next run retries from scratch",
-            ) from None
-        dump_check.verify(require_data=require_data)
-    if dump_bytes == 0 or hashed.bytes == 0:
-        raise BackupError(f"the dump of {describe(url)} is empty", hint="check the pg_dump messages")
-    return StreamedDump(hashed, dump_bytes, dump_check.listing)
-
-
-def _blocked_tables(pg_dump_messages: str) -> list[str] | None:
-    """The tables pg_dump's lock wait gave up on, from its ``Query was: LOCK TABLE a, b IN ...`` line
-    (``--lock-wait-timeout`` works through statement_timeout); None if that is not what failed."""
-    if "LOCK TABLE " not in pg_dump_messages or "statement timeout" not in pg_dump_messages:
-        return None
-    listed = pg_dump_messages.split("LOCK TABLE ", 1)[1].split(" IN ", 1)[0]
-    return [name.strip() for name in listed.split(",")]
-
-
-def _lock_wait_error(job: DumpJob, doing: str, tables: list[str] | None) -> BackupError:
-    """The failed lock wait, naming the sessions that hold any of *tables* (every table when None)."""
-    settings = job.settings
-    with open_connection(make_engine(job.url, settings, purpose="backup lock report")) as connection:
-        candidates = tables or list(connection.execute(TABLES_IN_SCHEMA).scalars())
-        held = {name: exclusive_holders(connection, name) for name in candidates}
-    holders = {holder.pid: holder for found in held.values() for holder in found}
-    names = ", ".join(name for name, found in held.items() if found) or "a table"
-    return BackupError(
-        f"{doing} {describe(job.url)} waited more than {settings.lock_wait_timeout_seconds:g} s for a lock "
-        f"on {names}; nothing was stored",
-        detail="held by " + "; ".join(holder.describe() for holder in holders.values())
-        if holders
-        else "the lock has been released since",
-        hint="let that session finish (a migration?) and back up again, or end it with "
-        "pg_terminate_backend(pid); DBOPS_LOCK_WAIT_TIMEOUT_SECONDS sets how long a backup waits",
-    )

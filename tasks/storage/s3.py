@@ -1,10 +1,12 @@
 """Any S3-compatible store (AWS, MinIO, R2) through boto3's managed transfers.
 
-Uploads stream through ``upload_fileobj``: multipart, parts uploaded concurrently, memory bounded by
-part size times concurrency. The part size grows with the expected size so that even a multi-TB dump
-stays under S3's 10,000-part limit. If reading the source raises (the dump failed), s3transfer aborts
-the multipart upload, so no partial object ever becomes visible; uploads orphaned by a killed process
-are swept by :meth:`S3Store.sweep_incomplete_uploads`.
+Uploads stream as multipart uploads of our own (:mod:`tasks.storage.multipart`): parts uploaded
+concurrently, memory bounded by part size times concurrency. The first parts are sized from the
+expected size, and the size doubles every 1,000 parts, so an object of any size S3 accepts (5 TiB)
+fits in its 10,000 parts even when the estimate was far too small (a table never analysed counts 0
+pages). If reading the source raises (the dump failed), the multipart upload is aborted, so no partial
+object ever becomes visible; uploads orphaned by a killed process are swept by
+:meth:`S3Store.sweep_incomplete_uploads`.
 
 S3-compatible stores differ. Required: PutObject, the multipart upload calls, GetObject, HeadObject,
 ListObjectsV2 and DeleteObject. Used only where offered: ListMultipartUploads (sweeping interrupted
@@ -31,7 +33,6 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 import boto3
-from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -44,9 +45,8 @@ from models.errors import (
 )
 from models.retention import ObjectLock
 from tasks.storage.base import StoredObject
+from tasks.storage.multipart import MAX_PARTS, MIN_PART_BYTES, PARTS_PER_SIZE, MultipartUpload
 
-MIN_PART_BYTES = 16 * 1024 * 1024
-MAX_PARTS = 10_000
 #: Room for a dump that grows beyond the estimate before the part limit bites.
 SIZE_HEADROOM = 4
 #: How stores say they lack an operation, or that these credentials may not use it.
@@ -89,7 +89,8 @@ def _lock_arguments(lock: ObjectLock | None) -> dict[str, Any]:
 
 
 def part_size(expected_size: int | None) -> int:
-    """The multipart part size: at least 16 MiB, and large enough for 4x the expected size in 10,000 parts."""
+    """The first parts' size: at least 16 MiB, and large enough for 4x the expected size in 10,000 parts
+    (later parts grow: :func:`tasks.storage.multipart.part_sizes`)."""
     if not expected_size:
         return MIN_PART_BYTES * 4
     needed = math.ceil(expected_size * SIZE_HEADROOM / MAX_PARTS)
@@ -104,9 +105,11 @@ class S3Store:
         endpoint_url: str | None = None,
         max_concurrency: int = 4,
         page_size: int = 1000,
+        parts_per_size: int = PARTS_PER_SIZE,
     ) -> None:
         self.location = location
         self.page_size = page_size
+        self.parts_per_size = parts_per_size
         self.endpoint_url = endpoint_url
         self.max_concurrency = max_concurrency
         self._batch_delete = True  # until the store says it has no DeleteObjects
@@ -246,18 +249,18 @@ class S3Store:
     def put_stream(
         self, key: str, source: IO[bytes], expected_size: int | None = None, lock: ObjectLock | None = None
     ) -> None:
-        size = part_size(expected_size)
-        config = TransferConfig(
-            multipart_threshold=size,
-            multipart_chunksize=size,
-            max_concurrency=self.max_concurrency,
-            use_threads=True,
-        )
         lock = lock.as_written_at(datetime.now(UTC)) if lock is not None else None
+        upload = MultipartUpload(
+            self.client,
+            self.location.bucket,
+            self._key(key),
+            first_part_size=part_size(expected_size),
+            concurrency=self.max_concurrency,
+            extra=_lock_arguments(lock),
+            parts_per_size=self.parts_per_size,
+        )
         try:
-            self.client.upload_fileobj(
-                source, self.location.bucket, self._key(key), Config=config, ExtraArgs=_lock_arguments(lock)
-            )
+            upload.run(source)
         except (BotoCoreError, ClientError) as error:
             raise self._write_failed("upload", key, error) from None
         if lock is not None:

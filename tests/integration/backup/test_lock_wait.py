@@ -13,6 +13,10 @@ from sqlalchemy.engine import URL
 
 from flows.backup import backup_flow
 from flows.maintenance_slot import MAINTENANCE_LIMIT
+from models.errors import BackupError
+from models.settings import Settings
+from tasks.backup.dump import backup
+from tasks.storage import open_store
 from tests.integration.conftest import connect, flow_url, run_cli
 
 LOCK_WAIT_SECONDS = 2
@@ -36,11 +40,9 @@ def test_a_locked_table_fails_the_backup_within_the_bound_naming_the_holder(
     assert result.returncode == 1, result.stderr
     assert elapsed < LOCK_WAIT_SECONDS + 20, "the wait must be bounded by the setting, not by the holder"
     error = result.stderr.strip().splitlines()[-1]
-    assert error.startswith("dbops: error: pg_dump of ")
-    assert (
-        f"waited more than {LOCK_WAIT_SECONDS} s for a lock on public.audit_logs; nothing was stored."
-        in error
-    )
+    # The backup's own session locks every table it counts before pg_dump starts, and waits there.
+    assert error.startswith("dbops: error: the backup of ")
+    assert f"waited more than {LOCK_WAIT_SECONDS} s for a lock on audit_logs; nothing was stored." in error
     assert f"held by pid {pid}, application_name " in error
     assert ", since 20" in error  # the holder's query start
     assert "pg_terminate_backend(pid)" in error
@@ -65,3 +67,27 @@ def test_the_flow_fails_and_releases_the_maintenance_slot(
         except ObjectNotFound:
             active = 0
     assert active == 0
+
+
+def test_a_multi_part_backup_waits_for_its_locks_before_any_part_starts(
+    seeded_url: URL, settings: Settings, tmp_path: Path
+) -> None:
+    # The snapshot holder locks every planned table before the parts start, as pg_dump's leader does:
+    # a table held in ACCESS EXCLUSIVE fails the backup there, within the bound, naming the holder.
+    configured = settings.model_copy(
+        update={
+            "backup_url": str(tmp_path / "backups"),
+            "backup_parallelism": 2,
+            "lock_wait_timeout_seconds": LOCK_WAIT_SECONDS,
+        }
+    )
+    store = open_store(configured)
+    with connect(seeded_url) as holder, holder.transaction():
+        holder.execute("LOCK TABLE audit_logs IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(BackupError) as failure:
+            backup(seeded_url, configured, store)
+        pid = holder.info.backend_pid
+    assert failure.value.message.startswith("the backup of ")
+    assert f"waited more than {LOCK_WAIT_SECONDS} s for a lock on audit_logs" in failure.value.message
+    assert f"held by pid {pid}, " in str(failure.value.detail)
+    assert list(store.list_objects("backups")) == []

@@ -166,3 +166,14 @@ def test_an_unreachable_endpoint_is_a_clear_storage_error() -> None:
         list(store.list_objects())
     assert "could not list s3://bucket/nightly at http://127.0.0.1:9" in str(failure.value)
     assert "Hint: check DBOPS_BACKUP_URL" in str(failure.value)
+
+
+def test_parts_grow_as_the_upload_grows(s3_endpoint: str, bucket: str) -> None:
+    # Sizes double every 2 parts here (every 1,000 in use): 16, 16, 32 and the last 16 MiB, 4 parts
+    # where fixed 16 MiB parts would take 5.
+    store = S3Store(S3Location(bucket, "nightly"), endpoint_url=s3_endpoint, parts_per_size=2)
+    payload = os.urandom(80 * 1024 * 1024)
+    store.put_stream(KEY, io.BytesIO(payload), expected_size=1)
+    head = store.client.head_object(Bucket=bucket, Key=f"nightly/{KEY}")
+    assert head["ETag"].strip('"').endswith("-4")
+    assert store.read_bytes(KEY) == payload

@@ -16,7 +16,8 @@ from models.backup import (
     parse_backup_url,
 )
 from models.compression import Compression
-from tasks.storage.s3 import MAX_PARTS, MIN_PART_BYTES, part_size
+from tasks.storage.multipart import MAX_PART_BYTES, MAX_PARTS, MIN_PART_BYTES, part_sizes
+from tasks.storage.s3 import part_size
 
 
 def test_backup_urls() -> None:
@@ -50,3 +51,42 @@ def test_part_size_keeps_even_four_times_the_estimate_under_the_part_limit(expec
     assert size % (1024 * 1024) == 0
     if expected:
         assert size * MAX_PARTS >= expected * 4
+
+
+def test_parts_grow_so_no_object_s3_accepts_meets_the_part_limit() -> None:
+    # A stale estimate (0 pages for a table never analysed) gives the smallest first part: fixed, 16 MiB
+    # parts would cap the object at 160 GiB. Growing, the 10,000 parts hold S3's largest object, 5 TiB.
+    sizes = list(part_sizes(part_size(1)))
+    assert sizes[0] == MIN_PART_BYTES
+    assert len(sizes) == MAX_PARTS
+    assert sum(sizes) >= 5 * 1024**4
+    assert max(sizes) <= MAX_PART_BYTES
+    assert sizes == sorted(sizes)
+    assert sum(sizes[:1000]) == 1000 * MIN_PART_BYTES  # a small object keeps small parts (and memory)
+
+
+def test_the_backup_modules_import_one_way() -> None:
+    # plan, dump one part, prove coverage, dump the parts, write the manifest: no module of the backup
+    # imports one that imports it, not even for type checking only.
+    import ast
+
+    folder = Path(__file__).resolve().parents[3] / "tasks" / "backup"
+    imports: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imports[path.stem] = {
+            node.module.rsplit(".", 1)[1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tasks.backup.")
+        }
+
+    def reaches(start: str, seen: set[str]) -> set[str]:
+        for name in imports.get(start, set()) - seen:
+            seen.add(name)
+            reaches(name, seen)
+        return seen
+
+    cycles = sorted(name for name in imports if name in reaches(name, set()))
+    assert cycles == []
+    assert {"parts", "plan", "pg_dump"} <= imports["dump"]
+    assert "dump" not in reaches("parts", set())

@@ -1,16 +1,16 @@
-"""The multi-part plan: size-balanced groups, sequences and large objects placed once, the coverage proof."""
+"""The multi-part plan: size-balanced groups, never an empty one, sequences and large objects placed once;
+the coverage proof against a single pg_dump's table of contents."""
 
 from __future__ import annotations
 
 from models.backup_plan import (
     LARGE_TABLE_BYTES,
-    Listing,
     PlannedSequence,
     PlannedTable,
     coverage_problems,
     default_parallelism,
-    parse_listing,
     plan_groups,
+    toc_entries,
 )
 
 MB = 1_000_000
@@ -64,46 +64,93 @@ def test_default_parallelism_is_cores_at_most_large_tables() -> None:
     assert default_parallelism(8, []) == 1
 
 
-LISTING = """;
+def test_tables_never_analysed_are_dealt_out_so_no_group_is_empty() -> None:
+    # relpages is 0 until a table is analysed: by size alone every table would join the first group,
+    # and the other groups' pg_dump --data-only, without a -t, would dump everything.
+    tables = [table(f"t{i}", 0, i) for i in range(1, 8)]
+    groups = plan_groups(tables, [], 4, large_objects=False)
+    assert len(groups) == 4
+    assert [len(group.tables) for group in groups] == [2, 2, 2, 1]
+    assert all(group.patterns() for group in groups)
+
+
+def test_partitioned_parents_come_last_and_take_their_identity_sequence() -> None:
+    parent = PlannedTable("public", "events", 10, 0, partitioned=True)
+    partitions = [table("events_a", 0, 11), table("events_b", 0, 12)]
+    identity = PlannedSequence("public", "events_id_seq", 10)
+    groups = plan_groups([parent, *partitions], [identity], 4, large_objects=False)
+    assert len(groups) == 2  # as many groups as tables with rows, not more
+    assert all(group.row_tables for group in groups)
+    holder = next(group for group in groups if parent in group.tables)
+    assert holder.sequences == [identity]
+    assert '"public"."events"' in holder.patterns()
+    assert '"public"."events_id_seq"' not in holder.patterns()  # pg_dump ignores -t for it anyway
+    assert parent not in holder.row_tables
+
+
+def test_extension_configuration_sequences_are_named_even_when_owned() -> None:
+    config = PlannedTable("cron", "job", 20, 8192)
+    tables = [config, table("other", 8192, 21)]
+    owned_config = PlannedSequence("cron", "jobid_seq", 20, extension_config=True)
+    groups = plan_groups(tables, [owned_config], 2, large_objects=False)
+    holder = next(group for group in groups if config in group.tables)
+    assert '"cron"."jobid_seq"' in holder.patterns()
+
+
+WHOLE = """;
 ; Archive created at 2026-12-01 10:00:00 UTC
 ;
-2578; 0 16386 TABLE DATA public a dbops
-2573; 0 16410 TABLE DATA s2 Odd Name dbops
-2588; 0 0 SEQUENCE SET public a_id_seq dbops
-2574; 2613 16408 BLOB METADATA - 16408 dbops
-2575; 0 0 BLOBS - 16408 dbops
+2; 3079 16387 EXTENSION - pg_partman
+222; 1259 16539 TABLE public ev dbops
+4651; 0 16391 TABLE DATA partman part_config dbops
+5542; 0 18252 TABLE DATA public Odd Name dbops
+5560; 0 0 SEQUENCE SET public ev_id_seq dbops
+5548; 2613 18274 BLOB - 18274 dbops
+5549; 0 0 BLOBS - BLOBS
+5545; 0 18276 MATERIALIZED VIEW DATA public mv dbops
 """
 
 
-def test_a_listing_is_read_by_oid_and_sequence() -> None:
-    listing = parse_listing(LISTING)
-    assert listing.table_oids == [16386, 16410]
-    assert listing.sequences == ["public a_id_seq dbops"]
-    assert listing.large_objects
+def test_a_listing_is_read_without_its_dump_ids() -> None:
+    entries = toc_entries(WHOLE)
+    assert entries[0] == "3079 16387 EXTENSION - pg_partman"
+    assert "0 18252 TABLE DATA public Odd Name dbops" in entries
+    assert len(entries) == 8
 
 
-def test_coverage_holds_when_every_table_and_sequence_is_in_exactly_one_part() -> None:
-    tables = [table("a", 1, 16386), table("Odd Name", 1, 16410, schema="s2")]
-    sequences = [PlannedSequence("public", "a_id_seq", 16386)]
-    listings = {"pre-data": Listing([], [], False), "data-1": parse_listing(LISTING)}
-    assert coverage_problems(tables, sequences, True, listings) == []
+def parts_of(*lines: list[int]) -> dict[str, list[str]]:
+    entries = toc_entries(WHOLE)
+    return {f"part-{index}": [entries[line] for line in chosen] for index, chosen in enumerate(lines)}
 
 
-def test_coverage_fails_for_a_missing_a_doubled_and_an_unplanned_table() -> None:
-    tables = [table("a", 1, 1), table("b", 1, 2)]
-    listings = {"data-1": Listing([1, 3], [], False), "data-2": Listing([1], [], False)}
-    problems = coverage_problems(tables, [], False, listings)
-    assert "table public.a is in 2 parts" in problems
-    assert "table public.b is in 0 parts" in problems
-    assert any("not in the plan" in problem for problem in problems)
+def test_coverage_holds_when_every_entry_of_pg_dump_is_in_exactly_one_part() -> None:
+    assert coverage_problems(toc_entries(WHOLE), parts_of([0, 1], [2, 4, 5, 6], [3], [7])) == []
 
 
-def test_coverage_fails_for_a_sequence_set_twice_or_large_objects_missing() -> None:
-    sequences = [PlannedSequence("public", "s")]
-    listings = {
-        "data-1": Listing([], ["public s dbops"], False),
-        "data-2": Listing([], ["public s dbops"], False),
-    }
-    problems = coverage_problems([], sequences, True, listings)
-    assert "sequence public.s is set in 2 parts" in problems
-    assert "the large objects are in 0 parts" in problems
+def test_coverage_names_entries_missing_doubled_or_unknown_to_pg_dump() -> None:
+    selected = toc_entries(WHOLE)
+    parts = parts_of([0, 1], [4, 5, 6], [3, 4], [7])  # part_config's rows lost, ev_id_seq set twice
+    parts["part-3"].append("0 99999 TABLE DATA public late_arrival dbops")
+    problems = coverage_problems(selected, parts)
+    assert "TABLE DATA partman part_config dbops is in no part" in problems
+    assert "SEQUENCE SET public ev_id_seq dbops is in part-1, part-2" in problems
+    assert "TABLE DATA public late_arrival dbops is in part-3 but not in pg_dump's selection" in problems
+    assert len(problems) == 3
+
+
+def test_a_data_part_is_never_dumped_without_tables() -> None:
+    # pg_dump --data-only without -t dumps every table: a plan with a group without rows is refused.
+    import pytest
+
+    from models.backup_plan import DataGroup
+    from models.errors import BackupError
+    from models.settings import load_settings
+    from tasks.backup.parts import part_specs
+    from tasks.backup.plan import BackupPlan
+
+    only = table("a", 1, 1)
+    parent = PlannedTable("public", "p", 2, 0, partitioned=True)
+    groups = [DataGroup(tables=[only]), DataGroup(tables=[parent])]
+    plan = BackupPlan([only, parent], [], False, groups, "public", ["a", "p"])
+    with pytest.raises(BackupError, match=r"a data part \(data-2\) without tables"):
+        part_specs(plan, "20261203T000000Z-abcdef", load_settings(_env_file=None))
