@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,3 +298,42 @@ def require_extension(server: EmbeddedServer, pg_bindir: Path, name: str) -> Non
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message}; .ci/run must install postgresql-{major}-{package}")
     pytest.skip(f"{message}: apt-get install postgresql-{major}-{package} to run this schema")
+
+
+#: The README's "Restoring a multi-part backup by hand" script, for a backup in a local directory:
+#: ``cat`` where the README has ``aws s3 cp``, and no ``age -d`` stage for a backup that is not
+#: encrypted. Stock tools only: sha256sum, jq, zstd, pg_restore.
+BY_HAND = r"""
+set -euo pipefail
+ROOT=$1 SRC=$1/$2 WORK=$3
+fetch() { cat "$SRC/$1" | zstd -dc; }
+jq -r '.parts[] | "\(.sha256)  \(.object_key)"' "$SRC/manifest.json" > "$WORK/expected.sha256"
+(cd "$ROOT" && sha256sum --quiet -c "$WORK/expected.sha256")            # every part as the manifest says
+pre=$(ls "$SRC" | grep -- '-pre-data\.pgcustom')
+fetch "$pre" | pg_restore --exit-on-error --dbname "$DB"
+pids=()
+for part in $(ls "$SRC" | grep -- '-data-[0-9]*\.pgcustom'); do
+    fetch "$part" | pg_restore --exit-on-error --dbname "$DB" & pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+post=$(ls "$SRC" | grep -- '-post-data\.pgcustom')
+fetch "$post" > "$WORK/post-data.pgcustom"
+pg_restore --exit-on-error --jobs 2 --dbname "$DB" "$WORK/post-data.pgcustom"
+"""
+
+
+def restore_by_hand(root: Path, manifest: BackupManifest, target: URL, pg_bindir: Path, work: Path) -> None:
+    """Restore a multi-part backup from the local store at *root* into *target* with the README's
+    by-hand script: what an operator without dbops at hand would run."""
+    work.mkdir(parents=True, exist_ok=True)
+    with child_environment(target) as environment:
+        completed = subprocess.run(
+            ["/bin/bash", "-c", BY_HAND, "by-hand", str(root), manifest.object_key, str(work)],
+            env=os.environ
+            | environment
+            | {"DB": conninfo(target, purpose="by hand"), "PATH": f"{pg_bindir}:{os.environ['PATH']}"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert completed.returncode == 0, completed.stderr

@@ -4,7 +4,8 @@ restored by ``pg_restore``, on a corpus of schemas (tests/integration/backup/cor
 For each schema, backups of parallelism 2, 3 and 4 are each restored by dbops (its parts streamed into
 pg_restore, the rows checked against the manifest as a rehearsal checks them), and each restore must
 equal the oracle's: ``pg_dump -s``, every table's rows by an ordered hash, every sequence's value and
-the large objects.
+the large objects. Each backup is also restored with stock tools only, by the README's by-hand
+script, and must equal the oracle too.
 """
 
 from __future__ import annotations
@@ -217,3 +218,12 @@ def test_a_multi_part_backup_restores_what_a_single_pg_dump_restores(
         assert restored.rows == expected.rows, f"parallelism {parallelism}: table rows differ"
         assert restored.sequences == expected.sequences, f"parallelism {parallelism}: sequences differ"
         assert restored.large_objects == expected.large_objects, f"parallelism {parallelism}: large objects"
+
+        by_hand_at = source.targets.fresh()  # and with stock tools only, by the README's script
+        try:
+            root = Path(str(configured.backup_url))
+            corpus.restore_by_hand(root, manifest, by_hand_at, pg_bindir, tmp_path / f"hand-{parallelism}")
+            by_hand = corpus.measure(by_hand_at, pg_bindir)
+        finally:
+            source.targets.drop(by_hand_at)
+        assert by_hand == expected, f"parallelism {parallelism}: the by-hand restore differs"
