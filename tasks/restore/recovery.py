@@ -14,6 +14,7 @@ touched: its run still holds its lock.
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Engine
@@ -44,24 +45,34 @@ def interrupted(connection: Connection, target: str | None = None) -> list[Marke
     ]
 
 
-def next_action(found: MarkedDatabase, target_oid: int | None) -> str:
-    """What recovery does about *found*'s interrupted sequence, given the target's OID now."""
+class Action(StrEnum):
+    UNDO = "undo"  # the target stands as it was: reopen what was closed, clear the intent
+    FINISH = "finish"  # the renames happened, or the checked copy waits for the target's name
+    RESTORE_AGAIN = "restore again"  # the target was dropped before its copy was checked
+    LEAVE = "leave"  # the target's name belongs to another database now: for a person
+
+
+def next_action(found: MarkedDatabase, target_oid: int | None) -> tuple[Action, str]:
+    """What recovery does about *found*'s interrupted sequence, given the target's OID now, and the
+    words for it."""
     journal = found.mark.journal
     assert journal is not None
+    target, name = journal.target, found.name
     if journal.sequence is Sequence.IN_PLACE:
         if target_oid is not None and target_oid == journal.target_oid:
-            return f"undo: reopen {journal.target} and drop the copy {found.name}, not yet filled"
+            return Action.UNDO, f"undo: reopen {target} and drop the copy {name}, not yet filled"
         if target_oid is not None:
-            return f"leave {found.name} for a person: {journal.target} is another database now"
+            return Action.LEAVE, f"leave {name} for a person: {target} is another database now"
         if journal.step in ("grant", "rename"):
-            return f"finish: give the checked copy {found.name} the name {journal.target}"
+            return Action.FINISH, f"finish: give the checked copy {name} the name {target}"
         return (
-            f"finish: drop the unchecked copy {found.name} and restore backup {found.mark.backup} into "
-            f"{journal.target} again"
+            Action.RESTORE_AGAIN,
+            f"finish: drop the unchecked copy {name} and restore backup {found.mark.backup} into "
+            f"{target} again",
         )
-    if found.oid == journal.replacement_oid and found.name != journal.target:
-        return f"undo: reopen {journal.target} and {found.name}, as before the {journal.sequence.value}"
-    return f"finish: reopen {journal.target} and {found.name}, the {journal.sequence.value} is done"
+    if found.oid == journal.replacement_oid and name != target:
+        return Action.UNDO, f"undo: reopen {target} and {name}, as before the {journal.sequence.value}"
+    return Action.FINISH, f"finish: reopen {target} and {name}, the {journal.sequence.value} is done"
 
 
 def recover_interrupted(
@@ -111,28 +122,28 @@ def _recover(
     journal = found.mark.journal
     assert journal is not None
     target_oid = _oid(connection, journal.target)
-    action = next_action(found, target_oid)
+    action, words = next_action(found, target_oid)
     copy = Database(found.name, found.oid)
-    if journal.sequence is Sequence.IN_PLACE:
-        if action.startswith("undo"):
-            reopen(engine, journal.target, log)
-            if _oid(connection, found.name) == found.oid:
-                connection.execute(text("DROP DATABASE " + quote_identifier(found.name) + " WITH (FORCE)"))
-        elif journal.step in ("grant", "rename"):
-            finish_rebuild(engine, journal, copy, log)
-        elif action.startswith("finish"):
-            _restore_again(engine, connection, found, guard, settings, log)
-        else:
-            keep_failed(connection, copy, found.mark, journal, log)
-    elif action.startswith("undo"):
+    in_place = journal.sequence is Sequence.IN_PLACE
+    if action is Action.UNDO and in_place:
+        reopen(engine, journal.target, log)
+        if _oid(connection, found.name) == found.oid:
+            connection.execute(text("DROP DATABASE " + quote_identifier(found.name) + " WITH (FORCE)"))
+    elif action is Action.UNDO:
         undo_exchange(engine, journal, found.mark.model_copy(update={"journal": None}), log)
-    else:
+    elif action is Action.FINISH and in_place:
+        finish_rebuild(engine, journal, copy, log)
+    elif action is Action.FINISH:
         reopen(engine, journal.target, log)
         reopen(engine, found.name, log)
         clear_intent(connection, copy, found.mark, log)
+    elif action is Action.RESTORE_AGAIN:
+        _restore_again(engine, connection, found, guard, settings, log)
+    else:
+        keep_failed(connection, copy, found.mark, journal, log)
     line = (
         f"found the {journal.sequence.value} of {journal.target} by run {journal.run} stopped before "
-        f"'{journal.step}' ({found.name}); did: {action}"
+        f"'{journal.step}' ({found.name}); did: {words}"
     )
     log.warning("%s", line)
     return line
@@ -210,9 +221,10 @@ def examine(server: URL, settings: Settings, target: str, log: Logger | None = N
         try:
             with open_connection(engine) as connection:
                 if guard is None:
+                    now = _oid(connection, target)
                     lines += [
                         f"interrupted: {found.name}, the {_sequence(found)} of {target}; a dbops job holds "
-                        f"its guard now, and the next one will {next_action(found, _oid(connection, target))}"
+                        f"its guard now, and the next one will {next_action(found, now)[1]}"
                         for found in interrupted(connection, target)
                     ]
                 lines += [
