@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+import typer
 from sqlalchemy.engine import URL
 
-from deployments.cli import command_line
+from deployments.cli.schema import check_command
 from models.settings import Settings
 from tasks.schema import migrate as migrate_module
 from tasks.schema.migrate import MIGRATIONS_DIR, migrate
@@ -37,9 +37,18 @@ def migrations_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return copy
 
 
-def check_in_process(env: dict[str, str]) -> Result:
-    """``dbops check`` in this process, so it reads the migrations copy."""
-    return CliRunner().invoke(command_line(), ["check"], env=env)
+def check_in_process(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str]:
+    """``dbops check`` in this process, so it reads the migrations copy: its exit code and output."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        check_command()
+        exit_code = 0
+    except typer.Exit as exit_:
+        exit_code = exit_.exit_code
+    return exit_code, capsys.readouterr().out
 
 
 def test_migrate_records_each_revision_file_hash(settings: Settings, database_url: URL) -> None:
@@ -55,36 +64,42 @@ def test_migrate_records_each_revision_file_hash(settings: Settings, database_ur
 
 
 def test_check_reports_a_revision_edited_after_it_was_applied(
-    settings: Settings, database_url: URL, cli_env: dict[str, str], migrations_copy: Path
+    settings: Settings,
+    database_url: URL,
+    cli_env: dict[str, str],
+    migrations_copy: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     migrate(database_url, settings)
-    assert check_in_process(cli_env).exit_code == 0
+    assert check_in_process(cli_env, monkeypatch, capsys)[0] == 0
 
     edited = migrations_copy / "versions" / SECOND_REVISION.name
     edited.write_text(edited.read_text().replace("duration_months > 0", "duration_months >= 0"))
-    report = check_in_process(cli_env)
+    exit_code, output = check_in_process(cli_env, monkeypatch, capsys)
 
-    assert report.exit_code == 1, report.output
-    assert (
-        "revision 0002 (20261127_0002_check_constraints.py) was edited after it was applied" in report.output
-    )
-    assert "0001" not in report.output.split("difference(s)")[1]
+    assert exit_code == 1, output
+    assert "revision 0002 (20261127_0002_check_constraints.py) was edited after it was applied" in output
+    assert "0001" not in output.split("difference(s)")[1]
 
 
 def test_check_reports_an_applied_revision_missing_from_the_code(
-    settings: Settings, database_url: URL, cli_env: dict[str, str], migrations_copy: Path
+    settings: Settings,
+    database_url: URL,
+    cli_env: dict[str, str],
+    migrations_copy: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     third = migrations_copy / "versions" / "20261203_0003_users_email_statistics.py"
     third.write_text(THIRD_REVISION)
     migrate(database_url, settings)
     third.unlink()
 
-    report = check_in_process(cli_env)
+    exit_code, output = check_in_process(cli_env, monkeypatch, capsys)
 
-    assert report.exit_code == 1, report.output
-    assert (
-        "revision 0003 (20261203_0003_users_email_statistics.py) was applied but is missing" in report.output
-    )
+    assert exit_code == 1, output
+    assert "revision 0003 (20261203_0003_users_email_statistics.py) was applied but is missing" in output
 
 
 def test_a_database_migrated_before_checksums_were_kept_checks_clean_and_is_adopted(
