@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from logging.config import fileConfig
+from typing import Any
 
 from alembic import context
+from alembic.runtime.migration import MigrationContext, MigrationInfo
 from sqlalchemy.engine import Connection, Engine
 
-from models.schema import Base
+from models.schema import Base, is_modelled
 
 config = context.config
 if config.config_file_name is not None:
@@ -20,10 +23,25 @@ target_metadata = Base.metadata
 
 
 def run_migrations(connection: Connection) -> None:
+    """Each revision commits in a transaction of its own, with its checksum recorded in it: a revision
+    whose DDL times out waiting for a lock is retried alone, and the ones before it stay applied."""
+    from tasks.schema.applied import record_applied_revision
+
+    callers_callback = config.attributes.get("on_version_apply")
+
+    def on_version_apply(
+        ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]
+    ) -> None:
+        record_applied_revision(ctx=ctx, step=step)
+        if callers_callback is not None:
+            callers_callback(ctx=ctx, step=step, heads=heads, run_args=run_args)
+
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
-        on_version_apply=config.attributes.get("on_version_apply", ()),
+        on_version_apply=on_version_apply,
+        transaction_per_migration=True,
+        include_name=is_modelled,
         compare_type=True,
         compare_server_default=True,
     )

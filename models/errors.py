@@ -106,6 +106,13 @@ class MigrationLockTimeoutError(MigrationError):
     retryable = True
 
 
+class TableLockTimeoutError(MigrationError):
+    """A revision's DDL kept timing out waiting for a table lock another session holds; nothing of
+    that revision was applied."""
+
+    retryable = True
+
+
 class RevisionNotFoundError(MigrationError):
     """The requested revision does not exist in this code's migration history."""
 

@@ -44,6 +44,16 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+#: Kept by the migration machinery itself (:mod:`tasks.schema.applied`), like ``alembic_version``.
+APPLIED_REVISIONS_TABLE = "dbops_applied_revisions"
+MIGRATION_BOOKKEEPING_TABLES = frozenset({APPLIED_REVISIONS_TABLE})
+
+
+def is_modelled(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic's ``include_name`` hook: the migrations' own bookkeeping tables are no model's and
+    never drift, just as Alembic leaves out ``alembic_version``."""
+    return not (type_ == "table" and name in MIGRATION_BOOKKEEPING_TABLES)
+
 
 class Role(enum.StrEnum):
     ADMIN = "ADMIN"

@@ -100,7 +100,13 @@ class Settings(BaseSettings):
         default=60.0, description="How long a migration waits for another one to finish."
     )
     ddl_lock_timeout_seconds: float = Field(
-        default=10.0, description="lock_timeout for migration DDL, so it never queues forever."
+        default=2.0, description="lock_timeout for migration DDL, so it never queues forever."
+    )
+    migration_lock_retries: int = Field(
+        default=5,
+        ge=0,
+        le=100,
+        description="How many times a revision whose DDL timed out waiting for a table lock is retried.",
     )
     ddl_statement_timeout_seconds: float = Field(
         default=600.0, description="statement_timeout for migration DDL (0 disables it)."

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from sqlalchemy import PrimaryKeyConstraint, UniqueConstraint
 
 from models.index_review import Finding, FindingKind
-from models.schema import Base
+from models.schema import MIGRATION_BOOKKEEPING_TABLES, Base
 from models.settings import Settings
 from tasks.index_review import statements
 from tasks.index_review.catalog import ForeignKeyInfo, IndexInfo, TableInfo
 from tasks.index_review.index_findings import supports
 
-#: Alembic's bookkeeping table is not part of the models.
-_UNMODELLED_TABLES = frozenset({"alembic_version"})
+#: The migrations' bookkeeping tables are not part of the models.
+_UNMODELLED_TABLES = frozenset({"alembic_version"}) | MIGRATION_BOOKKEEPING_TABLES
 _MAX_IDENTIFIER = 63
 
 

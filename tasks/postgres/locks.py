@@ -62,6 +62,53 @@ def exclusive_holders(connection: Connection, table: str) -> list[LockHolder]:
     ]
 
 
+@dataclass(frozen=True)
+class BlockingSession:
+    """A session that kept a waiting one from its lock, and what it holds on what."""
+
+    holder: LockHolder
+    mode: str
+    relation: str
+
+    def describe(self) -> str:
+        return f"{self.holder.describe()}, holding {self.mode} on {self.relation}"
+
+
+_BLOCKERS = text("""
+    SELECT b.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'),
+           a.xact_start, coalesce(held.mode, 'a place ahead in the queue for ' || w.mode),
+           coalesce(w.relation::regclass::text, w.locktype)
+    FROM pg_locks AS w
+    CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS b(pid)
+    LEFT JOIN pg_stat_activity AS a ON a.pid = b.pid
+    LEFT JOIN LATERAL (
+        SELECT string_agg(h.mode, '+' ORDER BY h.mode) AS mode FROM pg_locks AS h
+        WHERE h.pid = b.pid AND h.granted AND h.locktype = w.locktype
+          AND h.database IS NOT DISTINCT FROM w.database AND h.relation IS NOT DISTINCT FROM w.relation
+    ) AS held ON true
+    WHERE w.pid = :pid AND NOT w.granted
+    ORDER BY a.xact_start, b.pid
+""")
+
+
+def blocking_sessions(connection: Connection, waiting_pid: int) -> list[BlockingSession]:
+    """The sessions *waiting_pid* is waiting behind right now, from pg_blocking_pids and pg_locks.
+
+    Asked while the wait lasts: once the waiter gives up, nothing on the server remembers who
+    blocked it. ``xact_start`` stands for "since": a lock is held from its transaction's start at
+    the latest; it is null when the role may not see the other session's details.
+    """
+    rows = connection.execute(_BLOCKERS, {"pid": waiting_pid})
+    return [
+        BlockingSession(
+            holder=LockHolder(pid=row[0], application_name=row[1], client=row[2], holding_since=row[3]),
+            mode=row[4],
+            relation=row[5],
+        )
+        for row in rows
+    ]
+
+
 def lock_key(name: str) -> int:
     """A fixed signed 64-bit advisory lock key derived from *name* (stable across versions)."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)

@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from models.rehearsal import RestoreMode, RestoreSummary, TableComparison
+from models.schema import MIGRATION_BOOKKEEPING_TABLES
 
 #: Bookkeeping the summary's revision line already covers.
-_NOT_DATA = frozenset({"alembic_version"})
+_NOT_DATA = frozenset({"alembic_version"}) | MIGRATION_BOOKKEEPING_TABLES
 
 
 def compare_tables(copy: Mapping[str, int], live: Mapping[str, int]) -> list[TableComparison]:

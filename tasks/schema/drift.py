@@ -1,7 +1,8 @@
 """Drift: differences between the models and the live database, as Alembic's autogenerate sees them.
 
-A column added by hand, an index dropped in an incident, a migration never applied: each shows up
-here as one readable line, so ``dbops check`` can fail a deploy before the application trips on it.
+A column added by hand, an index dropped in an incident, a migration never applied, a revision edited
+or deleted after it was applied: each shows up here as one readable line, so ``dbops check`` can fail
+a deploy before the application trips on it.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from sqlalchemy.engine import URL
 
 from models.database_url import describe
 from models.results import DriftReport
-from models.schema import Base
+from models.schema import Base, is_modelled
 from models.settings import Settings
 from tasks.postgres.engine import check_connection, make_engine
-from tasks.schema.migrate import head_revision
+from tasks.schema.applied import applied_revision_differences
+from tasks.schema.migrate import head_revision, script_directory
 
 
 def detect_drift(url: URL, settings: Settings) -> DriftReport:
@@ -25,10 +27,12 @@ def detect_drift(url: URL, settings: Settings) -> DriftReport:
     check_connection(engine)
     with engine.connect() as connection:
         context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "compare_server_default": True}
+            connection,
+            opts={"compare_type": True, "compare_server_default": True, "include_name": is_modelled},
         )
         revision = context.get_current_revision()
         differences = [describe_difference(item) for item in compare_metadata(context, Base.metadata)]
+        differences += applied_revision_differences(connection, script_directory())
     head = head_revision()
     if revision != head:
         differences.insert(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,16 +19,26 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
+from alembic.util import to_tuple
 from alembic.util.exc import CommandError as AlembicCommandError
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from models.database_url import describe
-from models.errors import DowngradeRefusedError, MigrationError, RevisionNotFoundError
+from models.errors import DowngradeRefusedError, MigrationError, RevisionNotFoundError, TableLockTimeoutError
 from models.results import MigrationDirection, MigrationResult
 from models.settings import Environment, Settings
 from tasks.postgres.engine import make_engine, open_connection
+from tasks.postgres.locks import LOCK_NOT_AVAILABLE
+from tasks.schema.applied import adopt_applied_revisions
 from tasks.schema.lock import migration_lock
+from tasks.schema.lock_waits import (
+    backend_pid,
+    backoff_seconds,
+    describe_blockers,
+    is_lock_timeout,
+    watching_blockers,
+)
 
 # The ``migrations`` package sits beside ``tasks`` in the source tree and in site-packages alike.
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -180,16 +190,29 @@ def migrate(
         log.info(
             "%s %s: %s -> %s", direction.value, describe(url), before or "base", target_revision or "base"
         )
+        adopted = adopt_applied_revisions(observer, script, before)
+        if adopted:
+            log.info("recorded the checksums of %d revision(s) applied before they were kept", adopted)
         if direction is not MigrationDirection.NONE:
-            try:
-                with _ALEMBIC_COMMANDS, open_connection(engine) as connection:
-                    config = alembic_config(connection, on_version_apply=record_step)
-                    if direction is MigrationDirection.UPGRADE:
-                        command.upgrade(config, target_revision or "head")
-                    else:
-                        command.downgrade(config, target_revision or "base")
-            except DBAPIError as error:
-                raise failed_statement(url, target, error) from None
+
+            def run_alembic(connection: Connection) -> None:
+                config = alembic_config(connection, on_version_apply=record_step)
+                if direction is MigrationDirection.UPGRADE:
+                    command.upgrade(config, target_revision or "head")
+                else:
+                    command.downgrade(config, target_revision or "base")
+
+            with _ALEMBIC_COMMANDS:
+                apply_with_lock_retries(
+                    run_alembic,
+                    engine,
+                    settings,
+                    next_revision=lambda: next_revision(
+                        script, current_revision(observer), target_revision, direction
+                    ),
+                    failed=lambda error: failed_statement(url, target, error),
+                    log=log,
+                )
         after = current_revision(observer)
     if after != target_revision:
         raise MigrationError(
@@ -209,9 +232,73 @@ def migrate(
     )
 
 
+def next_revision(
+    script: ScriptDirectory, current: str | None, target: str | None, direction: MigrationDirection
+) -> str:
+    """The revision the next step applies (upgrade) or reverts (downgrade) on the way to *target*."""
+    if direction is MigrationDirection.DOWNGRADE and current is not None:
+        return current
+    for revision in script.iterate_revisions(target or "heads", current or "base"):
+        if current in (to_tuple(revision.down_revision, default=()) or (None,)):
+            return revision.revision
+    return target or "head"
+
+
+def apply_with_lock_retries(
+    run: Callable[[Connection], None],
+    engine: Engine,
+    settings: Settings,
+    *,
+    next_revision: Callable[[], str],
+    failed: Callable[[DBAPIError], MigrationError],
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> None:
+    """Run Alembic on a fresh connection; when a revision's DDL times out waiting for a table lock,
+    run it again, alone, after a backoff, up to ``DBOPS_MIGRATION_LOCK_RETRIES`` times.
+
+    Each revision commits on its own (``transaction_per_migration``), so a new run resumes at the
+    revision that failed; the ones before it are never applied twice. The wait is bounded: at most
+    ``(retries + 1) * lock_timeout`` plus the backoffs for each revision.
+    """
+    failures: dict[str, int] = {}
+    while True:
+        with (
+            open_connection(engine) as connection,
+            watching_blockers(engine, backend_pid(connection)) as watch,
+        ):
+            try:
+                run(connection)
+                return
+            except DBAPIError as error:
+                if not is_lock_timeout(error):
+                    raise failed(error) from None
+                blocked_by = describe_blockers(watch.seen)
+                reason = str(error.orig).strip().splitlines()[0]
+        revision = next_revision()
+        failures[revision] = attempt = failures.get(revision, 0) + 1
+        retries = settings.migration_lock_retries
+        if attempt > retries:
+            raise TableLockTimeoutError(
+                f"revision {revision} could not take its table lock within "
+                f"{settings.ddl_lock_timeout_seconds:g} s in {attempt} attempt(s); it was not applied",
+                detail=f"{blocked_by} ({reason}, SQLSTATE {LOCK_NOT_AVAILABLE})",
+                hint="let that session finish or end it with pg_terminate_backend(pid) and rerun dbops "
+                "migrate, or raise DBOPS_DDL_LOCK_TIMEOUT_SECONDS or DBOPS_MIGRATION_LOCK_RETRIES",
+            )
+        pause = backoff_seconds(attempt)
+        log.warning(
+            "revision %s waited %g s for a table lock, %s; retry %d of %d in %.1f s",
+            revision,
+            settings.ddl_lock_timeout_seconds,
+            blocked_by,
+            attempt,
+            retries,
+            pause,
+        )
+        time.sleep(pause)
+
+
 _HINTS_BY_SQLSTATE = {
-    "55P03": "another session holds a lock on a table this migration changes; retry when traffic is "
-    "lower, or raise DBOPS_DDL_LOCK_TIMEOUT_SECONDS",
     "57014": "a statement ran longer than DBOPS_DDL_STATEMENT_TIMEOUT_SECONDS; raise it for this migration",
 }
 

@@ -35,6 +35,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 
 from models.plan import ALLOWANCE, Blocked, LockHeld, RevisionTrace, StatementTrace
+from models.schema import APPLIED_REVISIONS_TABLE
 from models.settings import Settings
 from tasks.postgres import driver
 from tasks.postgres.engine import open_connection
@@ -197,9 +198,13 @@ class _Sampler:
 
 
 def _ours(statement: str) -> bool:
-    """Alembic's own bookkeeping (its version table, SQLAlchemy's catalogue reflection), not the
-    revision's."""
-    return "alembic_version" in statement or statement.lstrip().startswith("SELECT pg_catalog.")
+    """Bookkeeping, not the revision's: Alembic's version table, SQLAlchemy's catalogue reflection
+    and the checksums of applied revisions."""
+    return (
+        "alembic_version" in statement
+        or APPLIED_REVISIONS_TABLE in statement
+        or statement.lstrip().startswith("SELECT pg_catalog.")
+    )
 
 
 def _lsn(text: str) -> int:
