@@ -197,9 +197,10 @@ class Settings(BaseSettings):
     stale_after_minutes: float = Field(
         default=60.0,
         ge=0,
-        description="A work directory that does not say which process made it (an earlier release's) "
-        "belongs to a run that is gone once untouched this long. Databases are judged by whether "
-        "their run is alive, never by age.",
+        description="How long a scratch database kept by dbops rehearse --keep is held after the run; "
+        "and a work directory that does not say which process made it (an earlier release's) belongs "
+        "to a run that is gone once untouched this long. Other databases are judged by whether their "
+        "run is alive, never by age.",
     )
     restore_keep_set_aside_days: float = Field(
         default=7.0,

@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Enum, text
 
-from models.schema import Base
+from models.schema import Base, is_modelled
 from tasks.integrity.context import CheckContext
 from tasks.integrity.outcome import Outcome, outcome_from
 from tasks.postgres.progress import HIDDEN_BUILDS, index_build_seen
@@ -75,7 +75,8 @@ def migrations_at_head(context: CheckContext) -> Outcome:
 def schema_drift(context: CheckContext) -> Outcome:
     with context.engine.connect() as connection:
         migration_context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "compare_server_default": True}
+            connection,
+            opts={"compare_type": True, "compare_server_default": True, "include_name": is_modelled},
         )
         differences = [
             describe_difference(item)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from models.backup import rehearsal_key, source_of
 from models.database_url import describe
@@ -19,7 +19,7 @@ from models.marks import DatabaseMark, MarkKind
 from models.rehearsal import RehearsalRecord
 from models.settings import Settings
 from tasks.backup.source import database_source
-from tasks.postgres.engine import database_url
+from tasks.postgres.engine import database_url, make_engine, open_connection
 from tasks.postgres.guard import maintenance_guard
 from tasks.restore.copy import (
     Logger,
@@ -30,6 +30,7 @@ from tasks.restore.copy import (
     work_directory,
 )
 from tasks.restore.leftovers import sweep
+from tasks.restore.marks import write_mark
 from tasks.restore.parts import fetch_backup
 from tasks.restore.runs import hold_run, run_id
 from tasks.restore.target import (
@@ -106,7 +107,13 @@ def rehearse(
             if created is not None:
                 if keep:
                     record.scratch_kept = True
-                    log.warning("kept the scratch database %s on %s", created.name, describe(server))
+                    until = _hold(created, mark, settings, log)
+                    log.warning(
+                        "kept the scratch database %s on %s until %s UTC",
+                        created.name,
+                        describe(server),
+                        f"{until:%Y-%m-%d %H:%M}",
+                    )
                 else:
                     drop_created(created, settings, logger=log)
             store.put_bytes(rehearsal_key(manifest.backup_id), record.model_dump_json(indent=2).encode())
@@ -117,6 +124,21 @@ def rehearse(
             timings.total,
         )
     return record
+
+
+def _hold(created: CreatedDatabase, mark: DatabaseMark, settings: Settings, log: Logger) -> datetime:
+    """Hold a kept scratch copy for ``DBOPS_STALE_AFTER_MINUTES`` after this run ends: its run is
+    gone then, and without the hold the next sweep would drop what a person asked to look at."""
+    until = datetime.now(UTC) + timedelta(minutes=settings.stale_after_minutes)
+    engine = make_engine(created.server, settings, purpose="rehearsal")
+    try:
+        with open_connection(engine, autocommit=True) as connection:
+            write_mark(connection, created.name, created.oid, mark.model_copy(update={"held_until": until}))
+    except DbopsError as error:  # housekeeping: the copy stays either way, only the hold is missing
+        log.warning("could not hold the kept scratch database %s: %s", created.name, error.one_line())
+    finally:
+        engine.dispose()
+    return until
 
 
 def raise_for_failure(record: RehearsalRecord) -> None:
