@@ -41,6 +41,9 @@ class FaultyS3Proxy:
         #: Set when a GET of an archived object arrives (hold mode: it waits for ``release``).
         self.archive_read = threading.Event()
         self.release = threading.Event()
+        #: Any mode: the first HEAD of a key ending so waits for ``release``, announced by ``head_held``.
+        self.hold_head: str | None = None
+        self.head_held = threading.Event()
         #: Step mode: each GET of an archived object is announced here and waits for one ``proceed``.
         self.held: queue.Queue[str] = queue.Queue()
         self.proceed = threading.Semaphore(0)
@@ -63,6 +66,14 @@ class FaultyS3Proxy:
                     self.end_headers()
                     self.wfile.write(_NOT_IMPLEMENTED)
                     return
+                if (
+                    self.command == "HEAD"
+                    and proxy.hold_head is not None
+                    and self.path.split("?")[0].endswith(proxy.hold_head)
+                    and not proxy.head_held.is_set()
+                ):
+                    proxy.head_held.set()
+                    proxy.release.wait(60)
                 upstream = http.client.HTTPConnection(proxy.upstream.netloc, timeout=60)
                 headers = {key: value for key, value in self.headers.items() if key.lower() != "connection"}
                 upstream.request(self.command, self.path, body=body, headers=headers)
@@ -85,7 +96,9 @@ class FaultyS3Proxy:
                 for key, value in response.getheaders():
                     if key.lower() not in _DROPPED_HEADERS:
                         self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
+                # A HEAD's length is the object's, as the store said it: there is no payload to count.
+                length = response.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(payload)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)
