@@ -49,6 +49,8 @@ class Heartbeat:
                 self._write()
             except DbopsError as error:  # the next rewrite may succeed; several misses are tolerated
                 self.log.warning("could not refresh the heartbeat %s: %s", self.key, error.one_line())
+            except OSError as error:  # a local store's full disk, say: the thread must go on
+                self.log.warning("could not refresh the heartbeat %s: %s", self.key, error)
 
     def stop(self) -> None:
         self._stopped.set()
