@@ -158,6 +158,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Backups without a manifest older than this are removed by the next run.",
     )
+    backup_heartbeat_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often a running backup rewrites its heartbeat (backups/<id>/running.json); the "
+        "sweep counts a backup as running while its heartbeat is under five intervals old.",
+    )
     backup_keep_last: int = Field(default=7, ge=0, description="Retention: the N most recent backups.")
     backup_keep_daily: int = Field(default=7, ge=0, description="Retention: the newest of each of D days.")
     backup_keep_weekly: int = Field(default=4, ge=0, description="Retention: the newest of each of W weeks.")

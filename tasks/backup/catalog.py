@@ -12,17 +12,22 @@ from models.backup import (
     MANIFEST_NAME,
     BackupManifest,
     BackupPin,
+    BackupSource,
     backup_folder,
     backup_id_of,
     backup_time,
+    manifest_key,
     pin_key,
     rehearsal_key,
+    stored_parts,
     timelines,
 )
 from models.errors import BackupError, ConfigurationError, StorageError
+from models.heartbeat import BackupHeartbeat, Verdict, judge, running_key
 from models.rehearsal import RehearsalRecord
-from models.retention import Dated, RetentionPlan, RetentionPolicy, plan_retention
+from models.retention import Dated, ObjectLock, RetentionPlan, RetentionPolicy, plan_retention
 from tasks.storage import ObjectStore, StoredObject
+from tasks.storage.base import OpenUpload
 
 _log = logging.getLogger(__name__)
 
@@ -78,12 +83,18 @@ def pins(store: ObjectStore, keys: dict[str, list[str]] | None = None) -> dict[s
     """The pin of each pinned backup (an unreadable pin still pins: it is read as "unreadable pin")."""
     found = {}
     for backup_id, objects in (keys or backup_keys(store)).items():
-        if pin_key(backup_id) in objects:
-            try:
-                found[backup_id] = BackupPin.model_validate_json(store.read_bytes(pin_key(backup_id)))
-            except ValidationError:
-                found[backup_id] = BackupPin(reason="unreadable pin", pinned_at=backup_time(backup_id))
+        if pin_key(backup_id) in objects and (read := _read_pin(store, backup_id)) is not None:
+            found[backup_id] = read
     return found
+
+
+def _read_pin(store: ObjectStore, backup_id: str) -> BackupPin | None:
+    if store.stat(pin_key(backup_id)) is None:
+        return None
+    try:
+        return BackupPin.model_validate_json(store.read_bytes(pin_key(backup_id)))
+    except ValidationError:
+        return BackupPin(reason="unreadable pin", pinned_at=backup_time(backup_id))
 
 
 def pin(store: ObjectStore, backup_id: str, reason: str) -> BackupPin:
@@ -93,6 +104,13 @@ def pin(store: ObjectStore, backup_id: str, reason: str) -> BackupPin:
     _complete(store, backup_id)
     pinned = BackupPin(reason=reason.strip(), pinned_at=datetime.now(UTC))
     store.put_bytes(pin_key(backup_id), pinned.model_dump_json().encode())
+    # A prune reads the pin right before deleting; one that had already begun deleting this
+    # backup shows here, and the pin is not reported as holding what is gone.
+    if store.stat(manifest_key(backup_id)) is None:
+        store.delete([pin_key(backup_id)])
+        raise ConfigurationError(
+            f"backup {backup_id} was pruned while it was being pinned", hint="dbops backups lists the others"
+        )
     return pinned
 
 
@@ -134,35 +152,113 @@ def remove_incomplete(
     store: ObjectStore,
     *,
     older_than: float,
+    guarded_source: BackupSource | None = None,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
 ) -> list[str]:
-    """Delete backups that never got a manifest, once they are *older_than* hours old.
+    """Delete the backups that never got a manifest and are not running; returns their ids.
 
-    The grace period keeps a backup that is still being written (by another worker) out of reach.
-    Interrupted multipart uploads of the same age are aborted too. A locked dump of a backup that never
-    got its manifest is debris all the same: in an object lock bucket its delete leaves a delete
-    marker, and the locked version goes when its lock has ended and the lifecycle rule expires it.
+    A backup is judged by :func:`models.heartbeat.judge`: never touched while its heartbeat is
+    fresh; removed at once when it is a dead backup of *guarded_source* (the database whose guard
+    the caller holds); otherwise once nothing was written to it, uploads in progress included, for
+    *older_than* hours. With it go its uploads in progress (open multipart uploads, temporary files).
+    Uploads outside any backup follow the grace period. A locked object of a backup that never got
+    its manifest is debris all the same: in an object lock bucket its delete leaves a delete marker,
+    and the locked version goes when its lock has ended and the lifecycle rule expires it.
     """
     log = logger or _log
-    cutoff = datetime.now(UTC) - timedelta(hours=older_than)
-    removed = []
-    for backup_id, objects in _objects_by_backup(store).items():
-        keys = [stored.key for stored in objects]
-        complete = f"{backup_folder(backup_id)}/{MANIFEST_NAME}" in keys
-        # Judged by its last write, not its start: a backup still writing is not debris.
-        last_activity = max([backup_time(backup_id), *(stored.modified for stored in objects)])
-        if not complete and last_activity < cutoff:
-            store.delete(keys)
-            removed.append(backup_id)
-            log.warning("removed incomplete backup %s (no manifest after %.1f h)", backup_id, older_than)
+    now = datetime.now(UTC)
+    grace = timedelta(hours=older_than)
+    objects = _objects_by_backup(store)
+    uploads: dict[str | None, list[OpenUpload]] = defaultdict(list)
     try:
-        swept = store.sweep_incomplete_uploads(cutoff)
+        for upload in store.open_uploads():
+            uploads[backup_id_of(upload.key)].append(upload)
     except StorageError as error:  # housekeeping: it never fails the backup it tidies up before
         log.warning("skipped sweeping interrupted uploads: %s", error.one_line())
-        return removed
-    if swept:
-        log.warning("aborted %d interrupted upload(s) in %s", swept, store.describe())
+    removed = []
+    for backup_id in sorted(set(objects) | {key for key in uploads if key is not None}):
+        found = objects.get(backup_id, [])
+        keys = [stored.key for stored in found]
+        if manifest_key(backup_id) in keys:
+            continue
+        last_activity = max(
+            [
+                backup_time(backup_id),
+                *(stored.modified for stored in found),
+                *(upload.last_activity for upload in uploads.get(backup_id, [])),
+            ]
+        )
+        heartbeat = _heartbeat(store, backup_id, keys)
+        verdict = judge(heartbeat, last_activity, now, grace, guarded_source)
+        if verdict in (Verdict.RUNNING, Verdict.RECENT):
+            continue
+        try:
+            _remove_leftover(store, backup_id, keys, uploads.get(backup_id, []))
+        except StorageError as error:  # housekeeping: the next run tries again
+            log.warning("could not remove incomplete backup %s: %s", backup_id, error.one_line())
+            continue
+        removed.append(backup_id)
+        if heartbeat is not None and verdict is Verdict.DEAD:
+            log.warning(
+                "removed backup %s of %s: stopped before its manifest (%s pid %d)",
+                backup_id,
+                heartbeat.source.describe(),
+                heartbeat.host,
+                heartbeat.pid,
+            )
+        else:
+            log.warning("removed incomplete backup %s (no manifest after %.1f h)", backup_id, older_than)
+    stray = [upload for upload in uploads.get(None, []) if upload.last_activity < now - grace]
+    try:
+        for upload in stray:
+            store.discard_upload(upload)
+    except StorageError as error:
+        log.warning("skipped sweeping interrupted uploads: %s", error.one_line())
+    else:
+        if stray:
+            log.warning("aborted %d interrupted upload(s) in %s", len(stray), store.describe())
     return removed
+
+
+def _remove_leftover(store: ObjectStore, backup_id: str, keys: list[str], uploads: list[OpenUpload]) -> None:
+    """Its uploads in progress, then its objects, the marker last: an interrupted removal leaves the
+    rest still recognised as this backup's."""
+    for upload in uploads:
+        store.discard_upload(upload)
+    # Asked once more right before deleting: a manifest written meanwhile makes it a backup.
+    if store.stat(manifest_key(backup_id)) is not None:
+        return
+    marker = running_key(backup_id)
+    store.delete([key for key in keys if key != marker])
+    store.delete([key for key in keys if key == marker])
+
+
+def _heartbeat(store: ObjectStore, backup_id: str, keys: list[str]) -> BackupHeartbeat | None:
+    """The backup's marker; an unreadable one counts as none (judged by its last activity)."""
+    if running_key(backup_id) not in keys:
+        return None
+    try:
+        return BackupHeartbeat.model_validate_json(store.read_bytes(running_key(backup_id)))
+    except (ValidationError, StorageError):
+        return None
+
+
+def write_manifest(store: ObjectStore, manifest: BackupManifest, lock: ObjectLock | None) -> None:
+    """Write the manifest, once every part it lists is confirmed in the store with its size.
+
+    A sweep or a hand may have removed a part since it was written; a manifest listing it would make
+    a backup that cannot restore, counted by retention as the newest.
+    """
+    for part in stored_parts(manifest):
+        found = store.stat(part.object_key)
+        if found is None or found.size != part.stored_bytes:
+            raise BackupError(
+                f"part {part.name} of backup {manifest.backup_id} is "
+                + ("missing from" if found is None else f"{found.size} bytes, not {part.stored_bytes}, in")
+                + f" {store.describe()}; the backup is not listed",
+                hint="was it removed by hand or by another tool? back up again",
+            )
+    store.put_bytes(manifest_key(manifest.backup_id), manifest.model_dump_json(indent=2).encode(), lock=lock)
 
 
 def prune(
@@ -218,7 +314,15 @@ def prune(
         log.info("backup %s is %s", backup_id, note)
     if dry_run:
         return plan
-    for backup_id in plan.remove:
+    for backup_id in list(plan.remove):
+        # Read again right before the delete: a pin written since the listing (by ``dbops pin``
+        # on any machine) still saves the backup.
+        late_pin = _read_pin(store, backup_id)
+        if late_pin is not None:
+            plan.remove.remove(backup_id)
+            plan.keep[backup_id] = [f"pinned: {late_pin.reason}"]
+            log.info("backup %s was pinned during the prune and is kept", backup_id)
+            continue
         manifest = f"{backup_folder(backup_id)}/{MANIFEST_NAME}"
         store.delete([manifest])
         store.delete([key for key in keys.get(backup_id, []) if key != manifest])

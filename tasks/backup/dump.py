@@ -30,14 +30,15 @@ from models.backup import (
     BackupManifest,
     backup_folder,
     dump_key,
-    manifest_key,
     new_backup_id,
     parts_digest,
 )
 from models.database_url import describe
 from models.errors import BackupError
+from models.retention import ObjectLock
 from models.settings import Settings
-from tasks.backup.catalog import remove_incomplete
+from tasks.backup.catalog import write_manifest
+from tasks.backup.heartbeat import running_backup
 from tasks.backup.parts import dump_parts, with_row_counts
 from tasks.backup.pg_dump import DumpJob, lock_wait_error, stream_dump
 from tasks.backup.plan import BackupPlan, count_tables, current_schema_relations, hold_tables, read_plan
@@ -45,12 +46,14 @@ from tasks.backup.progress import Progress
 from tasks.backup.source import (
     alembic_revision,
     count_rows,
+    database_source,
     read_source,
     recipient_fingerprint,
     reported_server_version,
 )
 from tasks.postgres.binaries import matching_program, search_path
 from tasks.postgres.engine import make_engine, open_connection
+from tasks.postgres.guard import Guard
 from tasks.postgres.libpq import needs_tls
 from tasks.postgres.locks import LOCK_NOT_AVAILABLE
 from tasks.storage import ObjectStore
@@ -70,7 +73,10 @@ def backup(
     *,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    guard: Guard | None = None,
 ) -> BackupManifest:
+    """Back up *url*; *guard*: the caller holds the database's maintenance guard (see
+    :func:`tasks.backup.heartbeat.running_backup`, which keeps the backup visible while it runs)."""
     log = logger or _log
     started_at = datetime.now(UTC)
     lock = settings.object_lock_for(started_at)
@@ -79,8 +85,22 @@ def backup(
         warning = store.check_object_lock()
         if warning:
             log.warning("%s", warning)
-    remove_incomplete(store, older_than=settings.backup_incomplete_grace_hours, logger=log)
     backup_id = new_backup_id(started_at, secrets.token_hex(3))
+    source = database_source(url, settings)
+    with running_backup(store, settings, backup_id, source, guarded=guard is not None, log=log):
+        return _take(url, settings, store, log, on_progress, started_at, lock, backup_id)
+
+
+def _take(
+    url: URL,
+    settings: Settings,
+    store: ObjectStore,
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    on_progress: Callable[[Progress], None] | None,
+    started_at: datetime,
+    lock: ObjectLock | None,
+    backup_id: str,
+) -> BackupManifest:
     if lock is not None:
         log.info(
             "backup %s: every object and the manifest locked (%s) until %s",
@@ -172,7 +192,7 @@ def backup(
         row_counts=row_counts,
         **fields,
     )
-    store.put_bytes(manifest_key(backup_id), manifest.model_dump_json(indent=2).encode(), lock=lock)
+    write_manifest(store, manifest, lock)
     log.info(
         "backup %s complete: %d bytes stored in %d object(s)",
         backup_id,

@@ -31,10 +31,11 @@ def back_up(
 ) -> BackupRun:
     """Take a backup of *url* into *store*; then, unless *prune_after* is false, apply retention.
 
-    Both run under the database's maintenance guard, so a restore typed in a shell waits for them.
+    Both run under the database's maintenance guard, so a restore typed in a shell waits for them,
+    and the backup's sweep knows that any other backup of this database it finds is dead.
     """
-    with maintenance_guard(url, settings, url.database or "", "backup", logger=logger):
-        manifest = backup(url, settings, store, logger=logger, on_progress=on_progress)
+    with maintenance_guard(url, settings, url.database or "", "backup", logger=logger) as guard:
+        manifest = backup(url, settings, store, logger=logger, on_progress=on_progress, guard=guard)
         retention = (
             prune(store, settings.retention_policy, settings.timezone, logger=logger) if prune_after else None
         )

@@ -17,6 +17,19 @@ class StoredObject:
     modified: datetime
 
 
+@dataclass(frozen=True)
+class OpenUpload:
+    """An object still being written: an open multipart upload, or a local temporary file.
+
+    *last_activity* is when it last received data, so a long writer is told from a dead one;
+    *handle* is what the store needs to discard it (an upload id, a file name).
+    """
+
+    key: str
+    last_activity: datetime
+    handle: str
+
+
 class ObjectStore(Protocol):
     """Keys are relative to the store's root (its S3 prefix or its directory)."""
 
@@ -73,10 +86,19 @@ class ObjectStore(Protocol):
         """Every object under *folder*, however many (listings paginate)."""
         ...
 
+    def stat(self, key: str) -> StoredObject | None:
+        """The stored object *key* as the store has it now (one HEAD), or None when there is none."""
+        ...
+
     def delete(self, keys: list[str]) -> None:
         """Delete *keys*; refuses any key outside the backups layout."""
         ...
 
-    def sweep_incomplete_uploads(self, older_than: datetime) -> int:
-        """Discard upload leftovers (multipart uploads, temp files) started before *older_than*."""
+    def open_uploads(self, folder: str = "") -> Iterator[OpenUpload]:
+        """Every object still being written under *folder*; raises ``StorageFeatureMissingError``
+        where the store cannot list them."""
+        ...
+
+    def discard_upload(self, upload: OpenUpload) -> None:
+        """Throw away *upload* (abort it, remove its file); one already gone is no error."""
         ...

@@ -25,7 +25,7 @@ from typing import IO
 from models.backup import backup_id_of
 from models.errors import ObjectExistsError, ObjectLockUnavailableError, StorageError
 from models.retention import ObjectLock
-from tasks.storage.base import StoredObject
+from tasks.storage.base import OpenUpload, StoredObject
 
 _PARTIAL = ".partial-"
 _METADATA = ".dbops-metadata.json"
@@ -146,6 +146,14 @@ class LocalStore:
                     modified=datetime.fromtimestamp(stat.st_mtime, UTC),
                 )
 
+    def stat(self, key: str) -> StoredObject | None:
+        path = self._path(key)
+        try:
+            found = path.stat()
+        except FileNotFoundError:
+            return None
+        return StoredObject(key=key, size=found.st_size, modified=datetime.fromtimestamp(found.st_mtime, UTC))
+
     def delete(self, keys: list[str]) -> None:
         for key in keys:
             if backup_id_of(key) is None:
@@ -157,15 +165,22 @@ class LocalStore:
             if path.parent != self.root and not any(path.parent.iterdir()):
                 path.parent.rmdir()
 
-    def sweep_incomplete_uploads(self, older_than: datetime) -> int:
-        swept = 0
-        if not self.root.exists():
-            return 0
-        for path in self.root.rglob(f"*{_PARTIAL}*"):
-            if datetime.fromtimestamp(path.stat().st_mtime, UTC) < older_than:
-                path.unlink(missing_ok=True)
-                swept += 1
-        return swept
+    def open_uploads(self, folder: str = "") -> Iterator[OpenUpload]:
+        """The temporary files of writes in progress, or of writers killed before their rename."""
+        base = self._path(folder) if folder else self.root
+        if not base.exists():
+            return
+        for path in sorted(base.rglob(f"*{_PARTIAL}*")):
+            try:
+                modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            except FileNotFoundError:  # renamed into place meanwhile
+                continue
+            final = path.name.split(_PARTIAL, 1)[0]
+            key = path.with_name(final).relative_to(self.root).as_posix()
+            yield OpenUpload(key=key, last_activity=modified, handle=path.relative_to(self.root).as_posix())
+
+    def discard_upload(self, upload: OpenUpload) -> None:
+        self._path(upload.handle).unlink(missing_ok=True)
 
 
 def _fsync_directory(directory: Path) -> None:

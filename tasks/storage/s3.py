@@ -5,8 +5,8 @@ concurrently, memory bounded by part size times concurrency. The first parts are
 expected size, and the size doubles every 1,000 parts, so an object of any size S3 accepts (5 TiB)
 fits in its 10,000 parts even when the estimate was far too small (a table never analysed counts 0
 pages). If reading the source raises (the dump failed), the multipart upload is aborted, so no partial
-object ever becomes visible; uploads orphaned by a killed process are swept by
-:meth:`S3Store.sweep_incomplete_uploads`.
+object ever becomes visible; uploads orphaned by a killed process are listed by
+:meth:`S3Store.open_uploads` for the incomplete-backup sweep to judge.
 
 S3-compatible stores differ. Required: PutObject, the multipart upload calls, GetObject, HeadObject,
 ListObjectsV2 and DeleteObject. Used only where offered: ListMultipartUploads (sweeping interrupted
@@ -44,7 +44,7 @@ from models.errors import (
     StorageFeatureMissingError,
 )
 from models.retention import ObjectLock
-from tasks.storage.base import StoredObject
+from tasks.storage.base import OpenUpload, StoredObject
 from tasks.storage.multipart import MAX_PARTS, MIN_PART_BYTES, PARTS_PER_SIZE, MultipartUpload
 
 #: Room for a dump that grows beyond the estimate before the part limit bites.
@@ -354,6 +354,17 @@ class S3Store:
         except (BotoCoreError, ClientError) as error:
             raise self._failed("list", error) from None
 
+    def stat(self, key: str) -> StoredObject | None:
+        try:
+            head = self.client.head_object(Bucket=self.location.bucket, Key=self._key(key))
+        except ClientError as error:
+            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise self._failed(f"look up {key} in", error) from None
+        except BotoCoreError as error:
+            raise self._failed(f"look up {key} in", error) from None
+        return StoredObject(key=key, size=int(head["ContentLength"]), modified=head["LastModified"])
+
     def delete(self, keys: list[str]) -> None:
         for key in keys:
             if backup_id_of(key) is None:
@@ -401,17 +412,17 @@ class S3Store:
                 raise
         return newest
 
-    def sweep_incomplete_uploads(self, older_than: datetime) -> int:
+    def open_uploads(self, folder: str = "") -> Iterator[OpenUpload]:
         paginator = self.client.get_paginator("list_multipart_uploads")
-        swept = 0
+        strip = len(self.location.prefix) + 1
         try:
-            for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self._key("")):
+            for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self._key(folder)):
                 for upload in page.get("Uploads", []):
-                    if upload["Initiated"] < older_than and self._last_activity(upload) < older_than:
-                        self.client.abort_multipart_upload(
-                            Bucket=self.location.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                        )
-                        swept += 1
+                    yield OpenUpload(
+                        key=upload["Key"][strip:],
+                        last_activity=self._last_activity(upload),
+                        handle=upload["UploadId"],
+                    )
         except ClientError as error:
             if unsupported(error):
                 raise StorageFeatureMissingError(
@@ -420,7 +431,18 @@ class S3Store:
                     hint="interrupted uploads are not swept here; a lifecycle rule with "
                     "AbortIncompleteMultipartUpload on the bucket does the same",
                 ) from None
-            raise self._failed("sweep incomplete uploads in", error) from None
+            raise self._failed("list the uploads in progress in", error) from None
         except BotoCoreError as error:
-            raise self._failed("sweep incomplete uploads in", error) from None
-        return swept
+            raise self._failed("list the uploads in progress in", error) from None
+
+    def discard_upload(self, upload: OpenUpload) -> None:
+        try:
+            self.client.abort_multipart_upload(
+                Bucket=self.location.bucket, Key=self._key(upload.key), UploadId=upload.handle
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                return
+            raise self._failed(f"abort the upload of {upload.key} in", error) from None
+        except BotoCoreError as error:
+            raise self._failed(f"abort the upload of {upload.key} in", error) from None

@@ -43,6 +43,16 @@ class FaultyS3Proxy:
         #: Set when a GET of an archived object arrives (hold mode: it waits for ``release``).
         self.archive_read = threading.Event()
         self.release = threading.Event()
+        #: Any mode: the first HEAD of a key ending so waits for ``release``, announced by ``head_held``.
+        self.hold_head: str | None = None
+        self.head_held = threading.Event()
+        #: Any mode: the first UploadPart of a multipart upload waits for ``release``, announced by
+        #: ``part_held`` (an upload is then open, as in a long-running backup).
+        self.hold_upload_part = False
+        self.part_held = threading.Event()
+        #: Any mode: HEADs of keys ending so answer without their object lock, as a store that
+        #: stored the object unlocked would.
+        self.unlocked_head: str | None = None
         #: Step mode: each GET of an archived object is announced here and waits for one ``proceed``.
         self.held: queue.Queue[str] = queue.Queue()
         self.proceed = threading.Semaphore(0)
@@ -67,6 +77,22 @@ class FaultyS3Proxy:
                     self.end_headers()
                     self.wfile.write(_NOT_IMPLEMENTED)
                     return
+                if (
+                    self.command == "HEAD"
+                    and proxy.hold_head is not None
+                    and self.path.split("?")[0].endswith(proxy.hold_head)
+                    and not proxy.head_held.is_set()
+                ):
+                    proxy.head_held.set()
+                    proxy.release.wait(60)
+                if (
+                    self.command == "PUT"
+                    and proxy.hold_upload_part
+                    and "partNumber=" in self.path
+                    and not proxy.part_held.is_set()
+                ):
+                    proxy.part_held.set()
+                    proxy.release.wait(60)
                 upstream = http.client.HTTPConnection(proxy.upstream.netloc, timeout=60)
                 headers = {key: value for key, value in self.headers.items() if key.lower() != "connection"}
                 upstream.request(self.command, self.path, body=body, headers=headers)
@@ -86,10 +112,19 @@ class FaultyS3Proxy:
                     else:
                         proxy.release.wait(60)
                 self.send_response(response.status, response.reason)
+                unlocked = (
+                    self.command == "HEAD"
+                    and proxy.unlocked_head is not None
+                    and self.path.split("?")[0].endswith(proxy.unlocked_head)
+                )
                 for key, value in response.getheaders():
+                    if unlocked and key.lower().startswith("x-amz-object-lock"):
+                        continue
                     if key.lower() not in _DROPPED_HEADERS:
                         self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
+                # A HEAD's length is the object's, as the store said it: there is no payload to count.
+                stated = response.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", stated or str(len(payload)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)
