@@ -10,10 +10,12 @@ script, and must equal the oracle too.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy.engine import URL
 
@@ -124,6 +126,41 @@ def created_during_dump(database_url: URL, pg_server: EmbeddedServer) -> Source:
     )
 
 
+def _try_to_drop_a_table(url: URL) -> Callable[[Progress], None]:
+    """Once the backup is under way, a session tries to drop ``accounts``' child table with a short
+    lock_timeout, as a careful migration would: the backup holds every table it dumps until it ends,
+    so the drop must give up, and the table be in the backup, whole."""
+    tried: list[threading.Thread] = []
+    refused: list[bool] = []
+
+    def drop() -> None:
+        with connect(url) as connection:
+            try:
+                connection.execute("SET lock_timeout = '1s'")
+                connection.execute("DROP TABLE ledger")
+            except psycopg.errors.LockNotAvailable:
+                refused.append(True)
+
+    def attempt(progress: Progress) -> None:
+        if not tried:
+            tried.append(threading.Thread(target=drop))
+            tried[0].start()
+            tried[0].join(timeout=30)  # the backup's parts wait at most as long behind the DROP
+            assert refused == [True], "the table could be dropped while it was being backed up"
+
+    return attempt
+
+
+@pytest.fixture
+def dropped_during_dump(database_url: URL, pg_server: EmbeddedServer) -> Source:
+    """A table someone tries to drop while the backup runs: the backup keeps it, like the oracle."""
+    return Source(
+        loaded(database_url, corpus.CREATED_DURING_DUMP),
+        corpus.Targets(pg_server),
+        during_backup=_try_to_drop_a_table,
+    )
+
+
 @pytest.fixture
 def partman(database_url: URL, pg_server: EmbeddedServer, pg_bindir: Path) -> Source:
     corpus.require_extension(pg_server, pg_bindir, "pg_partman")
@@ -165,6 +202,7 @@ SCHEMAS = [
     "empty_tables",
     "never_analysed",
     "created_during_dump",
+    "dropped_during_dump",
     "partman",
     "cron",
 ]
