@@ -33,6 +33,7 @@ from tests.integration.conftest import (
 )
 
 ROWS = 1_000_000
+BIG_ROWS = 3_000_000
 
 
 def revisions_with(tmp_path: Path, body: str, *, allow: str = "") -> Path:
@@ -65,21 +66,31 @@ def revisions_with(tmp_path: Path, body: str, *, allow: str = "") -> Path:
     return location
 
 
+def with_ledger(url: URL, rows: int) -> URL:
+    with connect(url) as connection:
+        connection.execute("CREATE TABLE ledger (id bigint PRIMARY KEY, amount integer NOT NULL)")
+        connection.execute(f"INSERT INTO ledger SELECT g, g % 1000 FROM generate_series(1, {rows}) AS g")
+        connection.execute("ANALYZE ledger")
+    return url
+
+
 @pytest.fixture
 def ledger(migrated_url: URL) -> URL:
-    with connect(migrated_url) as connection:
-        connection.execute("CREATE TABLE ledger (id bigint PRIMARY KEY, amount integer NOT NULL)")
-        connection.execute(f"INSERT INTO ledger SELECT g, g % 1000 FROM generate_series(1, {ROWS}) AS g")
-        connection.execute("ANALYZE ledger")
-    return migrated_url
+    return with_ledger(migrated_url, ROWS)
+
+
+@pytest.fixture
+def big_ledger(migrated_url: URL) -> URL:
+    """3M rows: a type change rewrites it under ACCESS EXCLUSIVE for seconds, as on production."""
+    return with_ledger(migrated_url, BIG_ROWS)
 
 
 def test_a_type_change_rewrites_the_table_under_access_exclusive_and_blocks_the_probes(
-    ledger: URL, settings: Settings, tmp_path: Path
+    big_ledger: URL, settings: Settings, tmp_path: Path
 ) -> None:
     location = revisions_with(tmp_path, 'op.execute("ALTER TABLE ledger ALTER COLUMN amount TYPE bigint")')
 
-    traced = trace_upgrade(ledger, settings, script_location=location)
+    traced = trace_upgrade(big_ledger, settings, script_location=location)
 
     assert traced.to_revision == "9001"
     [revision] = traced.revisions
