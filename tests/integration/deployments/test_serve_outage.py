@@ -189,7 +189,7 @@ def _run_to_completion(stack: Stack, deployment_id: str) -> dict[str, object]:
 
 def test_an_outage_past_the_runners_threshold_pauses_nothing_and_serving_resumes(stack: Stack) -> None:
     stack.start_serving(**FAST_THRESHOLD)
-    stack.wait_for_output("Serving 7 deployments")
+    stack.wait_for_output(f"Serving {len(SERVED)} deployments")
     assert stack.deployments().keys() >= SERVED
     stack.set_paused("restore-rehearsal", True)  # an operator's pause, which must survive the outage
 
@@ -203,7 +203,7 @@ def test_an_outage_past_the_runners_threshold_pauses_nothing_and_serving_resumes
     stack.start_server()
     outage = time.monotonic() - outage_began
     stack.wait_for_output("The Prefect API answers again")
-    stack.wait_for_output("Serving 7 deployments", count=2)
+    stack.wait_for_output(f"Serving {len(SERVED)} deployments", count=2)
     back_after = time.monotonic() - outage_began
 
     assert stack.served is not None
@@ -235,7 +235,7 @@ def test_an_outage_past_the_runners_threshold_pauses_nothing_and_serving_resumes
 
 def test_sigterm_with_the_api_down_stops_within_10_seconds(stack: Stack) -> None:
     stack.start_serving()  # Prefect's defaults: each request to a dead API is retried for a minute
-    stack.wait_for_output("Serving 7 deployments")
+    stack.wait_for_output(f"Serving {len(SERVED)} deployments")
     stack.stop_server()
     time.sleep(3)  # the runner is polling a dead API now; nothing observable says so sooner
 
@@ -259,7 +259,7 @@ def test_sigterm_with_a_run_in_flight_and_the_api_down_leaves_no_run_behind(
     stack: Stack, migrated_url: URL
 ) -> None:
     stack.start_serving()
-    stack.wait_for_output("Serving 7 deployments")
+    stack.wait_for_output(f"Serving {len(SERVED)} deployments")
     deployment_id = str(stack.deployments()["migrate-and-seed"]["id"])
     with connect(migrated_url) as holder:  # the run will queue behind this migration lock
         holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
