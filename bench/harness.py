@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -40,6 +41,19 @@ def platform_database(server: EmbeddedServer, name: str, home: Path) -> URL:
     migrate(url, settings)
     seed(url, settings)
     return url
+
+
+def synth_plan(scale: float = 1.0) -> SynthPlan:
+    """The synthetic platform volume the backup and plan benchmarks share; 1.0 is about 0.8 GB."""
+    return SynthPlan(
+        users=int(100_000 * scale),
+        applications=int(300_000 * scale),
+        audit_logs=int(2_000_000 * scale),
+        events=int(1_000_000 * scale),
+        days=365,
+        seed=1,
+        until=datetime(2026, 11, 1, tzinfo=UTC),
+    )
 
 
 def synth_database(server: EmbeddedServer, home: Path, plan: SynthPlan, name: str = "synth") -> str:

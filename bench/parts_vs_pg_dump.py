@@ -26,10 +26,17 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
-from harness import BUCKET, floor_command, pgbench_tables, platform_database, start_moto, synth_database
+from harness import (
+    BUCKET,
+    floor_command,
+    pgbench_tables,
+    platform_database,
+    start_moto,
+    synth_database,
+    synth_plan,
+)
 
 from models.settings import load_settings
 from tasks.backup.catalog import list_backups
@@ -37,7 +44,6 @@ from tasks.postgres.binaries import embedded_bindir, find_program
 from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, stop
 from tasks.postgres.libpq import child_environment, conninfo
 from tasks.restore.fetch import fetch_dump
-from tasks.seed.synth_rows import SynthPlan
 from tasks.storage import open_store
 
 CLI = [sys.executable, "-m", "deployments.cli"]
@@ -77,16 +83,7 @@ def server_cpu(server: EmbeddedServer) -> float:
 
 
 def prepare_synth(server: EmbeddedServer, home: Path, scale: float = 1.0) -> str:
-    plan = SynthPlan(
-        users=int(100_000 * scale),
-        applications=int(300_000 * scale),
-        audit_logs=int(2_000_000 * scale),
-        events=int(1_000_000 * scale),
-        days=365,
-        seed=1,
-        until=datetime(2026, 11, 1, tzinfo=UTC),
-    )
-    return synth_database(server, home, plan)
+    return synth_database(server, home, synth_plan(scale))
 
 
 def prepare_dominant(server: EmbeddedServer, home: Path) -> str:

@@ -15,10 +15,9 @@ import argparse
 import shutil
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-from harness import synth_database
+from harness import synth_database, synth_plan
 from pydantic import SecretStr
 
 from models.settings import load_settings
@@ -28,7 +27,6 @@ from tasks.postgres.binaries import embedded_bindir
 from tasks.postgres.embedded import ensure_running, stop
 from tasks.schema.migrate import MIGRATIONS_DIR, head_revision
 from tasks.schema.plan import plan_migrations
-from tasks.seed.synth_rows import SynthPlan
 from tasks.storage import open_store
 
 REVISION = '''"""audit logs: when each row was last checked (a volatile default: every row is rewritten)
@@ -63,17 +61,7 @@ def main() -> None:
         base, home = Path(directory) / "pg", Path(directory) / "home"
         server = ensure_running(base, embedded_bindir(), durable=False)
         try:
-            scale = arguments.scale
-            plan = SynthPlan(
-                users=int(100_000 * scale),
-                applications=int(300_000 * scale),
-                audit_logs=int(2_000_000 * scale),
-                events=int(1_000_000 * scale),
-                days=365,
-                seed=1,
-                until=datetime(2026, 11, 1, tzinfo=UTC),
-            )
-            url = server.url(synth_database(server, home, plan))
+            url = server.url(synth_database(server, home, synth_plan(arguments.scale)))
             with driver.connect(url, purpose="bench", autocommit=True) as connection:
                 size = connection.execute("SELECT pg_database_size(current_database())").fetchone()
             settings = load_settings(
