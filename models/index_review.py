@@ -23,6 +23,7 @@ class FindingKind(StrEnum):
     SEQUENTIAL_SCANS = "seq-scans"
     SLOW_QUERY = "slow-query"
     MISSING_INDEX = "missing-index"
+    WORKLOAD_INDEX = "workload-index"
     UNDECLARED_INDEX = "undeclared-index"
     VACUUM = "vacuum"
     ANALYZE = "analyze"
