@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 _CALLS = re.compile(r"--\s*calls:\s*(\d+)", re.IGNORECASE)
-_LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
 _FIRST_WORD = re.compile(r"^([A-Za-z]+)")
 #: Catalogue and bookkeeping names: statements touching them are dbops's (or a monitor's) own reads.
 _OWN = re.compile(r"\b(?:pg_\w+|information_schema|alembic_version|dbops_\w+)\b", re.IGNORECASE)
@@ -35,7 +34,7 @@ def split_statements(text: str) -> list[FileStatement]:
 
     def close(end: int) -> None:
         chunk = text[start:end]
-        body = _LEADING_COMMENTS.sub("", chunk).strip()
+        body = without_leading_comments(chunk).strip()
         if body:
             comments = len(chunk.rstrip()) - len(body)  # what precedes the statement in its chunk
             calls = _CALLS.findall(chunk[:comments])
@@ -62,6 +61,22 @@ def split_statements(text: str) -> list[FileStatement]:
             index += 1
     close(length)
     return found
+
+
+def without_leading_comments(text: str) -> str:
+    """*text* from its first token on: leading blanks, ``--`` and (nested) ``/* */`` comments dropped."""
+    index = 0
+    while index < len(text):
+        if text[index].isspace():
+            index += 1
+        elif text.startswith("--", index):
+            newline = text.find("\n", index)
+            index = len(text) if newline < 0 else newline + 1
+        elif text.startswith("/*", index):
+            index = _after_block_comment(text, index)
+        else:
+            break
+    return text[index:]
 
 
 def _is_parameter(text: str, index: int) -> bool:
@@ -98,7 +113,7 @@ def _after_block_comment(text: str, index: int) -> int:
 
 
 def statement_kind(query: str) -> str:
-    match = _FIRST_WORD.match(_LEADING_COMMENTS.sub("", query))
+    match = _FIRST_WORD.match(without_leading_comments(query))
     return match.group(1).upper() if match else ""
 
 
