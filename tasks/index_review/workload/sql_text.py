@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
-_CALLS = re.compile(r"--\s*calls:\s*(\d+)", re.IGNORECASE)
+_CALLS = re.compile(r"--[^\n]*?\bcalls:\s*(\d+)", re.IGNORECASE)
 _FIRST_WORD = re.compile(r"^([A-Za-z]+)")
 #: Catalogue and bookkeeping names: statements touching them are dbops's (or a monitor's) own reads.
 _OWN = re.compile(r"\b(?:pg_\w+|information_schema|alembic_version|dbops_\w+)\b", re.IGNORECASE)
