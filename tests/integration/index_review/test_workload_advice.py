@@ -27,6 +27,8 @@ from tests.helpers import environment_without_dbops
 from tests.integration.conftest import (
     admin_connection,
     connect,
+    flow_run_artifacts,
+    flow_url,
     run_cli,
     server_directory,
     url_string,
@@ -323,3 +325,31 @@ def test_a_role_without_pg_read_all_stats_is_told_how_to_see_the_workload(
     assert [w for w in hidden.warnings if "GRANT pg_read_all_stats" in w]
     assert [f.columns for f in workload_findings(seen).values()] == [["action", "entity_type", "created_at"]]
     assert not [w for w in seen.warnings if "GRANT pg_read_all_stats" in w]
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_the_flow_takes_a_queries_file_and_lists_the_workload_findings_in_its_artifacts(
+    workload_url: URL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.index_review import index_review_flow
+
+    queries = tmp_path / "queries.sql"
+    queries.write_text("SELECT * FROM analytics_events WHERE event_type = $1 AND university_id = $2;\n")
+    monkeypatch.setenv("DBOPS_HOME", str(tmp_path / "home"))
+
+    state = index_review_flow(
+        database_url=flow_url(workload_url, monkeypatch),
+        queries_file=str(queries),
+        min_calls=1_000,
+        return_state=True,
+    )
+
+    assert state.is_completed(), state.message
+    artifacts = flow_run_artifacts(state.state_details.flow_run_id)
+    rows = json.loads(str(artifacts["index-review-findings"]))
+    [row] = [row for row in rows if row["kind"] == "workload-index"]
+    assert row["id"] == "workload-index:ix_analytics_events_university_id_event_type"
+    assert row["evidence"].startswith("columns=university_id,event_type ")
+    markdown = str(artifacts["index-review"])
+    assert "## workload-index:ix_analytics_events_university_id_event_type" in markdown
+    assert "Index('ix_analytics_events_university_id_event_type', 'university_id', 'event_type')," in markdown
