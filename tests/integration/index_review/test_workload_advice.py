@@ -19,7 +19,7 @@ from models.workload import IndexCandidate
 from tasks.index_review.catalog import read_server_version_num
 from tasks.index_review.runner import review_indexes
 from tasks.index_review.workload.advice import advise_indexes
-from tasks.index_review.workload.costing import candidate_sql, cost_candidates
+from tasks.index_review.workload.costing import candidate_sql, choose_candidates, cost_candidates
 from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, stop
 from tasks.postgres.engine import make_engine
 from tasks.schema.migrate import migrate
@@ -353,3 +353,66 @@ def test_the_flow_takes_a_queries_file_and_lists_the_workload_findings_in_its_ar
     markdown = str(artifacts["index-review"])
     assert "## workload-index:ix_analytics_events_university_id_event_type" in markdown
     assert "Index('ix_analytics_events_university_id_event_type', 'university_id', 'event_type')," in markdown
+
+
+def table_fingerprint(url: URL) -> tuple[object, ...] | None:
+    with connect(url) as connection:
+        return connection.execute(
+            "SELECT (SELECT count(*) FROM audit_logs), "
+            "(SELECT sum(length(properties::text)) FROM analytics_events)"
+        ).fetchone()
+
+
+def test_a_statement_that_cannot_be_planned_is_skipped_and_nothing_is_run(
+    workload_url: URL, tmp_path: Path
+) -> None:
+    queries = tmp_path / "queries.sql"
+    queries.write_text(
+        "SELECT * FROM no_such_table WHERE a = 1;\n"
+        "DELETE FROM audit_logs WHERE entity_type = $1 AND action = $2;\n"
+        "UPDATE analytics_events SET properties = '{}' WHERE event_type = $1 AND university_id = $2;\n"
+    )
+    before = table_fingerprint(workload_url)
+
+    report = review_indexes(workload_url, advice_settings(workload_url, tmp_path), queries_file=queries)
+
+    after = table_fingerprint(workload_url)
+    assert after == before  # planned, never executed
+    assert "1 workload statement(s) could not be planned and were skipped" in report.warnings
+    advised = {tuple(f.columns or ()) for f in workload_findings(report).values()}
+    assert advised == {("action", "entity_type"), ("university_id", "event_type")}
+
+
+def test_the_greedy_choice_drops_a_candidate_the_chosen_one_makes_useless(
+    workload_url: URL, tmp_path: Path
+) -> None:
+    """With indexes built for real (what a restored copy does without hypopg): the three-column index
+    serves the statement, so the one on its first column, costed beside it, saves nothing."""
+    run_workload(workload_url, AUDIT_FILTER)
+    settings = advice_settings(workload_url, tmp_path)
+    advice = advise_indexes(workload_url, settings)
+    [full] = advice.candidates
+    first_column = full.model_copy(update={"columns": ("action",)})
+
+    def build(connection: Connection, candidate: IndexCandidate) -> Callable[[], None]:
+        connection.exec_driver_sql(candidate_sql(candidate, concurrently=False))
+
+        def drop() -> None:
+            connection.exec_driver_sql(f"DROP INDEX {candidate.name}")
+
+        return drop
+
+    engine = make_engine(workload_url, settings, purpose="test")
+    try:
+        with engine.connect() as connection:
+            version_num = read_server_version_num(connection)
+            chosen, rejected = choose_candidates(
+                connection, version_num, advice.workload, [first_column, full], build, lambda _: 0.0
+            )
+    finally:
+        engine.dispose()
+
+    assert [c.columns for c in chosen] == [("action", "entity_type", "created_at")]
+    [(dropped, reason)] = rejected
+    assert dropped.columns == ("action",)
+    assert reason == f"the planner would not use it beside {full.name}"
