@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, Connection
 from models.index_review import Finding, FindingKind, IndexReviewReport
 from models.settings import Settings, load_settings
 from models.workload import IndexCandidate
+from tasks.index_review.apply import apply_finding
 from tasks.index_review.catalog import read_server_version_num
 from tasks.index_review.runner import review_indexes
 from tasks.index_review.workload.advice import advise_indexes
@@ -416,3 +417,29 @@ def test_the_greedy_choice_drops_a_candidate_the_chosen_one_makes_useless(
     [(dropped, reason)] = rejected
     assert dropped.columns == ("action",)
     assert reason == f"the planner would not use it beside {full.name}"
+
+
+def test_applying_a_workload_finding_builds_the_index_and_the_advice_goes(
+    workload_url: URL, tmp_path: Path
+) -> None:
+    run_workload(workload_url, AUDIT_FILTER)
+    settings = advice_settings(workload_url, tmp_path)
+
+    applied = apply_finding(
+        workload_url, settings, "workload-index:ix_audit_logs_action_entity_type_created_at"
+    )
+
+    assert applied.finding.columns == ["action", "entity_type", "created_at"]
+    with connect(workload_url) as connection:
+        [definition] = connection.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_audit_logs_action_entity_type_created_at'"
+        ).fetchone() or [None]
+    assert definition == (
+        "CREATE INDEX ix_audit_logs_action_entity_type_created_at ON public.audit_logs "
+        "USING btree (action, entity_type, created_at)"
+    )
+    after = review_indexes(workload_url, settings)
+    assert workload_findings(after) == {}
+    # Built but not yet declared: the model line the finding gave is what declares it.
+    undeclared = after.finding("undeclared-index:ix_audit_logs_action_entity_type_created_at")
+    assert undeclared is not None
