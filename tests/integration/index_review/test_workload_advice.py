@@ -5,6 +5,7 @@ the server has it and listed uncosted where it does not."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -280,6 +281,8 @@ def test_a_queries_file_is_advised_from_the_command_line(workload_url: URL, tmp_
         PYTHONWARNINGS="ignore",
     )
 
+    run_workload(workload_url, EVENTS_LATEST)  # 20 calls: under --min-calls
+
     result = run_cli("review-indexes", "--queries", str(queries), "--min-calls", "1000", "--json", env=env)
 
     assert result.returncode == 0, result.stderr
@@ -288,6 +291,7 @@ def test_a_queries_file_is_advised_from_the_command_line(workload_url: URL, tmp_
     assert {tuple(f.columns or ()) for f in advised} >= {("action", "entity_type", "created_at")}
     [row] = advised[0].statements or []
     assert (row["key"], row["calls"]) == ("f:2", 500)
+    assert {f.table for f in advised} == {"audit_logs"}
 
     text = run_cli("review-indexes", "--queries", str(queries), env=env)
     assert "models/schema.py, the table's __table_args__: Index('ix_audit_logs_" in text.stdout
@@ -451,3 +455,26 @@ def test_applying_a_workload_finding_builds_the_index_and_the_advice_goes(
     # Built but not yet declared: the model line the finding gave is what declares it.
     undeclared = after.finding("undeclared-index:ix_audit_logs_action_entity_type_created_at")
     assert undeclared is not None
+
+
+def test_planning_a_statement_is_bounded_by_the_plan_timeout(workload_url: URL, tmp_path: Path) -> None:
+    """An immutable function is evaluated while planning: a slow one must not hold the review."""
+    with connect(workload_url) as connection:
+        connection.execute(
+            "CREATE FUNCTION slow_action() RETURNS text IMMUTABLE LANGUAGE plpgsql "
+            "AS $$ BEGIN PERFORM pg_sleep(5); RETURN 'action_1'; END $$"
+        )
+    queries = tmp_path / "queries.sql"
+    queries.write_text(
+        "SELECT * FROM audit_logs WHERE action = slow_action();\n"
+        "SELECT * FROM audit_logs WHERE entity_type = $1 AND action = $2;\n"
+    )
+    settings = advice_settings(workload_url, tmp_path, review_plan_timeout_seconds=0.5)
+
+    started = time.monotonic()
+    advice = advise_indexes(workload_url, settings, queries_file=queries)
+
+    assert time.monotonic() - started < 4
+    assert "1 workload statement(s) could not be planned and were skipped" in advice.warnings
+    assert list(advice.plans) == ["f:2"]
+    assert [c.columns for c in advice.candidates] == [("action", "entity_type")]
