@@ -31,6 +31,11 @@ class PhaseTimings(BaseModel):
     pre_data: float = 0.0
     data: float = 0.0
     post_data: float = 0.0
+    early_indexes: float = Field(
+        default=0.0,
+        description="Index builds of the tables of data parts that ended while others still streamed "
+        "(within ``data``).",
+    )
     early_checks: float = Field(
         default=0.0, description="Row counts and data checks run while post-data built the indexes."
     )

@@ -230,15 +230,17 @@ def restore_and_check(
     pending: list[RevisionTrace] | None = None,
     staged: bool = False,
     publish: Publisher | None = None,
+    unlogged: bool = False,
 ) -> None:
     """Restore the *fetched* backup into the empty database at *url* and check it, filling in *copy*.
 
     The rows are counted while post-data builds the indexes (nothing after the data changes them).
     With *staged* and no *validate*, the integrity checks that need only rows run then too
     (:class:`~tasks.integrity.staged.StagedChecks`), and the full report after the migration reuses
-    them when the migration applied nothing; *publish* gets that report. With *pending*, the
-    migration to the code's head runs with the tracer, and each revision it applied is added to
-    *pending*, measured and judged as ``dbops migrate --plan`` would.
+    them when the migration applied nothing; *publish* gets that report. *unlogged*: a copy dropped
+    after its proof, whose tables need not be WAL-logged (:mod:`tasks.restore.unlogged`). With
+    *pending*, the migration to the code's head runs with the tracer, and each revision it applied
+    is added to *pending*, measured and judged as ``dbops migrate --plan`` would.
     """
     timings = copy.timings
     early = StagedChecks(url, settings, _seed_document(settings)) if staged and validate is None else None
@@ -260,6 +262,7 @@ def restore_and_check(
             log=log,
             timings=timings,
             beside_post_data=beside_post_data,
+            unlogged=unlogged,
         )
         phase = time.monotonic()
         copy.count_mismatches = count_mismatches(manifest.row_counts, counted)

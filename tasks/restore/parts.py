@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,8 @@ from tasks.restore.fetch import (
     verify_unpacked,
 )
 from tasks.restore.pg_restore import restore_arguments, restore_dump
+from tasks.restore.post_data import read_post_data, use_list
+from tasks.restore.unlogged import unlog_tables
 from tasks.storage import ObjectStore
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
@@ -80,17 +83,20 @@ class FetchedBackup:
         timings: PhaseTimings | None = None,
         on_data: Callable[[], None] | None = None,
         beside_post_data: Callable[[], object] | None = None,
+        unlogged: bool = False,
     ) -> float:
         """Restore into the empty database at *url*; seconds taken, each section's also in *timings*.
 
         *on_data* runs once every table's rows are in (a check that needs the rows and no index);
         *beside_post_data* runs in a thread of its own while the post-data builds the indexes, and
         what it raises is raised after the post-data ended, unless the post-data failed first.
+        With *unlogged* (a scratch copy, see :mod:`tasks.restore.unlogged`), a multi-part backup's
+        tables are made unlogged before their rows stream in.
         """
         timings = timings if timings is not None else PhaseTimings()
         started = time.monotonic()
 
-        def from_file(name: str, jobs: int) -> float:
+        def from_file(name: str, jobs: int, entries: Path | None = None) -> float:
             return restore_dump(
                 self.files[name].path,
                 url,
@@ -99,31 +105,60 @@ class FetchedBackup:
                 keep_ownership=keep_ownership,
                 timeout_seconds=settings.command_timeout_seconds,
                 logger=log,
+                entries=entries,
             )
 
         if "dump" in self.files:
             timings.data = from_file("dump", settings.restore_jobs)
+            timings.restore = round(time.monotonic() - started, 3)
             if on_data is not None:
                 on_data()
             if beside_post_data is not None:
                 beside_post_data()
         else:
             timings.pre_data = from_file("pre-data", 1)
-            phase = time.monotonic()
-            _each(
-                self.streamed,
-                settings,
-                lambda part: self._check(part, url, pg_restore, settings, keep_ownership, log),
+            post_data = read_post_data(
+                pg_restore, self.files["post-data"].path, settings.command_timeout_seconds
             )
+            if unlogged:
+                made = unlog_tables(url, settings, publishes=post_data.publishes, log=log)
+                log.info("made %d table(s) of the scratch copy unlogged", made)
+            streaming = [len(self.streamed)]
+            guard = threading.Lock()
+
+            def load(part: BackupPart) -> None:
+                self._check(part, url, pg_restore, settings, keep_ownership, log)
+                with guard:
+                    streaming[0] -= 1
+                    others = streaming[0]
+                if others:  # the cores another part leaves: its tables' indexes, as pg_restore -j does
+                    entries = post_data.take(part.tables)
+                    if entries:
+                        seconds = from_file("post-data", 1, use_list(entries, self._list_file(part.name)))
+                        log.info(
+                            "built %d index(es) and key(s) of %s's tables while %d other part(s) streamed, "
+                            "in %.1f s",
+                            len(entries),
+                            part.name,
+                            others,
+                            seconds,
+                        )
+                        with guard:
+                            timings.early_indexes = round(timings.early_indexes + seconds, 3)
+
+            phase = time.monotonic()
+            _each(self.streamed, settings, load)
             timings.data = round(time.monotonic() - phase, 3)
             if on_data is not None:
                 on_data()
+            rest = use_list(post_data.rest(), self._list_file("post-data"))
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside-post-data") as beside:
                 running = beside.submit(beside_post_data) if beside_post_data is not None else None
-                timings.post_data = from_file("post-data", settings.restore_jobs)
+                timings.post_data = from_file("post-data", settings.restore_jobs, rest)
+                # The restore ends here; what still runs beside it is the checks' time.
+                timings.restore = round(time.monotonic() - started, 3)
                 if running is not None:
                     running.result()
-        timings.restore = round(time.monotonic() - started, 3)
         log.info(
             "restored backup %s in %.1f s: pre-data %.1f s, data %.1f s, post-data %.1f s",
             self.manifest.backup_id,
@@ -133,6 +168,9 @@ class FetchedBackup:
             timings.post_data,
         )
         return timings.restore
+
+    def _list_file(self, name: str) -> Path:
+        return self.files["post-data"].path.with_name(f"{name}.list")
 
     def _check(
         self,

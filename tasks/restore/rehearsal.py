@@ -42,6 +42,7 @@ from tasks.restore.target import (
     scratch_settings,
     timestamped_name,
 )
+from tasks.schema.migrate import head_revision
 from tasks.storage import ObjectStore
 
 _log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ def rehearse(
                     pending=record.pending_revisions,
                     staged=True,
                     publish=publish,
+                    # A kept copy is looked at, and pending revisions are measured, WAL included.
+                    unlogged=not keep and manifest.alembic_revision == head_revision(),
                 )
         except DbopsError as error:
             record.failure = error.one_line()
