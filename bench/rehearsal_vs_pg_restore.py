@@ -186,8 +186,17 @@ def report(
     )
     print(f"{'raw pg_restore -j 2 (local pg_dump -Fc file)':<46} {baseline:>8.1f} s")
     print(f"{'dbops rehearse (whole command)':<46} {statistics.median(whole):>8.1f} s")
-    for phase, values in phases.items():
-        print(f"{'  record: ' + phase:<46} {statistics.median(values):>8.1f} s")
+    medians = {phase: statistics.median(values) for phase, values in phases.items()}
+    for phase, seconds in medians.items():
+        print(f"{'  record: ' + phase:<46} {seconds:>8.1f} s")
+    phased = sum(
+        medians.get(name, 0.0) for name in ("download", "restore", "counts", "migrate", "validation")
+    )
+    outside = (
+        statistics.median(whole) - medians["total"] - medians.get("prepare", 0.0) - medians.get("drop", 0.0)
+    )
+    print(f"{'  gap: in total, between the phases':<46} {medians['total'] - phased:>8.1f} s")
+    print(f"{'  gap: start-up and output, outside the record':<46} {outside:>8.1f} s")
     restore_phase = statistics.median(phases["restore"])
     whole_ratio = statistics.median(whole) / baseline
     print(f"ratio, whole rehearsal / raw pg_restore -j 2: {whole_ratio:.2f}x (target <= 1.4x)")
