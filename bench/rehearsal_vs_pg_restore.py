@@ -99,8 +99,9 @@ def raw_pg_restore(server: EmbeddedServer, dump: Path, database: str) -> float:
     return elapsed
 
 
-def cli_rehearsal(server: EmbeddedServer, home: Path) -> tuple[float, dict[str, float]]:
-    """``dbops rehearse --json`` in a fresh process: its wall time and the record's phase timings."""
+def cli_rehearsal(server: EmbeddedServer, home: Path) -> tuple[float, dict[str, float], str]:
+    """``dbops rehearse --json`` in a fresh process: its wall time, the record's phase timings and
+    the version of the pg_restore it chose."""
     environment = {name: value for name, value in os.environ.items() if not name.startswith(("PG", "DBOPS_"))}
     environment |= {
         "DBOPS_HOME": str(home),
@@ -117,7 +118,8 @@ def cli_rehearsal(server: EmbeddedServer, home: Path) -> tuple[float, dict[str, 
     if done.returncode != 0:
         sys.exit(f"dbops rehearse exited {done.returncode}:\n{done.stderr.decode()[-3000:]}")
     record = json.loads(done.stdout)
-    return elapsed, {name: float(value) for name, value in record["timings"].items()}
+    timings = {name: float(value) for name, value in record["timings"].items()}
+    return elapsed, timings, str(record["pg_restore_version"])
 
 
 @contextlib.contextmanager
@@ -159,13 +161,13 @@ def main() -> None:
                     if turn == "raw":
                         raw.append(raw_pg_restore(server, dump, f"baseline_{round_number}"))
                     else:
-                        elapsed, timings = cli_rehearsal(server, home)
+                        elapsed, timings, chosen = cli_rehearsal(server, home)
                         whole.append(elapsed)
                         for phase, seconds in timings.items():
                             phases.setdefault(phase, []).append(seconds)
                 print(
                     f"round {round_number + 1}: raw pg_restore -j 2 {raw[-1]:.1f} s, dbops rehearse "
-                    f"{whole[-1]:.1f} s (restore phase {phases['restore'][-1]:.1f} s)",
+                    f"{whole[-1]:.1f} s (restore phase {phases['restore'][-1]:.1f} s, pg_restore {chosen})",
                     flush=True,
                 )
         finally:

@@ -42,7 +42,7 @@ from tasks.restore.fetch import (
     verify_unpacked,
 )
 from tasks.restore.pg_restore import restore_arguments, restore_dump
-from tasks.restore.post_data import read_post_data, use_list
+from tasks.restore.post_data import PostData, read_post_data, use_list
 from tasks.restore.unlogged import unlog_tables
 from tasks.storage import ObjectStore
 
@@ -81,17 +81,15 @@ class FetchedBackup:
         keep_ownership: bool,
         log: Logger,
         timings: PhaseTimings | None = None,
-        on_data: Callable[[], None] | None = None,
         beside_post_data: Callable[[], object] | None = None,
         unlogged: bool = False,
     ) -> float:
         """Restore into the empty database at *url*; seconds taken, each section's also in *timings*.
 
-        *on_data* runs once every table's rows are in (a check that needs the rows and no index);
-        *beside_post_data* runs in a thread of its own while the post-data builds the indexes, and
-        what it raises is raised after the post-data ended, unless the post-data failed first.
-        With *unlogged* (a scratch copy, see :mod:`tasks.restore.unlogged`), a multi-part backup's
-        tables are made unlogged before their rows stream in.
+        *beside_post_data* (a check that needs the rows and no index) runs in a thread of its own
+        while post-data builds the indexes; what it raises is raised after post-data ended, unless
+        post-data failed first. With *unlogged* (a scratch copy, see :mod:`tasks.restore.unlogged`), a
+        multi-part backup's tables are made unlogged before their rows stream in.
         """
         timings = timings if timings is not None else PhaseTimings()
         started = time.monotonic()
@@ -111,8 +109,6 @@ class FetchedBackup:
         if "dump" in self.files:
             timings.data = from_file("dump", settings.restore_jobs)
             timings.restore = round(time.monotonic() - started, 3)
-            if on_data is not None:
-                on_data()
             if beside_post_data is not None:
                 beside_post_data()
         else:
@@ -123,34 +119,9 @@ class FetchedBackup:
             if unlogged:
                 made = unlog_tables(url, settings, publishes=post_data.publishes, log=log)
                 log.info("made %d table(s) of the scratch copy unlogged", made)
-            streaming = [len(self.streamed)]
-            guard = threading.Lock()
-
-            def load(part: BackupPart) -> None:
-                self._check(part, url, pg_restore, settings, keep_ownership, log)
-                with guard:
-                    streaming[0] -= 1
-                    others = streaming[0]
-                if others:  # the cores another part leaves: its tables' indexes, as pg_restore -j does
-                    entries = post_data.take(part.tables)
-                    if entries:
-                        seconds = from_file("post-data", 1, use_list(entries, self._list_file(part.name)))
-                        log.info(
-                            "built %d index(es) and key(s) of %s's tables while %d other part(s) streamed, "
-                            "in %.1f s",
-                            len(entries),
-                            part.name,
-                            others,
-                            seconds,
-                        )
-                        with guard:
-                            timings.early_indexes = round(timings.early_indexes + seconds, 3)
-
             phase = time.monotonic()
-            _each(self.streamed, settings, load)
+            self._stream_data(post_data, from_file, url, pg_restore, settings, keep_ownership, log, timings)
             timings.data = round(time.monotonic() - phase, 3)
-            if on_data is not None:
-                on_data()
             rest = use_list(post_data.rest(), self._list_file("post-data"))
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside-post-data") as beside:
                 running = beside.submit(beside_post_data) if beside_post_data is not None else None
@@ -168,6 +139,43 @@ class FetchedBackup:
             timings.post_data,
         )
         return timings.restore
+
+    def _stream_data(
+        self,
+        post_data: PostData,
+        from_file: Callable[[str, int, Path], float],
+        url: URL,
+        pg_restore: Program,
+        settings: Settings,
+        keep_ownership: bool,
+        log: Logger,
+        timings: PhaseTimings,
+    ) -> None:
+        """Stream every data part; one that ends while another still streams builds its own tables'
+        indexes and keys at once, on the cores the others leave, as ``pg_restore --jobs`` does."""
+        streaming = [len(self.streamed)]
+        guard = threading.Lock()
+
+        def load(part: BackupPart) -> None:
+            self._check(part, url, pg_restore, settings, keep_ownership, log)
+            with guard:
+                streaming[0] -= 1
+                others = streaming[0]
+            entries = post_data.take(part.tables) if others else []
+            if not entries:
+                return
+            seconds = from_file("post-data", 1, use_list(entries, self._list_file(part.name)))
+            log.info(
+                "built %d index(es) and key(s) of %s's tables while %d other part(s) streamed, in %.1f s",
+                len(entries),
+                part.name,
+                others,
+                seconds,
+            )
+            with guard:
+                timings.early_indexes = round(timings.early_indexes + seconds, 3)
+
+        _each(self.streamed, settings, load)
 
     def _list_file(self, name: str) -> Path:
         return self.files["post-data"].path.with_name(f"{name}.list")
