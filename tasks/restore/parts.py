@@ -4,9 +4,12 @@ A single-object backup is unpacked into a file first, since ``pg_restore --jobs`
 and then restored from it, as it always was. A multi-part backup needs room only for its schema: the
 pre-data and post-data parts are fetched into files (checked before any database is touched), the
 pre-data is restored, and then every data part streams from the store through sha256, decryption and
-decompression straight into a ``pg_restore`` of its own, several at once. Only once every data part has
-ended and matched its manifest does the post-data (indexes, constraints) run, with ``--jobs``. A data
-part that fails its check fails the restore before then; the caller drops the half-filled database.
+decompression straight into a ``pg_restore`` of its own, several at once. A part that has ended and
+matched its manifest while another still streams builds its own tables' indexes and keys at once
+(:mod:`tasks.restore.post_data`), as ``pg_restore --jobs`` does with one dump. Only once every data
+part has ended and matched its manifest does the rest of post-data (foreign keys above all) run,
+with ``--jobs``. A data part that fails its check fails the restore before then; the caller drops
+the half-filled database.
 """
 
 from __future__ import annotations
