@@ -121,7 +121,8 @@ class FetchedBackup:
             )
             if unlogged:
                 made = unlog_tables(url, settings, publishes=post_data.publishes, log=log)
-                log.info("made %d table(s) of the scratch copy unlogged", made)
+                if made:
+                    log.info("made %d table(s) of the scratch copy unlogged", made)
             phase = time.monotonic()
             self._stream_data(post_data, from_file, url, pg_restore, settings, keep_ownership, log, timings)
             timings.data = round(time.monotonic() - phase, 3)

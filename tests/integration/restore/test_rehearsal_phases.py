@@ -15,9 +15,10 @@ from models.backup import BackupManifest, PartKind, manifest_key, rehearsal_key
 from models.rehearsal import RehearsalRecord
 from models.settings import Settings
 from tasks.backup.dump import backup
+from tasks.postgres.embedded import EmbeddedServer
 from tasks.restore.rehearsal import rehearse
 from tasks.storage import ObjectStore, open_store
-from tests.integration.conftest import connect, run_cli
+from tests.integration.conftest import connect, drop_databases_like, run_cli
 
 _PHASES_LOGGED = ("prepare", "download", "pre-data", "data", "post-data", "early-checks", "migrate")
 
@@ -123,3 +124,50 @@ def test_a_part_count_differing_from_the_manifest_fails_the_rehearsal_counted_be
     )
     assert str(record.failure).startswith("row counts differ from the manifest in 1 table(s): courses")
     assert record.timings.early_checks > 0
+
+
+def test_a_kept_copy_stays_logged(
+    seeded_url: URL, parts_settings: Settings, pg_server: EmbeddedServer
+) -> None:
+    store = open_store(parts_settings)
+    multi_part_backup(seeded_url, parts_settings, store)
+
+    record = rehearse(parts_settings, store, keep=True)
+
+    assert record.passed, record.failure
+    assert record.scratch_database is not None
+    try:
+        with connect(pg_server.url(record.scratch_database)) as connection:
+            rows = connection.execute(
+                "SELECT c.relname, c.relpersistence FROM pg_class c "
+                "WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace"
+            ).fetchall()
+        persistence = {str(name): str(kind) for name, kind in rows}
+    finally:
+        drop_databases_like(pg_server, record.scratch_database)
+    assert persistence["audit_logs"] == "p"
+    assert set(persistence.values()) == {"p"}, persistence
+
+
+def test_a_copy_with_a_partitioned_table_stays_logged(
+    seeded_url: URL, parts_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with connect(seeded_url) as connection:
+        connection.execute("CREATE SCHEMA side")
+        connection.execute(
+            "CREATE TABLE side.readings (day date NOT NULL, value int) PARTITION BY RANGE (day)"
+        )
+        connection.execute(
+            "CREATE TABLE side.readings_2026 PARTITION OF side.readings "
+            "FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
+        )
+        connection.execute("INSERT INTO side.readings VALUES ('2026-05-01', 1)")
+    store = open_store(parts_settings)
+    multi_part_backup(seeded_url, parts_settings, store)
+
+    with caplog.at_level(logging.INFO):
+        record = rehearse(parts_settings, store)
+
+    assert record.passed, record.failure
+    assert "the tables stay logged: the copy has a partitioned table or a publication" in caplog.text
+    assert "of the scratch copy unlogged" not in caplog.text
