@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.events import rehearsal_finished
 from flows.maintenance_slot import maintenance_slot
-from flows.validate_integrity import published_validator
+from flows.validate_integrity import publish_integrity_report
 from models.rehearsal import RehearsalRecord, RestoredCopy
 from models.settings import load_settings
 from tasks.restore.rehearsal import raise_for_failure, rehearse
@@ -35,11 +35,15 @@ def restore_rehearsal_flow(
     """
     settings = load_settings()
     logger = get_run_logger()
-    validate = published_validator(settings)
 
     with maintenance_slot(settings, "restore-rehearsal"):
         record = rehearse_task(
-            settings, open_store(settings), backup_id=backup_id, keep=keep, validate=validate, logger=logger
+            settings,
+            open_store(settings),
+            backup_id=backup_id,
+            keep=keep,
+            publish=publish_integrity_report,
+            logger=logger,
         )
     rehearsal_finished(record)
     create_table_artifact(
@@ -60,6 +64,11 @@ def rehearsal_rows(record: RestoredCopy) -> list[dict[str, object]]:
             "seconds": timings.restore,
             "bytes": record.restored_database_bytes,
         },
+        {"phase": "  pre-data (schema)", "seconds": timings.pre_data, "bytes": None},
+        {"phase": "  data", "seconds": timings.data, "bytes": None},
+        {"phase": "  post-data (indexes, constraints)", "seconds": timings.post_data, "bytes": None},
+        {"phase": "  beside post-data: counts, data checks", "seconds": timings.early_checks, "bytes": None},
+        {"phase": "compare counts, measure size", "seconds": timings.counts, "bytes": None},
         {"phase": f"migrate to {record.migrated_to or '-'}", "seconds": timings.migrate, "bytes": None},
         {"phase": "integrity checks", "seconds": timings.validation, "bytes": None},
         {"phase": "recovery time (total)", "seconds": timings.total, "bytes": record.stored_bytes},

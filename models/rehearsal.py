@@ -16,12 +16,33 @@ from models.plan import RevisionTrace
 
 class PhaseTimings(BaseModel):
     """Seconds per phase; ``total`` is the measured recovery time, from the first byte read to a
-    validated database."""
+    validated database.
 
+    ``restore`` is made of ``pre_data``, ``data`` and ``post_data`` (a single-object backup's one
+    pg_restore is all ``data``); ``early_checks`` ran during ``post_data``, beside it, on the tables
+    whose data was in. Records written before those were measured read them as 0.
+    """
+
+    prepare: float = Field(
+        default=0.0, description="Choosing and vetting the backup, the sweep, creating the scratch database."
+    )
     download: float = 0.0
     restore: float = 0.0
+    pre_data: float = 0.0
+    data: float = 0.0
+    post_data: float = 0.0
+    early_indexes: float = Field(
+        default=0.0,
+        description="Index builds of the tables of data parts that ended while others still streamed "
+        "(within ``data``).",
+    )
+    early_checks: float = Field(
+        default=0.0, description="Row counts and data checks run while post-data built the indexes."
+    )
+    counts: float = Field(default=0.0, description="Comparing the rows with the manifest, after the restore.")
     migrate: float = 0.0
     validation: float = 0.0
+    drop: float = Field(default=0.0, description="Dropping the scratch database and recording the outcome.")
     total: float = 0.0
 
 

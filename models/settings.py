@@ -194,6 +194,13 @@ class Settings(BaseSettings):
         "server, database postgres.",
     )
     restore_jobs: int = Field(default=2, ge=1, le=64, description="pg_restore --jobs for restores.")
+    rehearsal_maintenance_work_mem_mb: int = Field(
+        default=256,
+        ge=64,
+        le=8192,
+        description="maintenance_work_mem of a rehearsal's scratch database, so that the index builds of "
+        "each of its DBOPS_RESTORE_JOBS sessions sort in memory.",
+    )
     restore_parallelism: int | None = Field(
         default=None,
         ge=1,

@@ -167,6 +167,10 @@ def _summary(record: RestoredCopy, title: str | None = None) -> list[str]:
         f"  download and unpack  {timings.download:>8.2f} s  {record.dump_bytes / 1e6:,.1f} MB dump",
         f"  pg_restore -j {record.jobs:<5}  {timings.restore:>8.2f} s  "
         f"{record.restored_database_bytes / 1e6:,.1f} MB database",
+        f"    pre-data           {timings.pre_data:>8.2f} s",
+        f"    data               {timings.data:>8.2f} s",
+        f"    post-data          {timings.post_data:>8.2f} s  beside it, counts and data checks "
+        f"{timings.early_checks:.2f} s",
         f"  migrate              {timings.migrate:>8.2f} s  {record.backup_revision} -> {record.migrated_to}",
         f"  integrity checks     {timings.validation:>8.2f} s",
         f"  recovery time        {timings.total:>8.2f} s",

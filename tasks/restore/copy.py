@@ -25,10 +25,12 @@ from models.errors import RestoreRefusedError
 from models.integrity import IntegrityReport
 from models.plan import RevisionTrace, judge
 from models.rehearsal import CountMismatch, RestoredCopy
+from models.seed import SeedDocument
 from models.settings import Settings
 from tasks.backup.catalog import backup_keys, complete_backup_ids, list_backups, read_manifest
 from tasks.backup.source import count_rows
 from tasks.integrity.runner import validate_integrity
+from tasks.integrity.staged import StagedChecks
 from tasks.postgres.binaries import Program, pg_restore_for
 from tasks.postgres.engine import make_engine, open_connection
 from tasks.postgres.libpq import needs_tls
@@ -44,6 +46,8 @@ from tasks.storage import ObjectStore
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 #: Runs the integrity checks on a restored database; a flow passes one that publishes artifacts.
 Validator = Callable[[URL], IntegrityReport]
+#: Shows a report the restore's own checks produced (a flow's artifacts).
+Publisher = Callable[[IntegrityReport], None]
 
 
 def choose_backup(
@@ -224,40 +228,93 @@ def restore_and_check(
     log: Logger,
     reseed: bool = False,
     pending: list[RevisionTrace] | None = None,
+    staged: bool = False,
+    publish: Publisher | None = None,
+    unlogged: bool = False,
 ) -> None:
     """Restore the *fetched* backup into the empty database at *url* and check it, filling in *copy*.
 
-    With *pending*, the migration to the code's head runs with the tracer, and each revision it
-    applied is added to *pending*, measured and judged as ``dbops migrate --plan`` would.
+    The rows are counted while post-data builds the indexes (nothing after the data changes them).
+    With *staged* and no *validate*, the integrity checks that need only rows run then too
+    (:class:`~tasks.integrity.staged.StagedChecks`), and the full report after the migration reuses
+    them when the migration applied nothing; *publish* gets that report. *unlogged*: a copy dropped
+    after its proof, whose tables need not be WAL-logged (:mod:`tasks.restore.unlogged`). With
+    *pending*, the migration to the code's head runs with the tracer, and each revision it applied
+    is added to *pending*, measured and judged as ``dbops migrate --plan`` would.
     """
     timings = copy.timings
-    timings.restore = fetched.restore(url, pg_restore, settings, keep_ownership=keep_ownership, log=log)
-    copy.count_mismatches = count_mismatches(manifest.row_counts, _count(url, settings))
-    copy.restored_database_bytes = database_size(url, settings)
-    phase = time.monotonic()
-    if pending is None:
-        copy.migrated_to = migrate(url, settings, logger=log).revision_after
-    else:
-        traced = trace_upgrade(url, settings, analyze=True, log=log)
-        copy.migrated_to = traced.to_revision
-        pending += [
-            judge(
-                revision,
-                rows=traced.rows,
-                max_lock_seconds=settings.migration_max_lock_seconds,
-                max_rewrite_mb=settings.migration_max_rewrite_mb,
-            )
-            for revision in traced.revisions
-        ]
-    if reseed:
-        seed(url, settings, logger=log)
-    timings.migrate = round(time.monotonic() - phase, 3)
-    phase = time.monotonic()
-    report = (validate or default_validator(settings, log))(url)
-    timings.validation = round(time.monotonic() - phase, 3)
+    early = StagedChecks(url, settings, _seed_document(settings)) if staged and validate is None else None
+    counted: dict[str, int] = {}
+
+    def beside_post_data() -> None:
+        started = time.monotonic()
+        counted.update(_count(url, settings))
+        if early is not None:
+            early.data_stage(log)
+        timings.early_checks = round(time.monotonic() - started, 3)
+
+    try:
+        fetched.restore(
+            url,
+            pg_restore,
+            settings,
+            keep_ownership=keep_ownership,
+            log=log,
+            timings=timings,
+            beside_post_data=beside_post_data,
+            unlogged=unlogged,
+        )
+        phase = time.monotonic()
+        copy.count_mismatches = count_mismatches(manifest.row_counts, counted)
+        copy.restored_database_bytes = database_size(url, settings)
+        timings.counts = round(time.monotonic() - phase, 3)
+        phase = time.monotonic()
+        _migrate(copy, url, settings, log, pending)
+        if reseed:
+            seed(url, settings, logger=log)
+        timings.migrate = round(time.monotonic() - phase, 3)
+        phase = time.monotonic()
+        if early is not None:
+            unchanged = not reseed and copy.migrated_to == manifest.alembic_revision
+            staged_checks = early if unchanged else StagedChecks(url, settings, early.context.seed_document)
+            try:
+                report = staged_checks.report(log)
+            finally:
+                staged_checks.close()
+        else:
+            report = (validate or default_validator(settings, log))(url)
+        if publish is not None:
+            publish(report)
+        timings.validation = round(time.monotonic() - phase, 3)
+    finally:
+        if early is not None:
+            early.close()
     copy.validation_errors = [f"{check.name}: {check.detail}" for check in report.errors]
     copy.failure = verdict(copy)
     copy.passed = copy.failure is None
+
+
+def _migrate(
+    copy: RestoredCopy, url: URL, settings: Settings, log: Logger, pending: list[RevisionTrace] | None
+) -> None:
+    if pending is None:
+        copy.migrated_to = migrate(url, settings, logger=log).revision_after
+        return
+    traced = trace_upgrade(url, settings, analyze=True, log=log)
+    copy.migrated_to = traced.to_revision
+    pending += [
+        judge(
+            revision,
+            rows=traced.rows,
+            max_lock_seconds=settings.migration_max_lock_seconds,
+            max_rewrite_mb=settings.migration_max_rewrite_mb,
+        )
+        for revision in traced.revisions
+    ]
+
+
+def _seed_document(settings: Settings) -> SeedDocument:
+    return load_seed_document(seed_file_path(settings))
 
 
 def verdict(copy: RestoredCopy) -> str | None:
@@ -273,7 +330,7 @@ def verdict(copy: RestoredCopy) -> str | None:
 
 
 def default_validator(settings: Settings, log: Logger) -> Validator:
-    seed_document = load_seed_document(seed_file_path(settings))
+    seed_document = _seed_document(settings)
     return lambda url: validate_integrity(url, settings, seed_document=seed_document, logger=log)
 
 

@@ -36,12 +36,15 @@ def restore_dump(
     keep_ownership: bool,
     timeout_seconds: float,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    entries: Path | None = None,
 ) -> float:
     """Restore the custom-format *dump* into the (empty) database at *target*; seconds taken.
 
-    Past *timeout_seconds* pg_restore is stopped and the restore fails, rather than hold its slot forever.
+    With *entries* (a ``--use-list`` file), only the entries it names. Past *timeout_seconds*
+    pg_restore is stopped and the restore fails, rather than hold its slot forever.
     """
-    arguments = [*restore_arguments(target, jobs=jobs, keep_ownership=keep_ownership), str(dump)]
+    selection = ["--use-list", str(entries)] if entries is not None else []
+    arguments = [*restore_arguments(target, jobs=jobs, keep_ownership=keep_ownership), *selection, str(dump)]
     started = time.monotonic()
     with child_environment(target) as environment:
         run_pg_program(

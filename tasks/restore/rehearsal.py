@@ -16,13 +16,14 @@ from models.backup import rehearsal_key, source_of
 from models.database_url import describe
 from models.errors import DbopsError, RestoreError
 from models.marks import DatabaseMark, MarkKind
-from models.rehearsal import RehearsalRecord
+from models.rehearsal import PhaseTimings, RehearsalRecord
 from models.settings import Settings
 from tasks.backup.source import database_source
 from tasks.postgres.engine import database_url, make_engine, open_connection
 from tasks.postgres.guard import maintenance_guard
 from tasks.restore.copy import (
     Logger,
+    Publisher,
     Validator,
     copy_basis,
     restore_and_check,
@@ -38,8 +39,10 @@ from tasks.restore.target import (
     create_database,
     drop_created,
     rehearsal_server,
+    scratch_settings,
     timestamped_name,
 )
+from tasks.schema.migrate import head_revision
 from tasks.storage import ObjectStore
 
 _log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ def rehearse(
     backup_id: str | None = None,
     keep: bool = False,
     validate: Validator | None = None,
+    publish: Publisher | None = None,
     logger: Logger | None = None,
 ) -> RehearsalRecord:
     """Rehearse the restore of one backup and record the outcome beside it.
@@ -60,8 +64,13 @@ def rehearse(
     pg_restore newer than the rehearsal server) raise before anything is touched and record nothing.
     Every other outcome, passed or failed, is recorded and returned; :func:`raise_for_failure` turns a
     failed one into an error.
+
+    The checks that need only rows run while post-data builds the indexes
+    (:func:`~tasks.restore.copy.restore_and_check`); *publish* gets the integrity report. A *validate*
+    given instead runs all of its checks after the migration.
     """
     log = logger or _log
+    preparing = time.monotonic()
     server = rehearsal_server(settings)
     wanted = database_source(database_url(settings), settings)
     manifest, pg_restore = vet_backup(store, backup_id, settings, server, wanted=wanted)
@@ -78,16 +87,25 @@ def rehearse(
         )
         timings = record.timings
         started = time.monotonic()
+        timings.prepare = round(started - preparing, 3)
         created: CreatedDatabase | None = None
         try:
             with work_directory(settings, run) as directory:
                 fetched = fetch_backup(store, manifest, settings, directory, logger=log)
                 timings.download, record.dump_bytes = fetched.seconds, fetched.dump_bytes
+                creating = time.monotonic()
                 mark = DatabaseMark(
                     kind=MarkKind.SCRATCH, run=run, created=datetime.now(UTC), backup=manifest.backup_id
                 )
-                created = create_database(server, settings, timestamped_name("rehearsal"), mark=mark)
+                created = create_database(
+                    server,
+                    settings,
+                    timestamped_name("rehearsal"),
+                    mark=mark,
+                    session_settings=scratch_settings(settings),
+                )
                 record.scratch_database = created.name
+                timings.prepare = round(timings.prepare + time.monotonic() - creating, 3)
                 restore_and_check(
                     record,
                     fetched,
@@ -99,11 +117,16 @@ def rehearse(
                     validate=validate,
                     log=log,
                     pending=record.pending_revisions,
+                    staged=True,
+                    publish=publish,
+                    # A kept copy is looked at, and pending revisions are measured, WAL included.
+                    unlogged=not keep and manifest.alembic_revision == head_revision(),
                 )
         except DbopsError as error:
             record.failure = error.one_line()
         finally:
             timings.total = round(time.monotonic() - started, 3)
+            dropping = time.monotonic()
             if created is not None:
                 if keep:
                     record.scratch_kept = True
@@ -116,12 +139,14 @@ def rehearse(
                     )
                 else:
                     drop_created(created, settings, logger=log)
+            timings.drop = round(time.monotonic() - dropping, 3)
             store.put_bytes(rehearsal_key(manifest.backup_id), record.model_dump_json(indent=2).encode())
         log.info(
-            "rehearsal of backup %s %s in %.1f s",
+            "rehearsal of backup %s %s in %.1f s: %s",
             manifest.backup_id,
             "passed" if record.passed else "FAILED",
             timings.total,
+            phase_line(timings),
         )
     return record
 
@@ -148,3 +173,12 @@ def raise_for_failure(record: RehearsalRecord) -> None:
             detail=record.failure,
             hint="this backup is not proven restorable; see the rehearsal record beside it",
         )
+
+
+def phase_line(timings: PhaseTimings) -> str:
+    """Every phase's seconds on one line, for the log an operator reads."""
+    return ", ".join(
+        f"{name.replace('_', '-')} {seconds:.1f} s"
+        for name, seconds in timings.model_dump().items()
+        if name not in ("restore", "total")
+    )

@@ -118,11 +118,13 @@ def create_database(
     *,
     mark: DatabaseMark,
     like: DatabaseProperties | None = None,
+    session_settings: dict[str, str] | None = None,
 ) -> CreatedDatabase:
     """An empty database from ``template0``, as pg_restore wants it, carrying *mark*.
 
     With *like* (the database it will replace), it gets that one's encoding, locale and default
-    tablespace, which only CREATE DATABASE can set.
+    tablespace, which only CREATE DATABASE can set. *session_settings* (:func:`scratch_settings`)
+    are set on the database, for every session that connects to it.
     """
     options = f" {creation_options(like)}" if like is not None else ""
     engine = make_engine(server, settings, purpose="restore")
@@ -141,6 +143,13 @@ def create_database(
             oid = int(connection.execute(DATABASE_OID, {"name": name}).scalar_one())
             try:
                 connection.exec_driver_sql(comment_statement(name, mark.render()))
+                for setting, value in (session_settings or {}).items():
+                    # Utility statements take no parameters; these are our own plain words.
+                    assert setting.isidentifier(), setting
+                    assert value.isalnum(), value
+                    connection.exec_driver_sql(
+                        f"ALTER DATABASE {quote_identifier(name)} SET {setting} = '{value}'"
+                    )
             except BaseException:  # an unmarked copy would never be swept: better none at all
                 connection.exec_driver_sql(f"DROP DATABASE {quote_identifier(name)}")
                 raise
@@ -148,6 +157,20 @@ def create_database(
         engine.dispose()
     _log.info("created database %s on %s", name, describe(server))
     return CreatedDatabase(server=server, name=name, oid=oid)
+
+
+def scratch_settings(settings: Settings) -> dict[str, str]:
+    """What every session of a scratch database starts with, pg_restore's included.
+
+    Only for a copy that is dropped after its proof (a rehearsal's): a commit there need not wait for
+    the disk (``synchronous_commit``; a crash loses the copy, never the server's consistency), and its
+    index builds sort in memory instead of in temporary files. Never for a copy that takes a live
+    database's place, which would keep them.
+    """
+    return {
+        "synchronous_commit": "off",
+        "maintenance_work_mem": f"{settings.rehearsal_maintenance_work_mem_mb}MB",
+    }
 
 
 def drop_created(

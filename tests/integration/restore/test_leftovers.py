@@ -90,13 +90,26 @@ def scratch_databases(server: EmbeddedServer, pattern: str) -> list[str]:
         return sorted(str(row[0]) for row in rows)
 
 
+def wait_for_post_data(work: Path) -> None:
+    """Until the post-data's pg_restore runs: the index builds, with the data checks beside them."""
+    deadline = time.monotonic() + 120
+    while not any("post-data.pgcustom" in command for command in restore_programs(work)):
+        assert time.monotonic() < deadline, "the post-data never started"
+        time.sleep(0.02)
+
+
 @pytest.mark.usefixtures("clean_server")
+@pytest.mark.parametrize("when", ["restoring", "checking beside post-data"])
 def test_a_killed_rehearsal_takes_pg_restore_with_it_and_the_next_one_sweeps_up(
-    bigger_url: URL, leftovers_env: dict[str, str], pg_server: EmbeddedServer, tmp_path: Path
+    when: str, bigger_url: URL, leftovers_env: dict[str, str], pg_server: EmbeddedServer, tmp_path: Path
 ) -> None:
+    leftovers_env = leftovers_env | {"DBOPS_BACKUP_PARALLELISM": "2"}
     assert run_cli("backup", env=leftovers_env, timeout=300).returncode == 0
     killed = spawn_cli("rehearse", env=leftovers_env, start_new_session=True)
-    wait_for_pg_restore(bigger_url, killed)
+    if when == "restoring":
+        wait_for_pg_restore(bigger_url, killed)
+    else:
+        wait_for_post_data(tmp_path / "work")
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait()
     deadline = time.monotonic() + 5
