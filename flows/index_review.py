@@ -6,9 +6,13 @@ statistics does, because a review missing them would look clean when it is not.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from pydantic import Field
 
 from flows.parameters import DatabaseURLParameter, database_url_parameter
 from models.index_review import IndexReviewReport
@@ -22,16 +26,29 @@ review_indexes_task = task(name="review-indexes", cache_policy=NO_CACHE)(review_
 @flow(name="index-review")
 def index_review_flow(
     database_url: DatabaseURLParameter = None,
+    queries_file: str | None = None,
+    min_calls: Annotated[int | None, Field(ge=1)] = None,
 ) -> IndexReviewReport:
     """Review indexes and table maintenance; findings are advice, each with the SQL to act on it.
 
     Args:
         database_url: Review this database instead of DBOPS_DATABASE_URL; a URL without
             a password, which the worker supplies (PGPASSWORD or a pgpass file).
+        queries_file: A file of SQL statements, on the worker, to advise indexes for besides the
+            workload pg_stat_statements recorded.
+        min_calls: Workload advice: leave out statements called fewer times
+            (default DBOPS_REVIEW_WORKLOAD_MIN_CALLS).
     """
     settings = load_settings()
+    if min_calls is not None:
+        settings = settings.model_copy(update={"review_workload_min_calls": min_calls})
     url = database_url_parameter(settings, "database_url", database_url)
-    report = review_indexes_task(url, settings, logger=get_run_logger())
+    report = review_indexes_task(
+        url,
+        settings,
+        logger=get_run_logger(),
+        queries_file=Path(queries_file) if queries_file else None,
+    )
     create_table_artifact(
         key="index-review-findings",
         table=table_rows(report),

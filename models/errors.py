@@ -169,6 +169,12 @@ class FindingNotApplicableError(IndexReviewError):
     exit_code = 2
 
 
+class QueriesFileError(IndexReviewError):
+    """The ``--queries`` file cannot be read or holds no statement."""
+
+    exit_code = 2
+
+
 class IndexApplyError(IndexReviewError):
     """Applying a finding's SQL failed, or the re-check found the finding still there."""
 

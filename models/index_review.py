@@ -50,6 +50,22 @@ class Finding(BaseModel):
     tentative: bool = Field(
         default=False, description="Statistics are too young to be sure (unused indexes)."
     )
+    # Workload findings only; None elsewhere (and in reports written before they existed).
+    columns: list[str] | None = Field(default=None, description="The advised index's ordered columns.")
+    where: str | None = Field(default=None, description="The advised index's partial predicate.")
+    statements: list[dict[str, Any]] | None = Field(
+        default=None, description="The statements it serves: key, query, calls (and costs when known)."
+    )
+    estimated_cost_before: float | None = Field(
+        default=None, description="Planner cost of its statements, calls times cost, without it."
+    )
+    estimated_cost_after: float | None = Field(
+        default=None, description="The same with it (hypothetical); None: not costed."
+    )
+    measured_ms_before: float | None = Field(default=None, description="Measured by --verify, without it.")
+    measured_ms_after: float | None = Field(default=None, description="Measured by --verify, with it.")
+    alembic: str | None = Field(default=None, description="The Alembic revision body that builds it.")
+    model: str | None = Field(default=None, description="Its declaration for the table's __table_args__.")
 
     @classmethod
     def about(cls, kind: FindingKind, subject: str, **fields: Any) -> Finding:

@@ -41,6 +41,7 @@ TIMEOUT_FIELDS = (
     "ddl_statement_timeout_seconds",
     "maintenance_wait_timeout_seconds",
     "review_lock_timeout_seconds",
+    "review_plan_timeout_seconds",
 )
 #: Of those, the ones whose documented 0 means "no timeout": only an exact 0 does.
 ZERO_DISABLES = frozenset({"ddl_statement_timeout_seconds"})
@@ -291,6 +292,15 @@ class Settings(BaseSettings):
     )
     review_lock_timeout_seconds: float = Field(
         default=5.0, description="lock_timeout in the recommended SQL and for --apply."
+    )
+    review_workload_statements: int = Field(
+        default=50, ge=1, le=1_000, description="Workload advice: the top statements by total time."
+    )
+    review_workload_min_calls: int = Field(
+        default=10, ge=1, description="Workload advice: statements called fewer times are left out."
+    )
+    review_plan_timeout_seconds: float = Field(
+        default=5.0, description="Workload advice: statement_timeout for planning each statement."
     )
     seed_file: Path | None = Field(
         default=None, description="Seed YAML; unset: the bundled models/seed.yaml."

@@ -7,6 +7,7 @@ interrupted (after dropping the index it was half-way through building).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -34,12 +35,33 @@ def review_indexes_command(
             help="Run this one finding's SQL (outside a transaction) and check the result.",
         ),
     ] = None,
+    queries: Annotated[
+        Path | None,
+        typer.Option(
+            "--queries",
+            metavar="FILE",
+            help="Also advise indexes for these SQL statements (';'-separated; '-- calls: N' before one "
+            "says how often it runs).",
+        ),
+    ] = None,
+    min_calls: Annotated[
+        int | None,
+        typer.Option(
+            "--min-calls",
+            min=1,
+            help="Workload advice: leave out statements called fewer times "
+            "(default DBOPS_REVIEW_WORKLOAD_MIN_CALLS).",
+        ),
+    ] = None,
 ) -> None:
-    """Review indexes: unused, redundant, invalid, missing, bloated; sequential scans; slow queries."""
+    """Review indexes: unused, redundant, invalid, missing, bloated; sequential scans; slow queries;
+    multi-column indexes for the workload."""
     settings = load_settings()
+    if min_calls is not None:
+        settings = settings.model_copy(update={"review_workload_min_calls": min_calls})
     url = resolve_database_url(settings, password_free_url(database_url))
     if apply is not None:
-        applied = apply_finding(url, settings, apply)
+        applied = apply_finding(url, settings, apply, queries_file=queries)
         for note in applied.cleared:
             typer.echo(f"leftover of an earlier run: {note}")
         typer.echo(
@@ -50,7 +72,7 @@ def review_indexes_command(
         for statement in applied.finding.undo_sql:
             typer.echo(f"  undo: {statement};")
         return
-    report = review_indexes(url, settings)
+    report = review_indexes(url, settings, queries_file=queries)
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:

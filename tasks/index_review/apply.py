@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
@@ -51,9 +52,11 @@ def apply_finding(
     finding_id: str,
     *,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    queries_file: Path | None = None,
 ) -> AppliedFinding:
+    """*queries_file*: the ``--queries`` file of the review whose workload finding is applied."""
     log = logger or _log
-    report = review_indexes(url, settings)
+    report = review_indexes(url, settings, queries_file=queries_file)
     finding = _current_finding(report, finding_id)
     started = time.monotonic()
     engine = make_engine(url, settings, purpose="index apply", server_settings=BUILD_SESSION_SETTINGS)
@@ -70,7 +73,7 @@ def apply_finding(
                 _run(connection, build_pid, statement, finding, url, settings, log)
     finally:
         engine.dispose()
-    after = review_indexes(url, settings, logger=log)
+    after = review_indexes(url, settings, logger=log, queries_file=queries_file)
     if after.finding(finding_id) is not None:
         raise IndexApplyError(
             f"{finding.id} was applied to {describe(url)} but the review still reports it",

@@ -51,6 +51,24 @@ def evidence_line(finding: Finding) -> str:
     return " ".join(parts)
 
 
+def workload_text(finding: Finding) -> list[str]:
+    """A workload finding's statements, and what makes its index part of the schema: the Alembic
+    revision body and the model declaration."""
+    lines = []
+    for statement in finding.statements or ():
+        cost = (
+            f" cost {statement['cost_before']} -> {statement['cost_after']}"
+            if "cost_before" in statement
+            else ""
+        )
+        lines.append(f"{statement['key']} ({statement['calls']} calls{cost}): {statement['query']}")
+    if finding.model:
+        lines.append(f"models/schema.py, the table's __table_args__: {finding.model}")
+    if finding.alembic:
+        lines += ["Alembic revision:", *finding.alembic.splitlines()]
+    return lines
+
+
 def table_rows(report: IndexReviewReport) -> list[dict[str, Any]]:
     return [
         {
@@ -88,7 +106,7 @@ def report_markdown(report: IndexReviewReport) -> str:
             for f in report.findings
         ]
     for finding in report.findings:
-        if not (finding.sql or "query" in finding.evidence):
+        if not (finding.sql or "query" in finding.evidence or finding.statements):
             continue
         lines += ["", f"## {finding.id}", ""]
         if "query" in finding.evidence:
@@ -98,6 +116,16 @@ def report_markdown(report: IndexReviewReport) -> str:
             lines += [f"Apply{window}:", "", "```sql", *(f"{s};" for s in finding.sql), "```"]
         if finding.undo_sql:
             lines += ["Undo:", "", "```sql", *(f"{s};" for s in finding.undo_sql), "```"]
+        if finding.statements:
+            lines += ["", "Statements it serves:", ""]
+            lines += [
+                f"- `{row['key']}` ({row['calls']} calls): `{row['query']}`" for row in finding.statements
+            ]
+        if finding.model:
+            lines += ["", "Declare it in `models/schema.py` (the table's `__table_args__`):", ""]
+            lines += ["```python", finding.model, "```"]
+        if finding.alembic:
+            lines += ["", "Alembic revision:", "", "```python", finding.alembic, "```"]
     return "\n".join(lines)
 
 
@@ -116,6 +144,7 @@ def report_text(report: IndexReviewReport) -> list[str]:
         if finding.sql:
             prefix = "apply" if finding.online else "apply in a maintenance window"
             lines.append(f"      {prefix}: {'; '.join(finding.sql)}")
+        lines += [f"      {line}" for line in workload_text(finding)]
     lines.append(
         f"{len(report.findings)} finding(s) in {report.elapsed_seconds:.2f} s; nothing was changed "
         "(apply one with --apply ID)"

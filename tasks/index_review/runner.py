@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
@@ -39,6 +40,7 @@ from tasks.index_review.schema_findings import (
 from tasks.index_review.server_versions import statistics_error_hint, unjudged
 from tasks.index_review.slow_queries import read_slow_queries
 from tasks.index_review.table_findings import maintenance_findings, sequential_scan_findings
+from tasks.index_review.workload.advice import advise_indexes
 from tasks.postgres.engine import check_connection, make_engine
 from tasks.postgres.locks import LockHolder
 from tasks.schema.lock import find_holder
@@ -52,12 +54,14 @@ def review_indexes(
     settings: Settings,
     *,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    queries_file: Path | None = None,
 ) -> IndexReviewReport:
     """Review the indexes and tables of the database at *url*. Findings are advice and never raise;
     a statistic that cannot be read does (:class:`IndexReviewError`), since a review without it would
-    be silently incomplete."""
+    be silently incomplete. The workload's statements (and *queries_file*'s) get index advice."""
     log = logger or _log
     started = time.monotonic()
+    advice = advise_indexes(url, settings, queries_file=queries_file, logger=log)
     engine = make_engine(
         url, settings, purpose="index review", server_settings={"default_transaction_read_only": "on"}
     )
@@ -107,10 +111,11 @@ def review_indexes(
         *bloat_findings(block_size, index_shapes, table_shapes, settings),
         *sequential_scan_findings(tables, now, settings),
         *slow_findings,
+        *advice.findings,
         *declaration_findings(indexes, declared, foreign_keys, dropped, settings, leftovers),
         *maintenance_findings(tables, now, settings),
     ]
-    warnings = unjudged(version_num)
+    warnings = [*unjudged(version_num), *advice.warnings]
     if in_flight and live_run is not None:
         warnings.append(
             f"a dbops run holds the migration lock ({live_run.describe()}): the invalid indexes it may "

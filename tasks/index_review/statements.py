@@ -43,10 +43,23 @@ def concurrently(definition: str) -> str:
     return " ".join(made.split())
 
 
-def create_index(schema: str, table: str, name: str, columns: list[str], *, unique: bool = False) -> str:
+def create_index(
+    schema: str,
+    table: str,
+    name: str,
+    columns: list[str],
+    *,
+    unique: bool = False,
+    where: str | None = None,
+    concurrently: bool = True,
+) -> str:
+    """``CREATE INDEX`` on *columns* in their order, partial when *where* is given (a predicate as
+    PostgreSQL prints it). Concurrent unless asked otherwise (a hypothetical index, or a scratch copy)."""
     column_list = ", ".join(quote(column) for column in columns)
     kind = "UNIQUE INDEX" if unique else "INDEX"
-    return f"CREATE {kind} CONCURRENTLY {quote(name)} ON {quote(schema)}.{quote(table)} ({column_list})"
+    build = f"{kind} CONCURRENTLY" if concurrently else kind
+    statement = f"CREATE {build} {quote(name)} ON {quote(schema)}.{quote(table)} ({column_list})"
+    return f"{statement} WHERE {where}" if where else statement
 
 
 def create_model_index(index: Index) -> str:

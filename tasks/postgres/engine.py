@@ -50,7 +50,12 @@ def database_url(settings: Settings) -> URL:
     # Imported here: the embedded server brings psycopg, which a configured URL never needs (dbops db-url).
     from tasks.postgres.embedded import ensure_running
 
-    server = ensure_running(settings.embedded_server_dir, resolve_bindir(settings.pg_bindir))
+    # Preloaded so the index review can read the workload (pg_stat_statements takes a start to load).
+    server = ensure_running(
+        settings.embedded_server_dir,
+        resolve_bindir(settings.pg_bindir),
+        server_settings={"shared_preload_libraries": "pg_stat_statements"},
+    )
     return server.url()
 
 
