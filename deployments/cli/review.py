@@ -53,6 +53,27 @@ def review_indexes_command(
             "(default DBOPS_REVIEW_WORKLOAD_MIN_CALLS).",
         ),
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Measure the advice on a copy restored from a backup: build each advised index there, "
+            "time its statements before and after, and try each advised drop against the workload.",
+        ),
+    ] = False,
+    backup_id: Annotated[
+        str | None, typer.Option("--backup", help="With --verify: the backup to restore (default: newest).")
+    ] = None,
+    min_speedup: Annotated[
+        float | None,
+        typer.Option(
+            "--min-speedup",
+            min=1.0,
+            min_open=True,
+            help="With --verify: recommend an index only when its statements measured at least this many "
+            "times faster (default DBOPS_REVIEW_MIN_SPEEDUP).",
+        ),
+    ] = None,
 ) -> None:
     """Review indexes: unused, redundant, invalid, missing, bloated; sequential scans; slow queries;
     multi-column indexes for the workload."""
@@ -72,7 +93,20 @@ def review_indexes_command(
         for statement in applied.finding.undo_sql:
             typer.echo(f"  undo: {statement};")
         return
-    report = review_indexes(url, settings, queries_file=queries)
+    if verify:
+        from tasks.index_review.verify.run import verify_review
+        from tasks.storage import open_store
+
+        report = verify_review(
+            url,
+            settings,
+            open_store(settings),
+            backup_id=backup_id,
+            min_speedup=min_speedup,
+            queries_file=queries,
+        )
+    else:
+        report = review_indexes(url, settings, queries_file=queries)
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:

@@ -51,6 +51,31 @@ def evidence_line(finding: Finding) -> str:
     return " ".join(parts)
 
 
+def measured_line(finding: Finding) -> str | None:
+    """``--verify``'s verdict with the times it rests on: ``recommended: 41.20 ms -> 0.35 ms (117.7x)``."""
+    verdict = finding.evidence.get("verdict")
+    if verdict is None:
+        return None
+    before = finding.evidence.get("measured_ms_before")
+    after = finding.evidence.get("measured_ms_after")
+    if not isinstance(before, int | float) or not isinstance(after, int | float):
+        return f"verified: {verdict}"
+    speedup = f" ({before / after:,.1f}x)" if after > 0 else ""
+    return f"verified: {verdict}, measured {before:,.2f} ms -> {after:,.2f} ms{speedup}"
+
+
+def verification_line(report: IndexReviewReport) -> str | None:
+    verification = report.verification
+    if verification is None:
+        return None
+    counts = ", ".join(f"{count} {verdict}" for verdict, count in sorted(verification.verdicts.items()))
+    return (
+        f"verified on a copy of backup {verification.backup} in {verification.elapsed_seconds:.1f} s "
+        f"(median of {verification.runs} run(s), recommended from {verification.min_speedup:g}x): "
+        f"{counts or 'nothing to measure'}"
+    )
+
+
 def workload_text(finding: Finding) -> list[str]:
     """A workload finding's statements, and what makes its index part of the schema: the Alembic
     revision body and the model declaration."""
@@ -61,7 +86,12 @@ def workload_text(finding: Finding) -> list[str]:
             if "cost_before" in statement
             else ""
         )
-        lines.append(f"{statement['key']} ({statement['calls']} calls{cost}): {statement['query']}")
+        measured = (
+            f" measured {statement['ms_before']} -> {statement['ms_after']} ms"
+            if "ms_before" in statement
+            else ""
+        )
+        lines.append(f"{statement['key']} ({statement['calls']} calls{cost}{measured}): {statement['query']}")
     if finding.model:
         lines.append(f"models/schema.py, the table's __table_args__: {finding.model}")
     if finding.alembic:
@@ -77,10 +107,34 @@ def table_rows(report: IndexReviewReport) -> list[dict[str, Any]]:
             "table": finding.table or "",
             "index": finding.index or "",
             "tentative": finding.tentative,
+            "verdict": str(finding.evidence.get("verdict", "")),
+            "measured_ms_before": finding.evidence.get("measured_ms_before"),
+            "measured_ms_after": finding.evidence.get("measured_ms_after"),
             "evidence": evidence_line(finding),
             "recommendation": finding.recommendation,
         }
         for finding in report.findings
+    ]
+
+
+def verification_rows(report: IndexReviewReport) -> list[dict[str, Any]]:
+    """One row per finding ``--verify`` judged, with the numbers its verdict rests on."""
+    keys = (
+        "measured_ms_before",
+        "measured_ms_after",
+        "speedup",
+        "buffers_before",
+        "buffers_after",
+        "build_seconds",
+        "size_bytes",
+        "insert_wal_before_bytes",
+        "insert_wal_after_bytes",
+    )
+    return [
+        {"id": finding.id, "verdict": finding.evidence["verdict"]}
+        | {key: finding.evidence.get(key) for key in keys}
+        for finding in report.findings
+        if "verdict" in finding.evidence
     ]
 
 
@@ -96,6 +150,7 @@ def report_markdown(report: IndexReviewReport) -> str:
         f"**Slow queries:** {report.slow_queries.detail}",
         "",
         *(line for warning in report.warnings for line in (f"**Warning:** {warning}", "")),
+        *(f"**Verified:** {line}\n" for line in filter(None, [verification_line(report)])),
         "Nothing has been changed. Apply one finding with `dbops review-indexes --apply ID`.",
     ]
     if report.findings:
@@ -135,12 +190,15 @@ def report_text(report: IndexReviewReport) -> list[str]:
         f"{report.database} (PostgreSQL {report.server_version}), usage statistics over {age}",
         f"slow queries: {report.slow_queries.detail}",
         *(f"warning: {warning}" for warning in report.warnings),
+        *filter(None, [verification_line(report)]),
     ]
     for finding in report.findings:
         tentative = " (tentative)" if finding.tentative else ""
         lines.append(f"  {finding.id}{tentative}")
         lines.append(f"      {evidence_line(finding)}")
         lines.append(f"      {finding.recommendation}")
+        if (measured := measured_line(finding)) is not None:
+            lines.append(f"      {measured}")
         if finding.sql:
             prefix = "apply" if finding.online else "apply in a maintenance window"
             lines.append(f"      {prefix}: {'; '.join(finding.sql)}")

@@ -62,6 +62,7 @@ def scratch_copy(
     prefix: str,
     no_backup_hint: str,
     unavailable: type[ScratchCopyUnavailableError] = ScratchCopyUnavailableError,
+    source: URL | None = None,
     logger: Logger | None = None,
 ) -> Iterator[ScratchCopy]:
     """Restore *backup_id* (None: the newest backup of the configured database) into a scratch
@@ -70,11 +71,12 @@ def scratch_copy(
     *purpose* names the guard's holder ("migration plan"); *measuring* completes "no backup of DB to
     ..." ("measure the migrations on"), what the operator reads when there is nothing to restore.
     Raises *unavailable* (a :class:`ScratchCopyUnavailableError`) when no backup can be restored:
-    none, refused by the checks, or failing to restore.
+    none, refused by the checks, or failing to restore. *source* is the database whose backups count
+    (None: the configured one).
     """
     log = logger or _log
     server = rehearsal_server(settings)
-    wanted = database_source(database_url(settings), settings)
+    wanted = database_source(source or database_url(settings), settings)
     try:
         manifest, pg_restore = vet_backup(store, backup_id, settings, server, wanted=wanted)
     except RestoreRefusedError as error:
