@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from deployments.cli.options import DATABASE_URL_HELP, password_free_url
+from models.errors import ConfigurationError
 from models.settings import load_settings
 from tasks.index_review.apply import apply_finding
 from tasks.index_review.render import report_text
@@ -68,8 +69,6 @@ def review_indexes_command(
         float | None,
         typer.Option(
             "--min-speedup",
-            min=1.0,
-            min_open=True,
             help="With --verify: recommend an index only when its statements measured at least this many "
             "times faster (default DBOPS_REVIEW_MIN_SPEEDUP).",
         ),
@@ -93,6 +92,11 @@ def review_indexes_command(
         for statement in applied.finding.undo_sql:
             typer.echo(f"  undo: {statement};")
         return
+    if min_speedup is not None and min_speedup <= 1.0:
+        raise ConfigurationError(
+            f"--min-speedup {min_speedup:g} would recommend an index that measured no faster",
+            hint="give a factor above 1, such as 2 (the default)",
+        )
     if verify:
         from tasks.index_review.verify.run import verify_review
         from tasks.storage import open_store

@@ -47,9 +47,7 @@ def verify_review(
     is no backup to restore, before anything is built."""
     log = logger or _log
     speedup = min_speedup if min_speedup is not None else settings.review_min_speedup
-    advice = advise_indexes(url, settings, queries_file=queries_file, logger=log)
-    report = review_indexes(url, settings, logger=log, advice=advice)
-    started = time.monotonic()
+    # The copy first: without a backup to restore, nothing else is worth doing.
     with scratch_copy(
         settings,
         store,
@@ -61,6 +59,9 @@ def verify_review(
         source=url,
         logger=log,
     ) as copy:
+        advice = advise_indexes(url, settings, queries_file=queries_file, logger=log)
+        report = review_indexes(url, settings, logger=log, advice=advice)
+        started = time.monotonic()
         options = {
             "plan_cache_mode": "force_custom_plan",
             "statement_timeout": f"{int(settings.review_verify_timeout_seconds * 1000)}ms",
