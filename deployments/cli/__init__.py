@@ -90,7 +90,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "Serve the deployments (nightly backup, weekly maintenance, restore, ...) against PREFECT_API_URL.",
     ),
     "demo": Subcommand(
-        "demo", "Migrate and seed, load synthetic data, validate, back up, rehearse, archive, review indexes."
+        "demo",
+        "Migrate and seed, load synthetic data and a workload, validate, back up, rehearse, archive, "
+        "review indexes and verify the advice on the backup.",
     ),
     "alerts": Subcommand("alerts", "Failure alerts for the scheduled runs."),
 }

@@ -8,6 +8,8 @@ from typing import Any
 from models.index_review import Finding, IndexReviewReport
 
 _SECONDS_PER_DAY = 86_400
+#: Shown on the verdict's own line (:func:`measured_line`), not again among the evidence.
+_MEASURED_KEYS = ("verdict", "measured_ms_before", "measured_ms_after")
 
 
 def human_bytes(size: int) -> str:
@@ -38,7 +40,7 @@ def evidence_line(finding: Finding) -> str:
     """The evidence on one line, sizes made readable: ``scans=0 size=12.3 MiB``."""
     parts = []
     for key, value in finding.evidence.items():
-        if value is None or key in {"definition", "query", "statistics_since"}:
+        if value is None or key in {"definition", "query", "statistics_since", *_MEASURED_KEYS}:
             continue
         if key.endswith("_bytes") and isinstance(value, int):
             parts.append(f"{key.removesuffix('_bytes')}={human_bytes(value)}")

@@ -91,12 +91,8 @@ def not_measured(finding: Finding, reason: str) -> Finding:
 def with_drop_check(finding: Finding, check: DropCheck) -> Finding:
     """*finding* (an index to drop) kept when a workload statement got slower without the index."""
     if check.reason is not None:
-        return finding.model_copy(
-            update={
-                "evidence": finding.evidence | {"verdict": Verdict.DROP.value, "workload": check.reason},
-                "recommendation": f"{finding.recommendation} (the workload check: {check.reason})",
-            }
-        )
+        evidence = finding.evidence | {"verdict": Verdict.DROP.value, "workload": check.reason}
+        return finding.model_copy(update={"evidence": evidence})
     slower = check.slower()
     worst = max(check.timings, key=lambda t: t.ms_after / t.ms_before if t.ms_before else 0.0)
     evidence = finding.evidence | {
