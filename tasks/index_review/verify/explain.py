@@ -26,6 +26,7 @@ class Timing:
 
     ms: float
     buffers: int
+    indexes: frozenset[str] = frozenset()
 
 
 def literal(value: str) -> str:
@@ -39,10 +40,17 @@ def plan_buffers(plan: dict[str, Any]) -> int:
     return int(top.get("Shared Hit Blocks", 0)) + int(top.get("Shared Read Blocks", 0))
 
 
-def timing_of(runs: Sequence[tuple[float, int]]) -> Timing:
+def plan_indexes(node: dict[str, Any]) -> frozenset[str]:
+    """The indexes any node of the plan reads."""
+    own = {str(node["Index Name"])} if "Index Name" in node else set()
+    return frozenset(own.union(*(plan_indexes(child) for child in node.get("Plans", ()))))
+
+
+def timing_of(runs: Sequence[tuple[float, int, frozenset[str]]]) -> Timing:
     return Timing(
-        ms=round(statistics.median(ms for ms, _ in runs), 3),
-        buffers=int(statistics.median(buffers for _, buffers in runs)),
+        ms=round(statistics.median(ms for ms, _, _ in runs), 3),
+        buffers=int(statistics.median(buffers for _, buffers, _ in runs)),
+        indexes=frozenset().union(*(indexes for _, _, indexes in runs)),
     )
 
 
@@ -72,7 +80,7 @@ def time_statement(
         connection.execute(f"DEALLOCATE {name}")
 
 
-def _run(connection: Session, name: str, values: tuple[str, ...]) -> tuple[float, int]:
+def _run(connection: Session, name: str, values: tuple[str, ...]) -> tuple[float, int, frozenset[str]]:
     arguments = f"({', '.join(literal(value) for value in values)})" if values else ""
     with connection.transaction(force_rollback=True):
         row = connection.execute(
@@ -81,4 +89,4 @@ def _run(connection: Session, name: str, values: tuple[str, ...]) -> tuple[float
     assert row is not None
     document = row[0]
     plan = (document if isinstance(document, list) else [document])[0]
-    return float(plan["Execution Time"]), plan_buffers(plan)
+    return float(plan["Execution Time"]), plan_buffers(plan), plan_indexes(plan.get("Plan", {}))
