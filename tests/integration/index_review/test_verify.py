@@ -9,6 +9,7 @@ Runs without hypopg (every candidate built on the copy) and, where the server ha
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
+from flows.index_review import index_review_flow
 from models.index_review import Finding, FindingKind, IndexReviewReport
 from models.settings import Settings, load_settings
 from tasks.backup.dump import backup
@@ -25,7 +27,15 @@ from tasks.index_review.verify.run import verify_review
 from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, stop
 from tasks.schema.migrate import migrate
 from tasks.storage import open_store
-from tests.integration.conftest import admin_connection, connect, run_cli, server_directory, url_string
+from tests.integration.conftest import (
+    admin_connection,
+    connect,
+    flow_run_artifacts,
+    flow_url,
+    run_cli,
+    server_directory,
+    url_string,
+)
 
 ROWS = 120_000
 CALLS = 30
@@ -209,3 +219,42 @@ def test_verify_without_a_backup_exits_2_with_one_line(
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"dbops: error: no backup of {name} to verify the index advice on")
     assert "take one with dbops backup" in line
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_the_flow_verifies_and_publishes_the_measurements(
+    verify_server: EmbeddedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = planted(verify_server, tmp_path / "home", hypopg=False)
+    settings = verify_settings(url, tmp_path / "home", tmp_path / "store")
+    store = open_store(settings)
+    manifest = backup(url, settings, store)
+    reset_usage(url)
+    for name, value in {
+        "DBOPS_DATABASE_URL": url_string(url),
+        "DBOPS_HOME": str(tmp_path / "home"),
+        "DBOPS_BACKUP_URL": str(tmp_path / "store"),
+        "DBOPS_REVIEW_UNUSED_MIN_AGE_DAYS": "0",
+        "DBOPS_REVIEW_SEQ_SCAN_MIN_ROWS": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    state = index_review_flow(
+        database_url=flow_url(url, monkeypatch), verify=True, backup_id=manifest.backup_id, return_state=True
+    )
+
+    assert state.is_completed(), state.message
+    report = state.result()
+    assert isinstance(report, IndexReviewReport)
+    assert report.verification is not None
+    assert report.verification.backup == manifest.backup_id
+    artifacts = flow_run_artifacts(state.state_details.flow_run_id)
+    assert set(artifacts) == {"index-review-findings", "index-review", "index-review-verification"}
+    rows = {row["id"]: row for row in json.loads(str(artifacts["index-review-verification"]))}
+    audit = workload_finding(report, "audit_logs")
+    assert rows[audit.id]["verdict"] == "recommended"
+    assert rows[audit.id]["measured_ms_after"] < rows[audit.id]["measured_ms_before"]
+    assert rows["unused:ix_events_user_needed"]["verdict"] == "kept"
+    markdown = str(artifacts["index-review"])
+    assert f"**Verified:** verified on a copy of backup {manifest.backup_id}" in markdown
+    assert str(url.password) not in markdown
