@@ -74,8 +74,10 @@ def review_indexes_command(
         ),
     ] = None,
 ) -> None:
-    """Review indexes: unused, redundant, invalid, missing, bloated; sequential scans; slow queries;
-    multi-column indexes for the workload."""
+    """Review indexes: unused, redundant, invalid, missing, bloated; sequential scans; slow queries.
+
+    Also advises multi-column indexes for the workload (pg_stat_statements, and --queries).
+    """
     settings = load_settings()
     if min_calls is not None:
         settings = settings.model_copy(update={"review_workload_min_calls": min_calls})

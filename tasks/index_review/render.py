@@ -84,7 +84,7 @@ def workload_text(finding: Finding) -> list[str]:
     lines = []
     for statement in finding.statements or ():
         cost = (
-            f" cost {statement['cost_before']} -> {statement['cost_after']}"
+            f", cost {statement['cost_before']} -> {statement['cost_after']}"
             if "cost_before" in statement
             else ""
         )

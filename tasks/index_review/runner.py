@@ -62,8 +62,6 @@ def review_indexes(
     be silently incomplete. The workload's statements (and *queries_file*'s) get index advice."""
     log = logger or _log
     started = time.monotonic()
-    if advice is None:  # --verify reads it first, for the parameter uses and plans it measures with
-        advice = advise_indexes(url, settings, queries_file=queries_file, logger=log)
     engine = make_engine(
         url, settings, purpose="index review", server_settings={"default_transaction_read_only": "on"}
     )
@@ -92,6 +90,8 @@ def review_indexes(
         ) from None
     finally:
         engine.dispose()
+    if advice is None:  # --verify reads it first, for the parameter uses and plans it measures with
+        advice = advise_indexes(url, settings, queries_file=queries_file, logger=log)
     age_days = (now - statistics_since).total_seconds() / _SECONDS_PER_DAY if statistics_since else None
     declared = declared_indexes(schema, settings)
     tables_by_name = {table.name: table for table in tables}

@@ -26,6 +26,7 @@ from tasks.index_review.workload.source import (
     PRIVILEGE_HINT,
     read_queries_file,
     read_statistics_workload,
+    read_updated_columns,
 )
 from tasks.index_review.workload.statistics import read_table_statistics, read_table_writes
 from tasks.postgres.engine import make_engine
@@ -105,13 +106,14 @@ def _advise(
     else:
         window = found.window_seconds
         writes = read_table_writes(connection)
+        updated = read_updated_columns(connection, found.schema) if found.schema else {}
         advice.candidates, advice.rejected = choose_candidates(
             connection,
             version_num,
             planned,
             candidates,
             hypothetical_indexes(schema),
-            lambda candidate: _overhead(candidate, statistics, writes, window),
+            lambda candidate: _overhead(candidate, statistics, writes, window, updated),
             tables={key: tables(plan) for key, plan in advice.plans.items()},
         )
         advice.costed = True
@@ -131,6 +133,7 @@ def _overhead(
     statistics: Mapping[tuple[str, str], TableStatistics],
     writes: Mapping[tuple[str, str], TableWrites],
     window_seconds: float | None,
+    updated: Mapping[str, frozenset[str] | None],
 ) -> float:
     """The candidate's write overhead over the window the calls were counted in; a file's statements,
     whose calls have no window, are weighed against the table counters' own."""
@@ -140,7 +143,7 @@ def _overhead(
         return 0.0
     columns = statistics[key].columns if key in statistics else {}
     window = window_seconds if window_seconds is not None else table_writes.seconds
-    return write_overhead(candidate.columns, columns, table_writes, window)
+    return write_overhead(candidate.columns, columns, table_writes, window, updated.get(candidate.table))
 
 
 def statements_of(advice: WorkloadAdvice, keys: Sequence[str]) -> list[WorkloadStatement]:

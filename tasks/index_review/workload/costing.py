@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from models.workload import IndexCandidate, StatementCost, WorkloadStatement
 from tasks.index_review import statements
@@ -104,7 +105,7 @@ def cost_candidates(
 ) -> list[IndexCandidate]:
     """Each candidate with its ``costs``: every statement it may serve, planned without it (as the
     connection stands) and with it (made by *make_index*, then removed). A statement that cannot be
-    planned is left out of the costs."""
+    planned is left out of the costs, and a candidate whose index cannot be made has none."""
     before: dict[str, float | None] = {}
     costed = []
     for candidate in candidates:
@@ -112,7 +113,14 @@ def cost_candidates(
         for statement in served:
             if statement.key not in before:
                 before[statement.key] = plan_cost(connection, statement.key, statement.query, version_num)
-        remove = make_index(connection, candidate)
+        try:
+            with connection.begin_nested():  # an index that cannot be made leaves the rest costable
+                remove = make_index(connection, candidate)
+        except DBAPIError as error:
+            reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
+            _log.info("index candidate %s cannot be costed: %s", candidate.name, reason)
+            costed.append(candidate)
+            continue
         try:
             after = {s.key: plan_cost(connection, s.key, s.query, version_num) for s in served}
         finally:
@@ -154,7 +162,9 @@ def choose_candidates(
             kept = []
             for candidate in remaining:
                 saved = sum(cost.saved for cost in candidate.costs)
-                if saved <= 0:
+                if not candidate.costs:
+                    rejected.append((candidate, "it could not be costed (see the log)"))
+                elif saved <= 0:
                     rejected.append((candidate, _no_saving(chosen)))
                 elif candidate.score <= 0:
                     rejected.append(

@@ -8,10 +8,13 @@ read two and a half random pages (``random_page_cost`` = 4), a heap page and its
 spare.
 
 HOT updates are the other cost. An update that changes no indexed column stays on its page and writes
-no index entry; an index on a column the update changes ends that. The statistics do not say which
-columns the updates change, so the estimate is pessimistic: each HOT update of the table counts as
-broken by any new index, at the price of a full row write (the new tuple plus entries in every index).
-A table without HOT updates pays nothing for it.
+no index entry; an index on a column the update changes ends that, at the price of a full row write
+(the new tuple plus entries in every index). The table's counters do not say which columns the updates
+change. Where every ``UPDATE`` of the table that pg_stat_statements holds can be read, the columns
+they assign are known, and an index on none of them breaks nothing; otherwise (an upsert, a statement
+hidden from the role or evicted from pg_stat_statements, or no update recorded at all though the
+table has HOT updates) the estimate is pessimistic and counts every HOT update as broken. A table
+without HOT updates pays nothing for it.
 """
 
 from __future__ import annotations
@@ -58,10 +61,14 @@ def write_overhead(
     statistics: Mapping[str, ColumnStatistics],
     writes: TableWrites,
     window_seconds: float,
+    updated: frozenset[str] | None = None,
 ) -> float:
     """The index's estimated cost to the table's writes over *window_seconds*, the window the
-    workload's calls were counted in, at the write rate the table's counters show."""
+    workload's calls were counted in, at the write rate the table's counters show. *updated*: the
+    columns the table's updates assign, when all are known (None: unknown)."""
+    columns = tuple(columns)
     share = width_share(columns, statistics)
     entries = writes.per_second(writes.inserts + writes.updates - writes.hot_updates) * window_seconds
-    broken_hot = writes.per_second(writes.hot_updates) * window_seconds
+    breaks_hot = updated is None or bool(updated & set(columns))
+    broken_hot = writes.per_second(writes.hot_updates) * window_seconds if breaks_hot else 0.0
     return entries * share * ROW_WRITE_COST + broken_hot * ROW_WRITE_COST

@@ -14,6 +14,7 @@ import itertools
 import logging
 from typing import Any
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -35,6 +36,8 @@ def _run(connection: Connection, sql: str) -> list[tuple[Any, ...]]:
     try:
         cursor.execute(sql)
         return list(cursor.fetchall()) if cursor.description else []
+    except psycopg.Error as error:  # as SQLAlchemy would have raised it
+        raise DBAPIError(sql, None, error) from None
     finally:
         cursor.close()
 

@@ -9,6 +9,7 @@ statement run by several roles is one statement.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +21,14 @@ from models.settings import Settings
 from models.workload import StatementSource, WorkloadStatement
 from tasks.index_review import statements
 from tasks.index_review.slow_queries import STATUS
-from tasks.index_review.workload.sql_text import advisable, split_statements
+from tasks.index_review.workload.sql_text import advisable, split_statements, updated_columns
 
 #: Rows read per statement wanted: most of the top statements by time may be the catalogue's or
 #: utility statements, which are dropped after reading.
 _OVERREAD = 4
 _HIDDEN_TEXT = "<insufficient privilege>"
+_UPDATES = re.compile(r"\bUPDATE\b", re.IGNORECASE)
+_ROW_LOCKS = re.compile(r"\bFOR\s+(?:NO\s+KEY\s+)?UPDATE\b", re.IGNORECASE)
 
 PRIVILEGE_HINT = (
     "the text of other roles' statements is hidden from this role: GRANT pg_read_all_stats "
@@ -85,6 +88,36 @@ def read_statistics_workload(connection: Connection, settings: Settings) -> Stat
         text(f"SELECT extract(epoch FROM now() - stats_reset)::float FROM {schema}.pg_stat_statements_info")
     ).scalar()
     return StatisticsWorkload(found, hidden, float(window) if window is not None else None, status.schema)
+
+
+def read_updated_columns(connection: Connection, schema: str) -> dict[str, frozenset[str] | None]:
+    """The columns each table's updates assign, from every ``UPDATE`` (and upsert) pg_stat_statements
+    holds for this database, by table; None for a table whose updates cannot all be read. None for
+    every table when some statements' text is hidden from this role: which tables they update is
+    unknown. Tables missing from the result had no update recorded (or evicted) and count as unknown
+    too (see :mod:`.overhead`)."""
+    rows = connection.execute(
+        text(f"""
+            SELECT s.query
+            FROM {statements.quote(schema)}.pg_stat_statements AS s
+            WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND (s.query IS NULL OR s.query ~* 'update' OR s.query = :hidden)
+        """),
+        {"hidden": _HIDDEN_TEXT},
+    ).scalars()
+    found: dict[str, frozenset[str] | None] = {}
+    for query in rows:
+        if query is None or query == _HIDDEN_TEXT:
+            return {}
+        update = updated_columns(query)
+        if update is None:
+            if _UPDATES.search(_ROW_LOCKS.sub("", query)):
+                return {}  # an update this reading misses (in a WITH, say): which table is unknown
+            continue
+        table, columns = update
+        known = found.get(table, frozenset())
+        found[table] = None if columns is None or known is None else known | columns
+    return found
 
 
 def read_queries_file(path: Path) -> list[WorkloadStatement]:

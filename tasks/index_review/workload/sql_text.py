@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
-_CALLS = re.compile(r"--\s*calls:\s*(\d+)", re.IGNORECASE)
+_CALLS = re.compile(r"--[^\n]*?\bcalls:\s*(\d+)", re.IGNORECASE)
 _FIRST_WORD = re.compile(r"^([A-Za-z]+)")
 #: Catalogue and bookkeeping names: statements touching them are dbops's (or a monitor's) own reads.
 _OWN = re.compile(r"\b(?:pg_\w+|information_schema|alembic_version|dbops_\w+)\b", re.IGNORECASE)
@@ -125,3 +125,70 @@ def advisable(query: str) -> bool:
     if kind not in _ADVISABLE or _OWN.search(query) or not _SERVES.search(query):
         return False
     return kind != "INSERT" or bool(_INSERT_SELECT.search(query))
+
+
+_UPDATE = re.compile(
+    r"^UPDATE\s+(?:ONLY\s+)?(?:(?P<schema>[A-Za-z_][\w$]*|\"[^\"]+\")\.)?(?P<table>[A-Za-z_][\w$]*|\"[^\"]+\")"
+    r"(?:\s+(?:AS\s+)?(?!SET\b)[A-Za-z_][\w$]*)?\s+SET\s+(?P<rest>.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_SET_END = re.compile(r"\s(?:WHERE|FROM|RETURNING)\s", re.IGNORECASE)
+
+
+_UPSERT = re.compile(
+    r"^INSERT\s+INTO\s+(?:[\w$]+\.)?(?P<table>[A-Za-z_][\w$]*).*\bON\s+CONFLICT\b.*\bDO\s+UPDATE\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def updated_columns(query: str) -> tuple[str, frozenset[str] | None] | None:
+    """(table, the columns its SET assigns) of an ``UPDATE``; (table, None) for an update whose columns
+    it cannot read (an upsert, an odd SET), which must count as touching any of them; None for a
+    statement that updates nothing."""
+    query = without_leading_comments(query).strip()
+    upsert = _UPSERT.match(query)
+    if upsert is not None:
+        return upsert["table"].lower(), None
+    match = _UPDATE.match(query)
+    if match is None:
+        return None
+    table = match["table"]
+    table = table.strip('"') if table.startswith('"') else table.lower()
+    rest = match["rest"]
+    end = next(
+        (m.start() for m in _SET_END.finditer(rest) if _outside_parentheses(rest, m.start())), len(rest)
+    )
+    columns: set[str] = set()
+    for assignment in _split_commas(rest[:end]):
+        target = assignment.split("=", 1)[0].strip()
+        names = target.strip("()").split(",") if target.startswith("(") else [target]
+        for name in names:
+            name = name.strip().split("[")[0].split(".")[0]  # an array element or a field: its column
+            if not re.fullmatch(r'[A-Za-z_][\w$]*|"[^"]+"', name):
+                return table, None
+            columns.add(name.strip('"') if name.startswith('"') else name.lower())
+    return table, frozenset(columns)
+
+
+def _outside_parentheses(text: str, position: int) -> bool:
+    depth, quote = 0, ""
+    for char in text[:position]:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+    return depth == 0 and not quote
+
+
+def _split_commas(text: str) -> list[str]:
+    parts, start = [], 0
+    for index, char in enumerate(text):
+        if char == "," and _outside_parentheses(text, index):
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return [part for part in parts if part.strip()]

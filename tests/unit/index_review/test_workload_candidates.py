@@ -21,7 +21,7 @@ from tasks.index_review.workload.findings import candidate_from_finding, workloa
 from tasks.index_review.workload.needs import ScanNeed
 from tasks.index_review.workload.overhead import ROW_WRITE_COST, TableWrites, write_overhead
 from tasks.index_review.workload.source import read_queries_file
-from tasks.index_review.workload.sql_text import advisable, split_statements
+from tasks.index_review.workload.sql_text import advisable, split_statements, updated_columns
 
 STATISTICS = {
     ("public", "t"): TableStatistics(
@@ -242,3 +242,37 @@ def test_a_finding_carries_the_sql_revision_and_model_line_and_reads_back() -> N
     assert "postgresql_concurrently=True" in finding.alembic
     compile(finding.alembic, "revision", "exec")
     assert candidate_from_finding(finding, "public") == candidate.model_copy(update={"costs": ()})
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("UPDATE analytics_events SET properties = $1", ("analytics_events", frozenset({"properties"}))),
+        (
+            "/* app */ update public.applications a set status = $1, updated_at = now() where id = $2",
+            ("applications", frozenset({"status", "updated_at"})),
+        ),
+        (
+            'UPDATE t SET (a, b) = ($1, f($2, $3)), "C" = 1 FROM u WHERE t.id = u.id',
+            ("t", frozenset({"a", "b", "C"})),
+        ),
+        ("UPDATE t SET a = (SELECT max(x) FROM y WHERE z = 1) RETURNING *", ("t", frozenset({"a"}))),
+        ("INSERT INTO t (a) VALUES ($1) ON CONFLICT (a) DO UPDATE SET b = $2", ("t", None)),
+        ("UPDATE t SET a[1] = $1, p.x = $2", ("t", frozenset({"a", "p"}))),
+        ("UPDATE t SET f(a) = $1", ("t", None)),
+        ("SELECT * FROM t WHERE a = $1 FOR UPDATE", None),
+    ],
+)
+def test_the_columns_an_update_assigns_are_read_or_said_to_be_unknown(
+    query: str, expected: tuple[str, frozenset[str] | None] | None
+) -> None:
+    assert updated_columns(query) == expected
+
+
+def test_an_index_on_columns_no_update_assigns_breaks_no_hot_update() -> None:
+    columns = STATISTICS[("public", "t")].columns
+    hot = TableWrites(inserts=0, updates=500, hot_updates=500, seconds=100)
+
+    assert write_overhead(("action",), columns, hot, 100, frozenset({"payload"})) == 0
+    assert write_overhead(("action",), columns, hot, 100, frozenset({"action"})) == 500 * ROW_WRITE_COST
+    assert write_overhead(("action",), columns, hot, 100, None) == 500 * ROW_WRITE_COST

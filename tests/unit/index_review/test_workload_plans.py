@@ -186,3 +186,41 @@ def test_a_hash_join_gives_the_scanned_side_its_join_key() -> None:
     assert needs["events"].join_keys == ("user_id",)
     assert needs["events"].equality == ("kind",)
     assert needs["users"].join_keys == ("id",)
+
+
+def test_a_parallel_scan_sorted_under_a_gather_merge_and_a_limit_asks_for_the_sort() -> None:
+    scan = {**_scan("Seq Scan", "t", Filter="(t.a = $1)"), "Parallel Aware": True}
+    plan = _plan(
+        {
+            "Node Type": "Limit",
+            "Plans": [
+                {
+                    "Node Type": "Gather Merge",
+                    "Plans": [{"Node Type": "Sort", "Sort Key": ["t.b DESC"], "Plans": [scan]}],
+                }
+            ],
+        }
+    )
+
+    [need] = scan_needs("q:1", plan)
+
+    assert [(key.column.name, key.descending) for key in need.sort] == [("b", True)]
+
+
+def test_a_sort_on_another_relations_column_asks_for_no_sort() -> None:
+    plan = _plan(
+        {
+            "Node Type": "Limit",
+            "Plans": [
+                {
+                    "Node Type": "Sort",
+                    "Sort Key": ["t.b", "u.c"],
+                    "Plans": [_scan("Seq Scan", "t", Filter="(t.a = $1)")],
+                }
+            ],
+        }
+    )
+
+    [need] = scan_needs("q:1", plan)
+
+    assert need.sort == ()
