@@ -91,8 +91,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     ),
     "demo": Subcommand(
         "demo",
-        "Migrate and seed, load synthetic data and a workload, validate, back up, rehearse, archive, "
-        "review indexes and verify the advice on the backup.",
+        "Migrate, seed, load data and a workload, validate, back up, rehearse, archive, review indexes.",
     ),
     "alerts": Subcommand("alerts", "Failure alerts for the scheduled runs."),
 }

@@ -50,8 +50,7 @@ def register(app: typer.Typer) -> None:
 
 
 def demo_command() -> None:
-    """Migrate and seed, load synthetic data and a workload, validate, back up, rehearse, archive,
-    review indexes and verify the advice on the backup."""
+    """Migrate, seed, load data and a workload, validate, back up, rehearse, archive, review indexes."""
     settings = load_settings()
     outcomes: list[StepOutcome] = []
     failure: DbopsError | None = None
