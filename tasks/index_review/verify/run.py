@@ -18,6 +18,7 @@ from models.index_review import Finding, FindingKind, IndexReviewReport, Verific
 from models.settings import Settings
 from models.workload import ParameterUse, WorkloadStatement
 from tasks.index_review.runner import review_indexes
+from tasks.index_review.verify.choice import choose_on_copy
 from tasks.index_review.verify.drops import check_drops, statements_on
 from tasks.index_review.verify.measure import Baseline, first_line, measure_candidates
 from tasks.index_review.verify.sampling import Sampled, Session, sample_parameters
@@ -71,7 +72,9 @@ def verify_review(
         ) as session:
             # A restored copy has no statistics and no visibility map: production has both.
             session.execute("VACUUM (ANALYZE)")
-            findings = _measured(session, report, advice, speedup, copy.manifest.backup_id, settings, log)
+            findings = _measured(
+                session, copy.url, report, advice, speedup, copy.manifest.backup_id, settings, log
+            )
     report.findings = findings
     report.verification = Verification(
         backup=copy.manifest.backup_id,
@@ -86,6 +89,7 @@ def verify_review(
 
 def _measured(
     session: Session,
+    copy_url: URL,
     report: IndexReviewReport,
     advice: WorkloadAdvice,
     min_speedup: float,
@@ -97,6 +101,13 @@ def _measured(
     candidates = [candidate for candidate in advice.candidates if candidate.name in advised]
     to_drop = [f for f in report.findings if f.kind in DROP_KINDS and f.index and f.table]
     statement_tables = {key: tables(plan) for key, plan in advice.plans.items()}
+    rejected: dict[str, str] = {}
+    if candidates and not advice.costed:
+        # No hypopg: the copy's real indexes cost the candidates and choose the set, as hypopg would.
+        planned = [statement for statement in advice.workload if statement.key in advice.plans]
+        chosen, refused = choose_on_copy(copy_url, settings, planned, candidates, statement_tables)
+        candidates = chosen
+        rejected = {candidate.name: f"costed with it built on the copy, {why}" for candidate, why in refused}
     wanted = {key for candidate in candidates for key in candidate.statements}
     wanted |= {key for f in to_drop for key in statements_on(str(f.table), statement_tables)}
     sampled = {
@@ -114,6 +125,7 @@ def _measured(
         report.findings,
         measurements=measured.measurements,
         not_measured_reasons=measured.not_measured,
+        not_chosen=rejected,
         notes=measured.notes,
         drops=drops,
         min_speedup=min_speedup,

@@ -88,6 +88,17 @@ def not_measured(finding: Finding, reason: str) -> Finding:
     )
 
 
+def not_worth_it(finding: Finding, reason: str) -> Finding:
+    """A candidate that building it on the copy showed not worth measuring: the planner would not
+    use it, or not to any saving."""
+    return finding.model_copy(
+        update={
+            "evidence": finding.evidence | {"verdict": Verdict.NOT_PROVEN.value},
+            "recommendation": f"not proven: {reason}; do not build it on this evidence",
+        }
+    )
+
+
 def with_drop_check(finding: Finding, check: DropCheck) -> Finding:
     """*finding* (an index to drop) kept when a workload statement got slower without the index."""
     if check.reason is not None:
@@ -125,6 +136,7 @@ def verified_findings(
     *,
     measurements: Mapping[str, IndexMeasurement],
     not_measured_reasons: Mapping[str, str],
+    not_chosen: Mapping[str, str] | None = None,
     notes: Mapping[str, str],
     drops: Mapping[str, DropCheck],
     min_speedup: float,
@@ -136,6 +148,8 @@ def verified_findings(
         index = finding.index or ""
         if finding.kind is FindingKind.WORKLOAD_INDEX and index in measurements:
             finding = with_measurement(finding, measurements[index], min_speedup, backup, notes.get(index))
+        elif finding.kind is FindingKind.WORKLOAD_INDEX and index in (not_chosen or {}):
+            finding = not_worth_it(finding, (not_chosen or {})[index])
         elif finding.kind is FindingKind.WORKLOAD_INDEX:
             finding = not_measured(finding, not_measured_reasons.get(index, "its index was not built"))
         elif finding.id in drops:
