@@ -78,6 +78,16 @@ def review_indexes_command(
 
     Also advises multi-column indexes for the workload (pg_stat_statements, and --queries).
     """
+    if not verify and (backup_id is not None or min_speedup is not None):
+        raise ConfigurationError(
+            "--backup and --min-speedup choose what --verify measures on and how",
+            hint="add --verify, or leave them out",
+        )
+    if min_speedup is not None and min_speedup <= 1.0:
+        raise ConfigurationError(
+            f"--min-speedup {min_speedup:g} would recommend an index that measured no faster",
+            hint="give a factor above 1, such as 2 (the default)",
+        )
     settings = load_settings()
     if min_calls is not None:
         settings = settings.model_copy(update={"review_workload_min_calls": min_calls})
@@ -94,11 +104,6 @@ def review_indexes_command(
         for statement in applied.finding.undo_sql:
             typer.echo(f"  undo: {statement};")
         return
-    if min_speedup is not None and min_speedup <= 1.0:
-        raise ConfigurationError(
-            f"--min-speedup {min_speedup:g} would recommend an index that measured no faster",
-            hint="give a factor above 1, such as 2 (the default)",
-        )
     if verify:
         from tasks.index_review.verify.run import verify_review
         from tasks.storage import open_store

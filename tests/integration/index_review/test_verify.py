@@ -220,6 +220,18 @@ def test_verify_without_a_backup_exits_2_with_one_line(
     assert line.startswith(f"dbops: error: no backup of {name} to verify the index advice on")
     assert "take one with dbops backup" in line
 
+    for flags, wrong in (
+        (("--backup", "x"), "--backup and --min-speedup choose what --verify measures on"),
+        (
+            ("--verify", "--min-speedup", "1"),
+            "--min-speedup 1 would recommend an index that measured no faster",
+        ),
+    ):
+        refused = run_cli("review-indexes", *flags, env=env)
+        assert refused.returncode == 2, refused.stderr
+        [line] = refused.stderr.strip().splitlines()
+        assert line.startswith(f"dbops: error: {wrong}"), line
+
 
 @pytest.mark.usefixtures("prefect_api")
 def test_the_flow_verifies_and_publishes_the_measurements(
