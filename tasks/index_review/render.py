@@ -158,8 +158,8 @@ def report_markdown(report: IndexReviewReport) -> str:
     if report.findings:
         lines += ["", "| id | table | evidence | recommendation |", "|---|---|---|---|"]
         lines += [
-            f"| `{f.id}`{' (tentative)' if f.tentative else ''} | {f.table or ''} | {evidence_line(f)} "
-            f"| {f.recommendation} |"
+            f"| `{f.id}`{' (tentative)' if f.tentative else ''} | {f.table or ''} | "
+            f"{' '.join(filter(None, [measured_line(f), evidence_line(f)]))} | {f.recommendation} |"
             for f in report.findings
         ]
     for finding in report.findings:

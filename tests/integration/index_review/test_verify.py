@@ -269,4 +269,5 @@ def test_the_flow_verifies_and_publishes_the_measurements(
     assert rows["unused:ix_events_user_needed"]["verdict"] == "kept"
     markdown = str(artifacts["index-review"])
     assert f"**Verified:** verified on a copy of backup {manifest.backup_id}" in markdown
+    assert f"| `{audit.id}` | audit_logs | verified: recommended, measured " in markdown
     assert str(url.password) not in markdown
