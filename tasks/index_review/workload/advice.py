@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,9 +144,3 @@ def _overhead(
     columns = statistics[key].columns if key in statistics else {}
     window = window_seconds if window_seconds is not None else table_writes.seconds
     return write_overhead(candidate.columns, columns, table_writes, window, updated.get(candidate.table))
-
-
-def statements_of(advice: WorkloadAdvice, keys: Sequence[str]) -> list[WorkloadStatement]:
-    """The workload statements named by *keys* (a candidate's), in workload order."""
-    wanted = set(keys)
-    return [statement for statement in advice.workload if statement.key in wanted]

@@ -4,7 +4,9 @@ columns each filters, joins and sorts on.
 A plan is read as ``EXPLAIN (VERBOSE, FORMAT JSON)`` prints it: every node a ``Node Type``, scans a
 ``Relation Name``, ``Schema`` and ``Alias``, and columns qualified by the alias. A generic plan has no
 ``Rows Removed by Filter``, so a poorly selective index scan shows itself by the ``Filter`` left on top
-of its ``Index Cond``, or by a ``Sort`` it did not spare, rather than by counts.
+of its ``Index Cond``, or by a ``Sort`` it did not spare, rather than by counts. (Its estimated rows
+against the table's say nothing more: without a ``Filter`` the scan already uses every condition the
+statement puts on the table, and no other index could return fewer rows.)
 """
 
 from __future__ import annotations
