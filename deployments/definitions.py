@@ -15,6 +15,7 @@ from prefect import Flow
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.schedules import Cron
 
+from flows.index_review import index_review_flow
 from flows.migrate_and_seed import migrate_and_seed_flow
 from flows.migration_plan import migration_plan_flow
 from flows.restore import restore_flow, restore_rollback_flow
@@ -73,6 +74,12 @@ def runner_deployments(settings: Settings) -> list[RunnerDeployment]:
         ),
         _deployment(
             restore_rehearsal_flow, "restore-rehearsal", description="Prove a backup restores, on demand."
+        ),
+        _deployment(
+            index_review_flow,
+            "index-review",
+            description="Review the indexes; with verify, measure the advice on a copy restored from a "
+            "backup.",
         ),
         _deployment(
             migration_plan_flow,

@@ -85,7 +85,13 @@ class GuardLostError(DbopsError):
     retryable = True
 
 
-class PlanUnavailableError(DbopsError):
+class ScratchCopyUnavailableError(DbopsError):
+    """No scratch copy to measure on: no backup of the database, or one that would not restore."""
+
+    exit_code = 2
+
+
+class PlanUnavailableError(ScratchCopyUnavailableError):
     """``dbops migrate --plan`` could not measure (no backup to restore, a copy that would not
     restore): a pipeline may fall back to the lint alone."""
 

@@ -85,6 +85,26 @@ class SlowQueryStatistics(BaseModel):
     detail: str
 
 
+class Verdict(StrEnum):
+    """What ``--verify`` measured of a finding on the restored copy."""
+
+    RECOMMENDED = "recommended"
+    NOT_PROVEN = "not proven"
+    NOT_MEASURED = "not measured"
+    DROP = "drop"
+    KEPT = "kept"
+
+
+class Verification(BaseModel):
+    """How ``--verify`` measured: on which backup, how many runs per statement, what speedup counts."""
+
+    backup: str
+    runs: int
+    min_speedup: float
+    elapsed_seconds: float
+    verdicts: dict[str, int] = Field(default_factory=dict, description="Findings per verdict.")
+
+
 class IndexReviewReport(BaseModel):
     database: str
     server_version: str
@@ -101,6 +121,9 @@ class IndexReviewReport(BaseModel):
         "statistic), and so what the findings do not judge.",
     )
     findings: list[Finding]
+    verification: Verification | None = Field(
+        default=None, description="Set by --verify: the advice measured on a restored copy."
+    )
 
     def finding(self, finding_id: str) -> Finding | None:
         return next((finding for finding in self.findings if finding.id == finding_id), None)

@@ -42,6 +42,7 @@ TIMEOUT_FIELDS = (
     "maintenance_wait_timeout_seconds",
     "review_lock_timeout_seconds",
     "review_plan_timeout_seconds",
+    "review_verify_timeout_seconds",
 )
 #: Of those, the ones whose documented 0 means "no timeout": only an exact 0 does.
 ZERO_DISABLES = frozenset({"ddl_statement_timeout_seconds"})
@@ -308,6 +309,18 @@ class Settings(BaseSettings):
     )
     review_plan_timeout_seconds: float = Field(
         default=5.0, description="Workload advice: statement_timeout for planning each statement."
+    )
+    review_min_speedup: float = Field(
+        default=2.0,
+        gt=1.0,
+        description="--verify: an advised index is recommended only when every statement it serves "
+        "measured at least this many times faster on the restored copy.",
+    )
+    review_verify_runs: int = Field(
+        default=5, ge=1, le=50, description="--verify: timed runs of each statement (the median counts)."
+    )
+    review_verify_timeout_seconds: float = Field(
+        default=60.0, description="--verify: statement_timeout for each statement run on the copy."
     )
     seed_file: Path | None = Field(
         default=None, description="Seed YAML; unset: the bundled models/seed.yaml."

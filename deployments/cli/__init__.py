@@ -90,7 +90,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "Serve the deployments (nightly backup, weekly maintenance, restore, ...) against PREFECT_API_URL.",
     ),
     "demo": Subcommand(
-        "demo", "Migrate and seed, load synthetic data, validate, back up, rehearse, archive, review indexes."
+        "demo",
+        "Migrate, seed, load data and a workload, validate, back up, rehearse, archive, review indexes.",
     ),
     "alerts": Subcommand("alerts", "Failure alerts for the scheduled runs."),
 }

@@ -15,20 +15,26 @@ from dataclasses import dataclass
 import typer
 
 from models.errors import DbopsError
+from models.index_review import FindingKind, Verdict
 from models.log_archive import ARCHIVED_TABLES
 from models.settings import Settings, load_settings
 from tasks.backup.nightly import back_up
 from tasks.index_review.runner import review_indexes
+from tasks.index_review.verify.run import verify_review
 from tasks.integrity.runner import integrity_error, validate_integrity
 from tasks.log_archive.archiving import archive_table
 from tasks.postgres.engine import database_url
 from tasks.restore.rehearsal import raise_for_failure, rehearse
+from tasks.seed.app_workload import run_app_workload
 from tasks.seed.deploy import migrate_and_seed
 from tasks.seed.synth import start_of_today, synth
 from tasks.seed.synth_rows import SynthPlan
 from tasks.seed.upsert import load_seed_document, seed_file_path
 from tasks.seed.validation import raise_for_validation
 from tasks.storage import open_store
+
+#: Calls of each application statement: enough for the workload advice, quick next to the rest.
+APPLICATION_CALLS = 75
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
 
 def demo_command() -> None:
-    """Migrate and seed, load synthetic data, validate, back up, rehearse, archive, review indexes."""
+    """Migrate, seed, load data and a workload, validate, back up, rehearse, archive, review indexes."""
     settings = load_settings()
     outcomes: list[StepOutcome] = []
     failure: DbopsError | None = None
@@ -89,6 +95,9 @@ def _steps(settings: Settings) -> list[tuple[str, Callable[[], str]]]:
             return "already loaded (seed 1)"
         return f"{sum(result.rows.values()):,} rows at {result.rows_per_second:,.0f} rows/s"
 
+    def workload() -> str:
+        return f"{run_app_workload(url, calls=APPLICATION_CALLS):,} statement calls recorded"
+
     def validate() -> str:
         report = validate_integrity(url, settings, seed_document=document)
         error = integrity_error(report)
@@ -112,16 +121,37 @@ def _steps(settings: Settings) -> list[tuple[str, Callable[[], str]]]:
     def review() -> str:
         report = review_indexes(url, settings)
         firm = [finding for finding in report.findings if not finding.tentative]
-        return f"{len(firm)} finding(s), {len(report.findings) - len(firm)} tentative"
+        workload = sum(1 for finding in report.findings if finding.kind is FindingKind.WORKLOAD_INDEX)
+        return (
+            f"{len(firm)} finding(s) ({workload} for the workload), "
+            f"{len(report.findings) - len(firm)} tentative"
+        )
+
+    def verify() -> str:
+        report = verify_review(url, settings, store)
+        recommended = [f for f in report.findings if f.evidence.get("verdict") == Verdict.RECOMMENDED]
+        verdicts = report.verification.verdicts if report.verification else {}
+        best = max(recommended, key=lambda f: f.evidence.get("speedup", 0), default=None)
+        shown = (
+            f" (best {best.measured_ms_before:,.2f} -> {best.measured_ms_after:,.2f} ms)"
+            if best is not None and best.measured_ms_before is not None and best.measured_ms_after is not None
+            else ""
+        )
+        others = ", ".join(
+            f"{count} {verdict}" for verdict, count in sorted(verdicts.items()) if verdict != "recommended"
+        )
+        return f"{len(recommended)} index(es) recommended{shown}" + (f"; {others}" if others else "")
 
     return [
         ("migrate and seed", deploy),
         ("synthetic data", load_synthetic),
+        ("application workload", workload),
         ("integrity validation", validate),
         ("backup", take_backup),
         ("restore rehearsal", rehearse_latest),
         ("log archiving", archive),
         ("index review", review),
+        ("index advice verified", verify),
     ]
 
 
@@ -134,6 +164,6 @@ def _print_summary(outcomes: list[StepOutcome], settings: Settings) -> None:
     typer.echo("")
     typer.echo("Next:")
     typer.echo(f"  backups and log archive:{settings.effective_backup_url}  (dbops backups)")
-    typer.echo("  index advice with SQL: dbops review-indexes")
+    typer.echo("  index advice with SQL: dbops review-indexes (measured on a copy: --verify)")
     typer.echo("  the Prefect UI:        make serve, then http://127.0.0.1:4200")
     typer.echo("  stop the database:     make demo-stop")

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from deployments.cli.options import DATABASE_URL_HELP, password_free_url
+from models.errors import ConfigurationError
 from models.settings import load_settings
 from tasks.index_review.apply import apply_finding
 from tasks.index_review.render import report_text
@@ -53,11 +54,40 @@ def review_indexes_command(
             "(default DBOPS_REVIEW_WORKLOAD_MIN_CALLS).",
         ),
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Measure the advice on a copy restored from a backup: build each advised index there, "
+            "time its statements before and after, and try each advised drop against the workload.",
+        ),
+    ] = False,
+    backup_id: Annotated[
+        str | None, typer.Option("--backup", help="With --verify: the backup to restore (default: newest).")
+    ] = None,
+    min_speedup: Annotated[
+        float | None,
+        typer.Option(
+            "--min-speedup",
+            help="With --verify: recommend an index only when its statements measured at least this many "
+            "times faster (default DBOPS_REVIEW_MIN_SPEEDUP).",
+        ),
+    ] = None,
 ) -> None:
     """Review indexes: unused, redundant, invalid, missing, bloated; sequential scans; slow queries.
 
     Also advises multi-column indexes for the workload (pg_stat_statements, and --queries).
     """
+    if not verify and (backup_id is not None or min_speedup is not None):
+        raise ConfigurationError(
+            "--backup and --min-speedup choose what --verify measures on and how",
+            hint="add --verify, or leave them out",
+        )
+    if min_speedup is not None and min_speedup <= 1.0:
+        raise ConfigurationError(
+            f"--min-speedup {min_speedup:g} would recommend an index that measured no faster",
+            hint="give a factor above 1, such as 2 (the default)",
+        )
     settings = load_settings()
     if min_calls is not None:
         settings = settings.model_copy(update={"review_workload_min_calls": min_calls})
@@ -74,7 +104,20 @@ def review_indexes_command(
         for statement in applied.finding.undo_sql:
             typer.echo(f"  undo: {statement};")
         return
-    report = review_indexes(url, settings, queries_file=queries)
+    if verify:
+        from tasks.index_review.verify.run import verify_review
+        from tasks.storage import open_store
+
+        report = verify_review(
+            url,
+            settings,
+            open_store(settings),
+            backup_id=backup_id,
+            min_speedup=min_speedup,
+            queries_file=queries,
+        )
+    else:
+        report = review_indexes(url, settings, queries_file=queries)
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:

@@ -40,7 +40,7 @@ from tasks.index_review.schema_findings import (
 from tasks.index_review.server_versions import statistics_error_hint, unjudged
 from tasks.index_review.slow_queries import read_slow_queries
 from tasks.index_review.table_findings import maintenance_findings, sequential_scan_findings
-from tasks.index_review.workload.advice import advise_indexes
+from tasks.index_review.workload.advice import WorkloadAdvice, advise_indexes
 from tasks.postgres.engine import check_connection, make_engine
 from tasks.postgres.locks import LockHolder
 from tasks.schema.lock import find_holder
@@ -55,6 +55,7 @@ def review_indexes(
     *,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     queries_file: Path | None = None,
+    advice: WorkloadAdvice | None = None,
 ) -> IndexReviewReport:
     """Review the indexes and tables of the database at *url*. Findings are advice and never raise;
     a statistic that cannot be read does (:class:`IndexReviewError`), since a review without it would
@@ -89,7 +90,8 @@ def review_indexes(
         ) from None
     finally:
         engine.dispose()
-    advice = advise_indexes(url, settings, queries_file=queries_file, logger=log)
+    if advice is None:  # --verify reads it first, for the parameter uses and plans it measures with
+        advice = advise_indexes(url, settings, queries_file=queries_file, logger=log)
     age_days = (now - statistics_since).total_seconds() / _SECONDS_PER_DAY if statistics_since else None
     declared = declared_indexes(schema, settings)
     tables_by_name = {table.name: table for table in tables}

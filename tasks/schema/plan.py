@@ -1,37 +1,21 @@
 """``dbops migrate --plan``: every pending revision measured on a restored copy of the database.
 
-The newest backup of the database (or the one named) is restored into a scratch copy with the
-rehearsal's machinery (its checks before anything is created, the run's lock, the guard, the sweep,
-streaming and parallel parts), and the revisions between the copy's revision and the code's head
-are applied to it with the tracer (:mod:`tasks.schema.tracer`). The copy is dropped in every
-outcome. Production is only read: its identity, to pick its backups.
+The newest backup of the database (or the one named) is restored into a scratch copy
+(:func:`tasks.restore.scratch.scratch_copy`, the rehearsal's machinery), and the revisions between
+the copy's revision and the code's head are applied to it with the tracer (:mod:`tasks.schema.tracer`).
+The copy is dropped in every outcome. Production is only read: its identity, to pick its backups.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 
 from models.backup import BackupManifest
-from models.errors import DbopsError, PlanFailedError, PlanUnavailableError, RestoreRefusedError
-from models.marks import DatabaseMark, MarkKind
+from models.errors import PlanFailedError, PlanUnavailableError
 from models.plan import MigrationPlan, RevisionTrace, StatementTrace, judge, verdict
 from models.settings import Settings
-from tasks.backup.source import database_source
-from tasks.postgres.engine import database_url
-from tasks.postgres.guard import maintenance_guard
-from tasks.restore.copy import vet_backup, work_directory
-from tasks.restore.leftovers import sweep
-from tasks.restore.parts import fetch_backup
-from tasks.restore.runs import hold_run, run_id
-from tasks.restore.target import (
-    CreatedDatabase,
-    create_database,
-    drop_created,
-    rehearsal_server,
-    timestamped_name,
-)
+from tasks.restore.scratch import scratch_copy
 from tasks.schema.squawk import LintError, squawk
 from tasks.schema.tracer import TracedUpgrade, trace_upgrade
 from tasks.storage import ObjectStore
@@ -50,24 +34,19 @@ def plan_migrations(
 ) -> MigrationPlan:
     """Measure every pending revision on a copy restored from *backup_id* (None: the newest)."""
     log = logger or _log
-    server = rehearsal_server(settings)
-    wanted = database_source(database_url(settings), settings)
-    try:
-        manifest, pg_restore = vet_backup(store, backup_id, settings, server, wanted=wanted)
-    except RestoreRefusedError as error:
-        raise PlanUnavailableError(
-            f"no backup of {wanted.database} to measure the migrations on: {error.message.rstrip('.')}",
-            detail=error.detail,
-            hint="take one with dbops backup, or fall back to the lint alone (make lint)",
-        ) from None
-    run = run_id()
-    with (
-        hold_run(server, settings, run),
-        maintenance_guard(server, settings, wanted.database, "migration plan", logger=log),
-    ):
-        sweep(server, settings, run=run, held=wanted.database, set_aside=False, logger=log)
-        traced = _restore_and_trace(settings, store, manifest, pg_restore, run, script_location, log)
-    return _judged(settings, manifest, wanted.database, traced, script_location)
+    with scratch_copy(
+        settings,
+        store,
+        backup_id=backup_id,
+        purpose="migration plan",
+        measuring="measure the migrations on",
+        prefix="plan",
+        no_backup_hint="take one with dbops backup, or fall back to the lint alone (make lint)",
+        unavailable=PlanUnavailableError,
+        logger=log,
+    ) as copy:
+        traced = trace_upgrade(copy.url, settings, script_location=script_location, analyze=True, log=log)
+    return _judged(settings, copy.manifest, copy.database, traced, script_location)
 
 
 def require_passing_plan(
@@ -87,38 +66,6 @@ def require_passing_plan(
             "dbops migrate --plan shows the whole measurement",
         )
     return plan
-
-
-def _restore_and_trace(
-    settings: Settings,
-    store: ObjectStore,
-    manifest: BackupManifest,
-    pg_restore: object,
-    run: str,
-    script_location: Path | None,
-    log: Logger,
-) -> TracedUpgrade:
-    server = rehearsal_server(settings)
-    created: CreatedDatabase | None = None
-    try:
-        with work_directory(settings, run) as directory:
-            fetched = fetch_backup(store, manifest, settings, directory, logger=log)
-            mark = DatabaseMark(
-                kind=MarkKind.SCRATCH, run=run, created=datetime.now(UTC), backup=manifest.backup_id
-            )
-            created = create_database(server, settings, timestamped_name("plan"), mark=mark)
-            try:
-                fetched.restore(created.url, pg_restore, settings, keep_ownership=False, log=log)  # type: ignore[arg-type]
-            except DbopsError as error:
-                raise PlanUnavailableError(
-                    f"backup {manifest.backup_id} did not restore, so nothing was measured",
-                    detail=error.one_line(),
-                    hint="rehearse it (dbops rehearse --backup ID), or plan on another with --backup",
-                ) from None
-        return trace_upgrade(created.url, settings, script_location=script_location, analyze=True, log=log)
-    finally:
-        if created is not None:
-            drop_created(created, settings, logger=log)
 
 
 def _judged(

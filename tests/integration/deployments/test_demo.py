@@ -22,15 +22,20 @@ def test_the_demo_runs_on_nothing_and_a_second_run_reuses_everything() -> None:
         for step in (
             "migrate and seed",
             "synthetic data",
+            "application workload",
             "integrity validation",
             "backup",
             "restore rehearsal",
             "log archiving",
             "index review",
+            "index advice verified",
         ):
             assert f"\n{step:<22} ok " in first.stdout, step
         assert "107,000 rows at" in first.stdout
         assert "analytics_events archived" in first.stdout
+        # The workload's statements get indexes, each measured faster on a copy of the demo's backup.
+        assert "(4 for the workload)" in first.stdout
+        assert "4 index(es) recommended (best " in first.stdout
         assert second.returncode == 0, second.stderr[-2000:]
         assert "synthetic data         ok" in second.stdout
         assert "already loaded (seed 1)" in second.stdout

@@ -39,6 +39,7 @@ def read_back(settings: Settings) -> dict[str, Any]:
                 "restore-tables/restore-tables",
                 "restore-rehearsal/restore-rehearsal",
                 "migration-plan/migration-plan",
+                "index-review/index-review",
                 "migrate-and-seed/migrate-and-seed",
             )
         }
@@ -58,6 +59,7 @@ def test_schedules_and_concurrency_are_what_operators_expect(settings: Settings)
         "restore-tables/restore-tables",
         "restore-rehearsal/restore-rehearsal",
         "migration-plan/migration-plan",
+        "index-review/index-review",
         "migrate-and-seed/migrate-and-seed",
     ):
         assert deployments[on_demand].schedules == []

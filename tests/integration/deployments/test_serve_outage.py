@@ -42,6 +42,7 @@ SERVED = {
     "restore-tables",
     "restore-rehearsal",
     "migration-plan",
+    "index-review",
     "migrate-and-seed",
 }
 #: Each request retried twice (2 + 4 s), a poll every 2 s: the runner gives up some 20 s into an outage.
