@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -104,14 +104,23 @@ class Stack:
         wait_for(seen, f"dbops serve never logged {text!r} {count} times", timeout=timeout)
 
     def deployments(self) -> dict[str, dict[str, object]]:
-        answer = httpx.post(f"{self.api}/deployments/filter", json={}, timeout=30)
-        answer.raise_for_status()
+        answer = self._request("POST", "/deployments/filter", json={})
         return {deployment["name"]: deployment for deployment in answer.json()}
 
     def set_paused(self, name: str, paused: bool) -> None:
         deployment_id = self.deployments()[name]["id"]
-        answer = httpx.patch(f"{self.api}/deployments/{deployment_id}", json={"paused": paused}, timeout=30)
+        self._request("PATCH", f"/deployments/{deployment_id}", json={"paused": paused})
+
+    def _request(self, method: str, path: str, **arguments: Any) -> httpx.Response:
+        """One API call, retried on 503 as Prefect's own client does: a SQLite server answers 503 while
+        ``dbops serve`` is writing its deployments back after the outage."""
+        for _ in range(10):
+            answer = httpx.request(method, f"{self.api}{path}", timeout=30, **arguments)
+            if answer.status_code != 503:
+                break
+            time.sleep(1)
         answer.raise_for_status()
+        return answer
 
     def stop_serving(self) -> tuple[int, float]:
         """SIGTERM, then the exit status and how long it took."""
