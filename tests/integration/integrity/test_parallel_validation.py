@@ -151,3 +151,11 @@ def test_a_bad_parallelism_is_one_line_and_exit_2(cli_env: dict[str, str]) -> No
         assert len(finished.stderr.strip().splitlines()) == 1, finished.stderr
         assert "DBOPS_VALIDATE_PARALLELISM" in finished.stderr
         assert "Traceback" not in finished.stderr
+
+
+def test_the_cli_prints_the_wall_time_and_the_pool(seeded_url: URL, cli_env: dict[str, str]) -> None:
+    finished = run_cli("validate", env=cli_env | {"DBOPS_VALIDATE_PARALLELISM": "3"})
+    assert finished.returncode == 0, finished.stderr
+    last = finished.stdout.strip().splitlines()[-1]
+    assert last.startswith("passed: 0 error(s), 0 warning(s) in ")
+    assert last.endswith(" s (wall time, 3 connections; each check's seconds are its own work)")
