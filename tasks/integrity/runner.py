@@ -169,19 +169,22 @@ def _run_on_pool(context: CheckContext, reads: list[Read], workers: int) -> list
         for read in largest_first(reads):
             pending[read.check].append(pool.submit(run_read, read))
 
-        def run_check(check: Check) -> CheckResult:
+        def assemble(check: Check) -> CheckResult:
             wait(pending[check.name])
             with guard:
                 spent = read_seconds[check.name]
-            return _run(check, context, spent)
+            return run_check(check, context, spent)
 
-        futures = {check.name: pool.submit(run_check, check) for check in CATALOGUE}
+        futures = {check.name: pool.submit(assemble, check) for check in CATALOGUE}
         results = {name: future.result() for name, future in futures.items()}
     return in_catalogue_order(results, [check.name for check in CATALOGUE])
 
 
-def _run(check: Check, context: CheckContext, read_seconds: float = 0.0) -> CheckResult:
-    """One check, timed; a check the database cannot run is a failure of that check, not of the run."""
+def run_check(check: Check, context: CheckContext, read_seconds: float = 0.0) -> CheckResult:
+    """One check, timed; a check the database cannot run is a failure of that check, not of the run.
+
+    Callable on its own, with a context of its own, to run one check (a restore can check a table's
+    relations as soon as its rows are in); *read_seconds* adds the time its reads took elsewhere."""
     started = time.monotonic()
     try:
         outcome = check.run(context)

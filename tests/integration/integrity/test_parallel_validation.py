@@ -9,7 +9,11 @@ import psycopg
 from sqlalchemy.engine import URL
 
 from models.integrity import CheckStatus, IntegrityReport
+from models.schema import TABLES
 from models.settings import Settings
+from tasks.integrity.context import CheckContext
+from tasks.integrity.runner import CATALOGUE, run_check
+from tasks.postgres.engine import make_engine
 from tests.integration.conftest import connect, run_cli
 from tests.integration.integrity.test_integrity import _run, failing, validate
 
@@ -159,3 +163,17 @@ def test_the_cli_prints_the_wall_time_and_the_pool(seeded_url: URL, cli_env: dic
     last = finished.stdout.strip().splitlines()[-1]
     assert last.startswith("passed: 0 error(s), 0 warning(s) in ")
     assert last.endswith(" s (wall time, 3 connections; each check's seconds are its own work)")
+
+
+def test_one_check_runs_alone_without_the_pool(seeded_url: URL, settings: Settings) -> None:
+    _plant_failures(seeded_url)
+    engine = make_engine(seeded_url, settings, purpose="validate")
+    try:
+        context = CheckContext(engine=engine, settings=settings, seed_document=None)
+        relations = run_check(next(check for check in CATALOGUE if check.name == "relations"), context)
+        users = next(table for table in TABLES if table.name == "users")
+        assert context.orphan_count(next(iter(users.foreign_key_constraints))) == 1
+    finally:
+        engine.dispose()
+    assert relations.status is CheckStatus.FAILED
+    assert "1 row(s) of applications (user_id) -> users point at no users row" in relations.detail
