@@ -87,7 +87,8 @@ def report_markdown(report: IntegrityReport) -> str:
         f"# Integrity of {report.database}: {verdict}{warnings}",
         "",
         f"PostgreSQL {report.server_version}, revision {report.revision}, "
-        f"checked {report.checked_at:%Y-%m-%d %H:%M:%S %Z} in {report.elapsed_seconds:.1f} s.",
+        f"checked {report.checked_at:%Y-%m-%d %H:%M:%S %Z} in {report.elapsed_seconds:.1f} s of wall time"
+        + (f" on {report.parallelism} connections." if report.parallelism else "."),
         "",
         "| check | severity | status | detail |",
         "|---|---|---|---|",

@@ -32,7 +32,11 @@ class CheckResult(BaseModel):
     status: CheckStatus
     detail: str = Field(description="One line: what was found, or what was checked.")
     samples: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_SAMPLES)
-    elapsed_seconds: float = 0.0
+    elapsed_seconds: float = Field(
+        default=0.0,
+        description="Time the check's own work took, its reads included; they run on several connections "
+        "at once, so the checks' times add up to more than the validation's wall time.",
+    )
 
     @property
     def is_error(self) -> bool:
@@ -51,7 +55,10 @@ class IntegrityReport(BaseModel):
     server_version: str
     revision: str | None
     checked_at: datetime
-    elapsed_seconds: float
+    elapsed_seconds: float = Field(description="Wall time of the whole validation.")
+    parallelism: int | None = Field(
+        default=None, description="Connections the checks ran on; None in an earlier release's report."
+    )
     row_counts: dict[str, int]
     checks: list[CheckResult]
 

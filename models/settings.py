@@ -258,8 +258,13 @@ class Settings(BaseSettings):
     alert_webhook_allow_private: bool = Field(
         default=False, description="Allow an alert webhook on a private or loopback address."
     )
-    validation_concurrency: int = Field(
-        default=2, ge=1, le=16, description="Connections the integrity checks run on at once."
+    validate_parallelism: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Connections the integrity checks run on at once, each in a thread of its own; unset: "
+        "this machine's cores when the database is on it (localhost or a Unix socket), else 2, since "
+        "PostgreSQL does not say how many cores its server has.",
     )
     validation_work_mem_mb: int = Field(
         default=256, ge=4, description="work_mem for the validation's hash joins and aggregates, in MB."

@@ -53,4 +53,7 @@ def _print_table(report: IntegrityReport) -> None:
                 typer.echo(f"      {json.dumps(sample, default=str)}")
     verdict = "passed" if report.passed else "FAILED"
     counts = f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)"
-    typer.echo(f"{verdict}: {counts} in {report.elapsed_seconds:.2f} s")
+    typer.echo(
+        f"{verdict}: {counts} in {report.elapsed_seconds:.2f} s (wall time, {report.parallelism} "
+        "connections; each check's seconds are its own work)"
+    )

@@ -6,16 +6,20 @@ the check is skipped with a warning that says how to enable it, never failed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import partial
+
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from models.integrity import MAX_SAMPLES, Severity
 from tasks.integrity.context import CheckContext
 from tasks.integrity.outcome import Outcome, outcome_from, skipped
+from tasks.integrity.schedule import Read
 
 # Largest first, so the long checks start early.
 BTREE_INDEXES = text("""
-    SELECT i.relname
+    SELECT i.relname, pg_relation_size(i.oid)
     FROM pg_index AS x
     JOIN pg_class AS i ON i.oid = x.indexrelid
     JOIN pg_am AS m ON m.oid = i.relam
@@ -36,12 +40,14 @@ def amcheck_unavailable(context: CheckContext) -> str | None:
 
 def _create_extension(context: CheckContext) -> str | None:
     try:
-        with context.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"))
+        with context.connection() as connection:
+            # The session is read-only by default; this one transaction may write, and it commits.
+            connection.execute(text("SET TRANSACTION READ WRITE"))
             connection.execute(text("CREATE EXTENSION IF NOT EXISTS amcheck"))
+            connection.commit()
     except DBAPIError as error:
         return str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
-    with context.engine.connect() as connection:
+    with context.connection() as connection:
         allowed = connection.execute(MAY_RUN_BT_INDEX_CHECK).scalar()
     if not allowed:
         # amcheck revokes its functions from PUBLIC: without the grant every index would "fail".
@@ -51,10 +57,12 @@ def _create_extension(context: CheckContext) -> str | None:
     return None
 
 
-def btree_indexes(context: CheckContext) -> list[str]:
-    def read() -> list[str]:
-        with context.engine.connect() as connection:
-            return [str(name) for name in connection.execute(BTREE_INDEXES).scalars()]
+def btree_indexes(context: CheckContext) -> dict[str, int]:
+    """Every valid btree index of the schema with its size in bytes, largest first."""
+
+    def read() -> dict[str, int]:
+        with context.connection() as connection:
+            return {str(name): int(size) for name, size in connection.execute(BTREE_INDEXES)}
 
     return context.once("btree-indexes", read)
 
@@ -64,7 +72,7 @@ def index_error(context: CheckContext, name: str) -> str | None:
 
     def check() -> str | None:
         try:
-            with context.engine.connect() as connection:
+            with context.connection() as connection:
                 connection.execute(text("SELECT bt_index_check(CAST(:name AS regclass))"), {"name": name})
         except DBAPIError as error:
             return str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
@@ -88,3 +96,13 @@ def amcheck(context: CheckContext) -> Outcome:
         f"{len(names)} btree indexes pass bt_index_check",
         [{"index": name, "error": error} for name, error in list(errors.items())[:MAX_SAMPLES]],
     )
+
+
+def amcheck_reads(context: CheckContext, sizes: Mapping[str, int]) -> list[Read]:
+    """amcheck's reads: one ``bt_index_check`` per index, none where amcheck cannot run."""
+    if amcheck_unavailable(context) is not None:
+        return []
+    return [
+        Read("amcheck", size, partial(index_error, context, name))
+        for name, size in btree_indexes(context).items()
+    ]

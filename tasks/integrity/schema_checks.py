@@ -63,7 +63,7 @@ _ENUM_COLUMNS = [
 
 
 def migrations_at_head(context: CheckContext) -> Outcome:
-    with context.engine.connect() as connection:
+    with context.connection() as connection:
         revision = MigrationContext.configure(connection).get_current_revision()
     head = head_revision()
     if revision == head:
@@ -73,7 +73,7 @@ def migrations_at_head(context: CheckContext) -> Outcome:
 
 
 def schema_drift(context: CheckContext) -> Outcome:
-    with context.engine.connect() as connection:
+    with context.connection() as connection:
         migration_context = MigrationContext.configure(
             connection,
             opts={"compare_type": True, "compare_server_default": True, "include_name": is_modelled},
@@ -105,7 +105,7 @@ def enums(context: CheckContext) -> Outcome:
         for table, column in _ENUM_COLUMNS
         if column.server_default is not None
     }
-    with context.engine.connect() as connection:
+    with context.connection() as connection:
         labels: dict[str, list[str]] = {row[0]: list(row[1]) for row in connection.execute(ENUM_LABELS)}
         defaults: dict[tuple[str, str], str] = {
             (row[0], row[1]): row[2] for row in connection.execute(COLUMN_DEFAULTS)
@@ -147,7 +147,7 @@ def indexes(context: CheckContext) -> Outcome:
         for table in Base.metadata.tables.values()
         for index in table.indexes
     }
-    with context.engine.connect() as connection:
+    with context.connection() as connection:
         present = {row[0]: (row[1], list(row[2])) for row in connection.execute(INDEX_COLUMNS)}
         broken = connection.execute(BROKEN_INDEXES).mappings().all()
         hidden_builds = connection.execute(text(HIDDEN_BUILDS)).scalar_one() if broken else 0

