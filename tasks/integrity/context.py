@@ -85,6 +85,8 @@ class CheckContext:
     settings: Settings
     seed_document: SeedDocument | None
     connections: ThreadConnections | None = None
+    #: How many threads (and so connections) the checks of this context run on at once.
+    parallelism: int = 1
     _results: dict[Hashable, Any] = field(default_factory=dict)
     _errors: dict[Hashable, Exception] = field(default_factory=dict)
     _locks: dict[Hashable, threading.Lock] = field(default_factory=dict)

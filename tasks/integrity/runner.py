@@ -88,9 +88,15 @@ def validate_integrity(
 
     Raises DatabaseUnavailableError when the database cannot be reached at all.
     """
-    log = logger or _log
-    started = time.monotonic()
-    workers = validation_parallelism(settings, url)
+    context = open_context(url, settings, seed_document)
+    try:
+        return run_catalogue(context, url, logger or _log)
+    finally:
+        close_context(context)
+
+
+def open_context(url: URL, settings: Settings, seed_document: SeedDocument | None) -> CheckContext:
+    """The context one validation's checks share: read-only connections, one per pool thread."""
     engine = make_engine(
         url,
         settings,
@@ -104,26 +110,41 @@ def validate_integrity(
             "max_parallel_workers_per_gather": "0",
         },
     )
-    connections = ThreadConnections(engine)
-    context = CheckContext(
-        engine=engine, settings=settings, seed_document=seed_document, connections=connections
+    return CheckContext(
+        engine=engine,
+        settings=settings,
+        seed_document=seed_document,
+        connections=ThreadConnections(engine),
+        parallelism=validation_parallelism(settings, url),
     )
-    try:
-        with context.connection() as connection:
-            server_version = str(connection.execute(text("SHOW server_version")).scalar_one())
-            revision = MigrationContext.configure(connection).get_current_revision()
-            sizes = {str(name): int(size) for name, size in connection.execute(TABLE_SIZES)}
-        reads = [read for check in CATALOGUE for read in _reads(check, context, sizes)]
-        connections.release()  # the first worker thread takes it over
-        results = _run_on_pool(context, reads, workers)
-    finally:
-        connections.close()
+
+
+def close_context(context: CheckContext) -> None:
+    if context.connections is not None:
+        context.connections.close()
+    context.engine.dispose()
+
+
+def run_catalogue(
+    context: CheckContext, url: URL, log: logging.Logger | logging.LoggerAdapter[logging.Logger]
+) -> IntegrityReport:
+    """Every check of the catalogue on *context*, reusing whatever it already read (a restore reads
+    the rows while its indexes build)."""
+    started = time.monotonic()
+    assert context.connections is not None, "the catalogue runs on a context with a pool"
+    with context.connection() as connection:
+        server_version = str(connection.execute(text("SHOW server_version")).scalar_one())
+        revision = MigrationContext.configure(connection).get_current_revision()
+        sizes = {str(name): int(size) for name, size in connection.execute(TABLE_SIZES)}
+    reads = [read for check in CATALOGUE for read in _reads(check, context, sizes)]
+    context.connections.release()  # the first worker thread takes it over
+    results = _run_on_pool(context, reads, context.parallelism)
     for result in results:
         log.info(
             "%s: %s (%.2f s) %s", result.name, result.status.value, result.elapsed_seconds, result.detail
         )
     elapsed = round(time.monotonic() - started, 3)
-    log.info("validated in %.2f s on %d connection(s)", elapsed, workers)
+    log.info("validated in %.2f s on %d connection(s)", elapsed, context.parallelism)
     counts = context.row_counts()
     return IntegrityReport(
         database=describe(url),
@@ -131,7 +152,7 @@ def validate_integrity(
         revision=revision,
         checked_at=datetime.now(UTC),
         elapsed_seconds=elapsed,
-        parallelism=workers,
+        parallelism=context.parallelism,
         row_counts={table.name: counts[table.name] for table in TABLES if table.name in counts},
         checks=results,
     )

@@ -1,38 +1,32 @@
 """The integrity checks of a freshly restored copy, in two stages around its index builds.
 
-A restore loads the rows first and builds the indexes and constraints after (post-data). The checks
-that read only rows (each table's count, every foreign key's orphans) and the enum check (the
-catalogue that pre-data made) need nothing post-data builds, so :meth:`StagedChecks.data_stage` runs
-them while post-data runs. Their results are memoised in the one :class:`CheckContext` that
-:meth:`StagedChecks.report` then runs the whole catalogue on, so nothing is read twice and every
-finding is reported by the same check, with the same message, as ``dbops validate`` reports it.
+A restore loads the rows first and builds the indexes and constraints after (post-data). The reads
+that need only rows (each table's count, every foreign key's orphans) need nothing post-data builds,
+so :meth:`StagedChecks.data_stage` runs them while post-data runs. Their results are memoised in
+the one :class:`CheckContext` that :meth:`StagedChecks.report` then runs the whole catalogue on, so
+nothing is read twice and every finding is reported by the same check, with the same message, as
+``dbops validate`` reports it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import Any
+from typing import TypeVar
 
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from models.database_url import describe
-from models.integrity import CheckResult, CheckStatus, IntegrityReport
+from models.integrity import IntegrityReport
 from models.schema import TABLES
 from models.seed import SeedDocument
 from models.settings import Settings
-from tasks.integrity.context import CheckContext
-from tasks.integrity.outcome import Outcome
-from tasks.integrity.runner import CATALOGUE, Check
-from tasks.integrity.schema_checks import enums
-from tasks.postgres.engine import make_engine
+from tasks.integrity.runner import close_context, open_context, run_catalogue
 
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+T = TypeVar("T")
 
 
 class StagedChecks:
@@ -40,47 +34,43 @@ class StagedChecks:
 
     def __init__(self, url: URL, settings: Settings, seed_document: SeedDocument | None) -> None:
         self.url = url
-        engine = make_engine(
-            url,
-            settings,
-            purpose="validate",
-            server_settings={
-                "default_transaction_read_only": "on",
-                "work_mem": f"{settings.validation_work_mem_mb}MB",
-                # As the runner: the checks already share the cores among themselves.
-                "max_parallel_workers_per_gather": "0",
-            },
-        )
-        self.context = CheckContext(engine=engine, settings=settings, seed_document=seed_document)
-        self._early: dict[str, Outcome] = {}
+        self.context = open_context(url, settings, seed_document)
 
     def close(self) -> None:
-        self.context.engine.dispose()
+        close_context(self.context)
 
     def data_stage(self, log: Logger) -> float:
-        """Count every modelled table's rows and every foreign key's orphans, and check the enums, on
-        ``validation_concurrency`` connections; seconds taken. A query that fails here is left for
-        :meth:`report`, which runs it again and reports it as the check's own failure."""
+        """Count every modelled table's rows and every foreign key's orphans on the validation's own
+        pool size; seconds taken. A read that fails here is memoised and reported by the check that
+        needs it in :meth:`report`, as its own failure, with the same message."""
         started = time.monotonic()
         context = self.context
+        modelled = {table.name for table in TABLES}
         keys = [
             key
             for table in TABLES
             for key in table.foreign_key_constraints
-            if key.referred_table.name in {modelled.name for modelled in TABLES}
+            if key.referred_table.name in modelled
         ]
+        connections = context.connections
+        assert connections is not None
 
-        def enum_check() -> object:
-            return self._early.setdefault("enums", enums(context))
+        def released(read: Callable[[T], object], argument: T) -> Callable[[], object]:
+            # Each pool thread hands its connection on when its read ends, so the catalogue's pool
+            # reuses them instead of opening as many again.
+            def run() -> object:
+                try:
+                    return read(argument)
+                finally:
+                    connections.release()
+
+            return run
 
         failures = 0
-        with ThreadPoolExecutor(
-            max_workers=context.settings.validation_concurrency, thread_name_prefix="early-check"
-        ) as pool:
-            futures: list[Future[Any]] = [
-                *(pool.submit(context.orphan_count, key) for key in keys),
-                *(pool.submit(context.row_count, table) for table in TABLES),
-                pool.submit(enum_check),
+        with ThreadPoolExecutor(max_workers=context.parallelism, thread_name_prefix="early-check") as pool:
+            futures: list[Future[object]] = [
+                *(pool.submit(released(context.orphan_count, key)) for key in keys),
+                *(pool.submit(released(context.row_count, table)) for table in TABLES),
             ]
             for future in futures:
                 error = future.exception()
@@ -89,55 +79,14 @@ class StagedChecks:
                 failures += error is not None
         seconds = round(time.monotonic() - started, 3)
         log.info(
-            "data checks beside the index builds: %d tables counted, %d foreign keys' orphans, enums, "
-            "in %.1f s%s",
+            "data checks beside the index builds: %d tables counted, %d foreign keys' orphans, in %.1f s%s",
             len(TABLES),
             len(keys),
             seconds,
-            f" ({failures} left for the full validation)" if failures else "",
+            f" ({failures} failed, reported by their checks)" if failures else "",
         )
         return seconds
 
     def report(self, log: Logger) -> IntegrityReport:
         """Every check of the catalogue on this context, reusing what :meth:`data_stage` read."""
-        started = time.monotonic()
-        context = self.context
-        with context.engine.connect() as connection:
-            server_version = str(connection.execute(text("SHOW server_version")).scalar_one())
-            revision = MigrationContext.configure(connection).get_current_revision()
-        with ThreadPoolExecutor(
-            max_workers=context.settings.validation_concurrency, thread_name_prefix="integrity"
-        ) as pool:
-            started_first = sorted(CATALOGUE, key=lambda check: not check.scans_data)
-            futures = {check.name: pool.submit(self._run, check) for check in started_first}
-            results = [futures[check.name].result() for check in CATALOGUE]
-        for result in results:
-            log.info(
-                "%s: %s (%.2f s) %s", result.name, result.status.value, result.elapsed_seconds, result.detail
-            )
-        counts = context.row_counts()
-        return IntegrityReport(
-            database=describe(self.url),
-            server_version=server_version,
-            revision=revision,
-            checked_at=datetime.now(UTC),
-            elapsed_seconds=round(time.monotonic() - started, 3),
-            row_counts={table.name: counts[table.name] for table in TABLES if table.name in counts},
-            checks=results,
-        )
-
-    def _run(self, check: Check) -> CheckResult:
-        started = time.monotonic()
-        try:
-            outcome = self._early.get(check.name) or check.run(self.context)
-        except DBAPIError as error:
-            message = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
-            outcome = Outcome(CheckStatus.FAILED, f"the check could not run: {message}")
-        return CheckResult(
-            name=check.name,
-            severity=outcome.severity or check.severity,
-            status=outcome.status,
-            detail=outcome.detail,
-            samples=outcome.samples,
-            elapsed_seconds=round(time.monotonic() - started, 3),
-        )
+        return run_catalogue(self.context, self.url, log)
