@@ -196,8 +196,9 @@ def test_ctrl_c_during_a_build_drops_what_it_left_and_exits_130(
 ) -> None:
     case = CASES[kind]
     case.prepare(migrated_url)
+    patient = bloat_env | {"DBOPS_REVIEW_LOCK_TIMEOUT_SECONDS": "120"}  # only the Ctrl-C ends the build
     with connect(migrated_url) as observer, case.blocker(migrated_url):
-        child = spawn_cli("review-indexes", "--apply", case.finding, env=bloat_env)
+        child = spawn_cli("review-indexes", "--apply", case.finding, env=patient)
         waiting_build(observer, child.pid, case.verb)
         child.send_signal(signal.SIGINT)
         _, stderr = child.communicate(timeout=60)
@@ -296,9 +297,10 @@ def test_invalid_indexes_a_live_run_may_be_building_are_not_judged_until_it_ends
 def test_the_build_holds_the_migration_lock_on_its_own_session(
     migrated_url: URL, cli_env: dict[str, str]
 ) -> None:
+    patient = cli_env | {"DBOPS_REVIEW_LOCK_TIMEOUT_SECONDS": "120"}  # only the Ctrl-C ends the build
     with connect(migrated_url) as observer, old_snapshot(migrated_url):
         child = spawn_cli(
-            "review-indexes", "--apply", "fk-without-index:fk_audit_logs_actor_id_users", env=cli_env
+            "review-indexes", "--apply", "fk-without-index:fk_audit_logs_actor_id_users", env=patient
         )
         try:
             build = waiting_build(observer, child.pid, "CREATE INDEX")
