@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from models.index_review import Finding, FindingKind, IndexReviewReport
 from models.settings import Settings, load_settings
 from tasks.backup.dump import backup
 from tasks.index_review.verify.run import verify_review
-from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, stop
+from tasks.postgres.embedded import EmbeddedServer, create_database
 from tasks.schema.migrate import migrate
 from tasks.storage import open_store
 from tests.integration.conftest import (
@@ -33,9 +33,9 @@ from tests.integration.conftest import (
     flow_run_artifacts,
     flow_url,
     run_cli,
-    server_directory,
     url_string,
 )
+from tests.integration.index_review.conftest import hypopg_available
 
 ROWS = 120_000
 CALLS = 30
@@ -56,19 +56,6 @@ WORKLOAD: list[tuple[str, Callable[[int], tuple[str, ...]]]] = [
         lambda i: (f"00000000-0000-0000-0001-{i % 5000:012d}",),
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def verify_server(pg_bindir: Path) -> Iterator[EmbeddedServer]:
-    with server_directory() as base_dir:
-        server = ensure_running(
-            base_dir,
-            pg_bindir,
-            durable=False,
-            server_settings={"shared_preload_libraries": "pg_stat_statements"},
-        )
-        yield server
-        stop(base_dir, pg_bindir)
 
 
 def planted(server: EmbeddedServer, home: Path, *, hypopg: bool) -> URL:
@@ -142,13 +129,6 @@ def verify_settings(url: URL, home: Path, store: Path) -> Settings:
     )
 
 
-def hypopg_available(server: EmbeddedServer) -> bool:
-    with admin_connection(server) as connection:
-        return bool(
-            connection.execute("SELECT FROM pg_available_extensions WHERE name = 'hypopg'").fetchall()
-        )
-
-
 def workload_finding(report: IndexReviewReport, table: str) -> Finding:
     [finding] = [f for f in report.findings if f.kind is FindingKind.WORKLOAD_INDEX and f.table == table]
     return finding
@@ -156,11 +136,11 @@ def workload_finding(report: IndexReviewReport, table: str) -> Finding:
 
 @pytest.mark.parametrize("hypopg", [False, True], ids=["built-on-copy", "hypopg"])
 def test_verify_recommends_the_planted_indexes_and_keeps_the_needed_one(
-    verify_server: EmbeddedServer, tmp_path: Path, hypopg: bool
+    statements_server: EmbeddedServer, tmp_path: Path, hypopg: bool
 ) -> None:
-    if hypopg and not hypopg_available(verify_server):
+    if hypopg and not hypopg_available(statements_server):
         pytest.skip("hypopg is not installed for this server (DBOPS_PG_BINDIR=/usr/lib/postgresql/15/bin)")
-    url = planted(verify_server, tmp_path / "home", hypopg=hypopg)
+    url = planted(statements_server, tmp_path / "home", hypopg=hypopg)
     settings = verify_settings(url, tmp_path / "home", tmp_path / "store")
     store = open_store(settings)
     backup(url, settings, store)
@@ -202,17 +182,17 @@ def test_verify_recommends_the_planted_indexes_and_keeps_the_needed_one(
         assert (
             connection.execute("SELECT indexrelid::regclass::text FROM pg_index").fetchall() == indexes_before
         )
-    with admin_connection(verify_server) as connection:
+    with admin_connection(statements_server) as connection:
         copies = connection.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'verify\\_%%'")
         assert copies.fetchone() == (0,)
 
 
 def test_verify_without_a_backup_exits_2_with_one_line(
-    verify_server: EmbeddedServer, tmp_path: Path, cli_env: dict[str, str]
+    statements_server: EmbeddedServer, tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
     name = f"planted_{uuid.uuid4().hex[:10]}"
-    create_database(verify_server, name)
-    url = verify_server.url(name)
+    create_database(statements_server, name)
+    url = statements_server.url(name)
     env = cli_env | {"DBOPS_DATABASE_URL": url_string(url), "DBOPS_BACKUP_URL": str(tmp_path / "store")}
     result = run_cli("review-indexes", "--verify", env=env)
     assert result.returncode == 2, result.stderr
@@ -235,9 +215,9 @@ def test_verify_without_a_backup_exits_2_with_one_line(
 
 @pytest.mark.usefixtures("prefect_api")
 def test_the_flow_verifies_and_publishes_the_measurements(
-    verify_server: EmbeddedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    statements_server: EmbeddedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = planted(verify_server, tmp_path / "home", hypopg=False)
+    url = planted(statements_server, tmp_path / "home", hypopg=False)
     settings = verify_settings(url, tmp_path / "home", tmp_path / "store")
     store = open_store(settings)
     manifest = backup(url, settings, store)

@@ -22,7 +22,7 @@ from tasks.index_review.catalog import read_server_version_num
 from tasks.index_review.runner import review_indexes
 from tasks.index_review.workload.advice import advise_indexes
 from tasks.index_review.workload.costing import candidate_sql, choose_candidates, cost_candidates
-from tasks.postgres.embedded import EmbeddedServer, create_database, ensure_running, stop
+from tasks.postgres.embedded import EmbeddedServer, create_database
 from tasks.postgres.engine import make_engine
 from tasks.schema.migrate import migrate
 from tests.helpers import environment_without_dbops
@@ -32,9 +32,9 @@ from tests.integration.conftest import (
     flow_run_artifacts,
     flow_url,
     run_cli,
-    server_directory,
     url_string,
 )
+from tests.integration.index_review.conftest import hypopg_available
 
 TEMPLATE = "workload_template"
 ROWS = 100_000
@@ -55,43 +55,30 @@ EVENTS_LATEST = (
 
 
 @pytest.fixture(scope="module")
-def workload_server(pg_bindir: Path) -> Iterator[EmbeddedServer]:
-    """A server of its own with pg_stat_statements preloaded, and a template database migrated and
-    filled with 100k audit logs and 100k analytics events (analysed), for each test to copy."""
-    with server_directory() as base_dir:
-        server = ensure_running(
-            base_dir,
-            pg_bindir,
-            durable=False,
-            server_settings={"shared_preload_libraries": "pg_stat_statements"},
-        )
-        create_database(server, TEMPLATE)
-        url = server.url(TEMPLATE)
-        migrate(
-            url, load_settings(_env_file=None, database_url=SecretStr(url_string(url)), home=base_dir / "h")
-        )
-        with connect(url) as connection:
-            connection.execute(f"""
-                INSERT INTO audit_logs (action, entity_type, entity_id, created_at)
-                SELECT 'action_' || (g % 40), 'type_' || (g % 6), (g % 20000)::text,
-                       now() - g * interval '1 minute'
-                FROM generate_series(1, {ROWS}) AS g""")
-            connection.execute(f"""
-                INSERT INTO analytics_events (university_id, event_type, occurred_at)
-                SELECT ('00000000-0000-0000-0000-' || lpad((g % 300)::text, 12, '0'))::uuid,
-                       'event_' || (g % 12), now() - g * interval '1 minute'
-                FROM generate_series(1, {ROWS}) AS g""")
-            connection.execute("ANALYZE audit_logs")
-            connection.execute("ANALYZE analytics_events")
-        yield server
-        stop(base_dir, pg_bindir)
-
-
-def hypopg_on(server: EmbeddedServer) -> bool:
-    with admin_connection(server) as connection:
-        return bool(
-            connection.execute("SELECT FROM pg_available_extensions WHERE name = 'hypopg'").fetchall()
-        )
+def workload_server(
+    statements_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory
+) -> EmbeddedServer:
+    """The server that records the workload, with a template database migrated and filled with 100k
+    audit logs and 100k analytics events (analysed), for each test to copy."""
+    server = statements_server
+    create_database(server, TEMPLATE)
+    url = server.url(TEMPLATE)
+    home = tmp_path_factory.mktemp("workload")
+    migrate(url, load_settings(_env_file=None, database_url=SecretStr(url_string(url)), home=home))
+    with connect(url) as connection:
+        connection.execute(f"""
+            INSERT INTO audit_logs (action, entity_type, entity_id, created_at)
+            SELECT 'action_' || (g % 40), 'type_' || (g % 6), (g % 20000)::text,
+                   now() - g * interval '1 minute'
+            FROM generate_series(1, {ROWS}) AS g""")
+        connection.execute(f"""
+            INSERT INTO analytics_events (university_id, event_type, occurred_at)
+            SELECT ('00000000-0000-0000-0000-' || lpad((g % 300)::text, 12, '0'))::uuid,
+                   'event_' || (g % 12), now() - g * interval '1 minute'
+            FROM generate_series(1, {ROWS}) AS g""")
+        connection.execute("ANALYZE audit_logs")
+        connection.execute("ANALYZE analytics_events")
+    return server
 
 
 @pytest.fixture
@@ -110,7 +97,7 @@ def workload_url(workload_server: EmbeddedServer) -> Iterator[URL]:
 
 
 def with_hypopg(url: URL, server: EmbeddedServer) -> None:
-    if not hypopg_on(server):
+    if not hypopg_available(server):
         pytest.skip("hypopg is not available on this server (run on Debian's PostgreSQL 15)")
     with connect(url) as connection:
         connection.execute("CREATE EXTENSION hypopg")
