@@ -14,13 +14,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from sqlalchemy.engine import URL
 
 from models.backup import BackupManifest
 from models.settings import Settings
 from tasks.backup.source import count_rows
-from tasks.postgres.binaries import embedded_bindir, find_program, major_version
+from tasks.postgres.binaries import find_program
 from tasks.postgres.command import run_pg_program
 from tasks.postgres.embedded import EmbeddedServer, create_database
 from tasks.postgres.engine import make_engine, open_connection
@@ -31,7 +30,6 @@ from tasks.restore.pg_restore import restore_arguments
 from tasks.storage import ObjectStore
 from tests.integration.backup.test_parts import schema_of
 from tests.integration.conftest import admin_connection, connect
-from tests.second_major import second_major, system_servers
 
 _log = logging.getLogger(__name__)
 
@@ -267,37 +265,6 @@ def restore_with_dbops(
     finally:
         engine.dispose()
     assert count_mismatches(manifest.row_counts, restored) == []
-
-
-def require_extension(server: EmbeddedServer, pg_bindir: Path, name: str) -> None:
-    """Skip a schema whose extension this server's installation lacks, saying which major runs it.
-
-    .ci/run installs pg_partman and pg_cron for each system server (Debian's packages
-    ``postgresql-<major>-partman`` and ``-cron``); the wheel's server has neither. So under CI the
-    wheel's pass skips these schemas and the second pass, on the system server, must run them: there a
-    missing extension fails.
-    """
-    with admin_connection(server) as connection:
-        found = connection.execute(
-            "SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,)
-        ).fetchone()
-    if found is not None:
-        return
-    major = major_version(find_program("postgres", pg_bindir))
-    package = {"pg_partman": "partman", "pg_cron": "cron"}[name]
-    if pg_bindir.resolve() == embedded_bindir().resolve():
-        chosen = second_major(system_servers(), major)
-        where = (
-            f"PostgreSQL {chosen[0]} ({chosen[1]})" if chosen else "a system server, of which there is none"
-        )
-        pytest.skip(
-            f"{name} is not built for the wheel's PostgreSQL {major}; make test's second pass runs this "
-            f"schema on {where}, where .ci/run installs it"
-        )
-    message = f"{name} is not installed for PostgreSQL {major} ({pg_bindir})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{message}; .ci/run must install postgresql-{major}-{package}")
-    pytest.skip(f"{message}: apt-get install postgresql-{major}-{package} to run this schema")
 
 
 #: The README's "Restoring a multi-part backup by hand" script, for a backup in a local directory:

@@ -27,6 +27,7 @@ from tasks.postgres.embedded import EmbeddedServer, ensure_running, stop
 from tasks.storage import open_store
 from tests.integration.backup import corpus
 from tests.integration.conftest import connect, server_directory
+from tests.integration.extensions import require_extension
 
 PARALLELISMS = (2, 3, 4)
 CRON_DATABASE = "cron_corpus"
@@ -163,7 +164,7 @@ def dropped_during_dump(database_url: URL, pg_server: EmbeddedServer) -> Source:
 
 @pytest.fixture
 def partman(database_url: URL, pg_server: EmbeddedServer, pg_bindir: Path) -> Source:
-    corpus.require_extension(pg_server, pg_bindir, "pg_partman")
+    require_extension(pg_server, pg_bindir, "pg_partman")
     return Source(loaded(database_url, corpus.PARTMAN), corpus.Targets(pg_server))
 
 
@@ -172,7 +173,7 @@ def cron_server(pg_server: EmbeddedServer, pg_bindir: Path) -> Iterator[Embedded
     """A server of its own with pg_cron loaded at start, which it must be, and bound to one database:
     pg_cron can be created only in ``cron.database_name``, so every restore of this schema goes into
     a database of that name, dropped and created afresh each time."""
-    corpus.require_extension(pg_server, pg_bindir, "pg_cron")
+    require_extension(pg_server, pg_bindir, "pg_cron")
     with server_directory() as base_dir:
         server = ensure_running(
             base_dir,

@@ -35,7 +35,7 @@ from tests.integration.conftest import (
     run_cli,
     url_string,
 )
-from tests.integration.index_review.conftest import hypopg_available
+from tests.integration.index_review.conftest import require_hypopg
 
 ROWS = 120_000
 CALLS = 30
@@ -136,10 +136,10 @@ def workload_finding(report: IndexReviewReport, table: str) -> Finding:
 
 @pytest.mark.parametrize("hypopg", [False, True], ids=["built-on-copy", "hypopg"])
 def test_verify_recommends_the_planted_indexes_and_keeps_the_needed_one(
-    statements_server: EmbeddedServer, tmp_path: Path, hypopg: bool
+    statements_server: EmbeddedServer, pg_bindir: Path, tmp_path: Path, hypopg: bool
 ) -> None:
-    if hypopg and not hypopg_available(statements_server):
-        pytest.skip("hypopg is not installed for this server (DBOPS_PG_BINDIR=/usr/lib/postgresql/15/bin)")
+    if hypopg:
+        require_hypopg(statements_server, pg_bindir)
     url = planted(statements_server, tmp_path / "home", hypopg=hypopg)
     settings = verify_settings(url, tmp_path / "home", tmp_path / "store")
     store = open_store(settings)

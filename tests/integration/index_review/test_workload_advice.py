@@ -34,7 +34,7 @@ from tests.integration.conftest import (
     run_cli,
     url_string,
 )
-from tests.integration.index_review.conftest import hypopg_available
+from tests.integration.index_review.conftest import require_hypopg
 
 TEMPLATE = "workload_template"
 ROWS = 100_000
@@ -96,9 +96,8 @@ def workload_url(workload_server: EmbeddedServer) -> Iterator[URL]:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def with_hypopg(url: URL, server: EmbeddedServer) -> None:
-    if not hypopg_available(server):
-        pytest.skip("hypopg is not available on this server (run on Debian's PostgreSQL 15)")
+def with_hypopg(url: URL, server: EmbeddedServer, pg_bindir: Path) -> None:
+    require_hypopg(server, pg_bindir)
     with connect(url) as connection:
         connection.execute("CREATE EXTENSION hypopg")
 
@@ -126,9 +125,9 @@ def workload_findings(report: IndexReviewReport) -> dict[str, Finding]:
 
 
 def test_the_workload_gets_multi_column_indexes_equality_then_range_or_sort_costed_with_hypopg(
-    workload_server: EmbeddedServer, workload_url: URL, tmp_path: Path
+    workload_server: EmbeddedServer, workload_url: URL, pg_bindir: Path, tmp_path: Path
 ) -> None:
-    with_hypopg(workload_url, workload_server)
+    with_hypopg(workload_url, workload_server, pg_bindir)
     run_workload(workload_url, AUDIT_FILTER, AUDIT_LATEST, EVENTS_LATEST)
 
     report = review_indexes(workload_url, advice_settings(workload_url, tmp_path))
@@ -219,9 +218,9 @@ def test_a_workload_the_existing_indexes_serve_gets_no_advice(
 
 
 def test_a_write_heavy_tables_marginal_candidate_is_not_recommended(
-    workload_server: EmbeddedServer, workload_url: URL, tmp_path: Path
+    workload_server: EmbeddedServer, workload_url: URL, pg_bindir: Path, tmp_path: Path
 ) -> None:
-    with_hypopg(workload_url, workload_server)
+    with_hypopg(workload_url, workload_server, pg_bindir)
     with connect(workload_url) as connection:
         connection.execute("SELECT pg_stat_reset()")
         connection.execute("UPDATE analytics_events SET properties = '{\"seen\": true}'")
