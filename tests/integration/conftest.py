@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pty
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -122,14 +123,22 @@ def spawn_cli(*arguments: str, env: dict[str, str], **options: Any) -> subproces
 
     Output is captured unless *options* say otherwise (``stdout=subprocess.DEVNULL``, say, for a run
     nobody reads); ``start_new_session=True`` lets a test kill the run with its children.
+
+    The run takes SIGINT as a terminal's Ctrl-C delivers it even where the suite itself was started in
+    the background of a script, which ignores SIGINT and would pass that on to every child.
     """
     return subprocess.Popen(
         cli_command(*arguments),
         env=env,
         cwd=REPO_ROOT,
         text=True,
+        preexec_fn=_interruptible,
         **({"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE} | options),
     )
+
+
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def url_string(url: URL) -> str:

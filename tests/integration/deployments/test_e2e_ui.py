@@ -221,7 +221,8 @@ def _start_restore(page: Any, stack: Stack, target: str) -> None:
     run_name = page.locator("input").first.input_value()
     page.get_by_role("button", name="Submit").click()
     page.wait_for_url("**?tab=Runs", timeout=90_000)
-    page.get_by_role("link", name=run_name, exact=True).first.click()
+    # The runs list shows a new run at its next refresh, which a loaded machine delays.
+    page.get_by_role("link", name=run_name, exact=True).first.click(timeout=90_000)
     page.wait_for_url("**/runs/flow-run/**", timeout=90_000)
 
 
