@@ -105,7 +105,7 @@ def _closing(expression: str, opening: int) -> int:
     return -1
 
 
-def _top_level(expression: str) -> list[tuple[int, str]]:
+def top_level(expression: str) -> list[tuple[int, str]]:
     """(position, character) of every character outside quotes and parentheses."""
     top, depth, quote = [], 0, ""
     for index, char in enumerate(expression):
@@ -127,7 +127,7 @@ def _top_level(expression: str) -> list[tuple[int, str]]:
 def split_top_level(expression: str, separator: str) -> list[str]:
     """*expression* split on *separator* (`` AND ``, ``,``) where it stands outside quotes and
     parentheses."""
-    top = {index for index, _ in _top_level(expression)}
+    top = {index for index, _ in top_level(expression)}
     parts, start, index = [], 0, 0
     while index <= len(expression) - len(separator):
         if index in top and expression.startswith(separator, index):
@@ -181,7 +181,7 @@ def comparison(conjunct: str) -> Comparison | None:
     if null_test is not None:
         column = column_ref(null_test["operand"])
         return None if column is None else Comparison(column, null_test["test"])
-    top = {index for index, _ in _top_level(conjunct)}
+    top = {index for index, _ in top_level(conjunct)}
     for index in sorted(top):
         operator = next((op for op in _OPERATORS if conjunct.startswith(f" {op} ", index)), None)
         if operator is None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from tasks.index_review.workload.expressions import split_top_level, top_level
+
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 _CALLS = re.compile(r"--[^\n]*?\bcalls:\s*(\d+)", re.IGNORECASE)
 _FIRST_WORD = re.compile(r"^([A-Za-z]+)")
@@ -155,11 +157,10 @@ def updated_columns(query: str) -> tuple[str, frozenset[str] | None] | None:
     table = match["table"]
     table = table.strip('"') if table.startswith('"') else table.lower()
     rest = match["rest"]
-    end = next(
-        (m.start() for m in _SET_END.finditer(rest) if _outside_parentheses(rest, m.start())), len(rest)
-    )
+    outside = {index for index, _ in top_level(rest)}
+    end = next((m.start() for m in _SET_END.finditer(rest) if m.start() in outside), len(rest))
     columns: set[str] = set()
-    for assignment in _split_commas(rest[:end]):
+    for assignment in split_top_level(rest[:end], ","):
         target = assignment.split("=", 1)[0].strip()
         names = target.strip("()").split(",") if target.startswith("(") else [target]
         for name in names:
@@ -168,27 +169,3 @@ def updated_columns(query: str) -> tuple[str, frozenset[str] | None] | None:
                 return table, None
             columns.add(name.strip('"') if name.startswith('"') else name.lower())
     return table, frozenset(columns)
-
-
-def _outside_parentheses(text: str, position: int) -> bool:
-    depth, quote = 0, ""
-    for char in text[:position]:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-    return depth == 0 and not quote
-
-
-def _split_commas(text: str) -> list[str]:
-    parts, start = [], 0
-    for index, char in enumerate(text):
-        if char == "," and _outside_parentheses(text, index):
-            parts.append(text[start:index])
-            start = index + 1
-    parts.append(text[start:])
-    return [part for part in parts if part.strip()]
