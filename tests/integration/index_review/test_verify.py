@@ -35,7 +35,7 @@ from tests.integration.conftest import (
     run_cli,
     url_string,
 )
-from tests.integration.index_review.conftest import require_hypopg
+from tests.integration.index_review.conftest import plant_rows, require_hypopg
 
 ROWS = 120_000
 CALLS = 30
@@ -66,17 +66,7 @@ def planted(server: EmbeddedServer, home: Path, *, hypopg: bool) -> URL:
     url = server.url(name)
     migrate(url, load_settings(_env_file=None, database_url=SecretStr(url_string(url)), home=home))
     with connect(url) as connection:
-        connection.execute(f"""
-            INSERT INTO audit_logs (action, entity_type, entity_id, created_at)
-            SELECT 'action_' || (g % 40), 'type_' || (g % 6), (g % 20000)::text,
-                   now() - g * interval '1 minute'
-            FROM generate_series(1, {ROWS}) AS g""")
-        connection.execute(f"""
-            INSERT INTO analytics_events (user_id, university_id, event_type, occurred_at)
-            SELECT ('00000000-0000-0000-0001-' || lpad((g % 5000)::text, 12, '0'))::uuid,
-                   ('00000000-0000-0000-0000-' || lpad((g % 300)::text, 12, '0'))::uuid,
-                   'event_' || (g % 12), now() - g * interval '1 minute'
-            FROM generate_series(1, {ROWS}) AS g""")
+        plant_rows(connection, ROWS, users=True)
         connection.execute("CREATE TABLE tiny_codes (code text NOT NULL, label text NOT NULL)")
         connection.execute(
             "INSERT INTO tiny_codes SELECT 'code_' || g, 'label ' || g FROM generate_series(0, 19) g"

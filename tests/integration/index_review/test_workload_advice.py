@@ -34,7 +34,7 @@ from tests.integration.conftest import (
     run_cli,
     url_string,
 )
-from tests.integration.index_review.conftest import require_hypopg
+from tests.integration.index_review.conftest import plant_rows, require_hypopg
 
 TEMPLATE = "workload_template"
 ROWS = 100_000
@@ -66,16 +66,7 @@ def workload_server(
     home = tmp_path_factory.mktemp("workload")
     migrate(url, load_settings(_env_file=None, database_url=SecretStr(url_string(url)), home=home))
     with connect(url) as connection:
-        connection.execute(f"""
-            INSERT INTO audit_logs (action, entity_type, entity_id, created_at)
-            SELECT 'action_' || (g % 40), 'type_' || (g % 6), (g % 20000)::text,
-                   now() - g * interval '1 minute'
-            FROM generate_series(1, {ROWS}) AS g""")
-        connection.execute(f"""
-            INSERT INTO analytics_events (university_id, event_type, occurred_at)
-            SELECT ('00000000-0000-0000-0000-' || lpad((g % 300)::text, 12, '0'))::uuid,
-                   'event_' || (g % 12), now() - g * interval '1 minute'
-            FROM generate_series(1, {ROWS}) AS g""")
+        plant_rows(connection, ROWS, users=False)
         connection.execute("ANALYZE audit_logs")
         connection.execute("ANALYZE analytics_events")
     return server
